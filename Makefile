@@ -1,0 +1,49 @@
+# Set-up and everyday commands. `make demo` and `make test` are all a fresh machine needs.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+DEMO ?= demo
+# Images in the demo download: 10 classes x 50 training images + 10 x 10 validation images.
+DEMO_FIXTURE ?= --classes 10 --per-class 50 --val-per-class 10
+DEMO_BUILD ?= --formats tfrecord,imagefolder --train-shards 8 --validation-shards 2
+
+.PHONY: demo test lint unit bench clean
+
+# The venv is (re)installed when pyproject.toml changes; the stamps record which extras are in.
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.stamp-base: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.stamp-test: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@ $(VENV)/.stamp-base
+
+demo: $(VENV)/.stamp-base
+	rm -rf $(DEMO)
+	$(BIN)/imagenet-prep fixture $(DEMO)/download $(DEMO_FIXTURE)
+	$(BIN)/imagenet-prep build --source $(DEMO)/download --output $(DEMO)/out $(DEMO_BUILD)
+	$(BIN)/imagenet-prep verify $(DEMO)/out
+	@echo
+	@echo "Demo download (ILSVRC2012-shaped archives): $(DEMO)/download"
+	@echo "TFRecords:   $(DEMO)/out/tfrecord/"
+	@echo "ImageFolder: $(DEMO)/out/imagefolder/"
+	@echo "Boxes CSV:   $(DEMO)/out/imagenet_2012_bounding_boxes.csv"
+	@echo "Labels:      $(DEMO)/out/labels.txt"
+	@echo "Manifest:    $(DEMO)/out/manifest.json"
+
+lint: $(VENV)/.stamp-test
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy
+
+unit: $(VENV)/.stamp-test
+	$(BIN)/python -m pytest -q
+
+test: lint unit
+
+clean:
+	rm -rf $(VENV) $(DEMO) .pytest_cache .mypy_cache .ruff_cache

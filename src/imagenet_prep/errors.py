@@ -1,0 +1,24 @@
+"""Exceptions with one-line messages that name the file and what is wrong.
+
+The CLI prints ``str(error)`` and exits 1 for :class:`DataError` (bad input data or
+output that fails a check) and 2 for :class:`UsageError` (bad options); it never
+shows a traceback for either.
+"""
+
+from __future__ import annotations
+
+
+class ImagenetPrepError(Exception):
+    """Base class of every error this package raises on purpose."""
+
+
+class DataError(ImagenetPrepError):
+    """Input data (an archive, an image, an XML file, a label file) is missing or damaged."""
+
+
+class UsageError(ImagenetPrepError, ValueError):
+    """Options that cannot work together, or an output path that cannot be used."""
+
+
+class VerifyError(DataError):
+    """Output written earlier does not match its manifest."""

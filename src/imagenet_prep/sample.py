@@ -1,0 +1,51 @@
+"""The records that flow between sources, image fixes and sinks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class BBox:
+    """A box in coordinates normalized to [0, 1] of the image width and height."""
+
+    xmin: float
+    ymin: float
+    xmax: float
+    ymax: float
+
+
+@dataclass(frozen=True, slots=True)
+class ImageRef:
+    """Where one image's bytes live, small enough to send to a worker process.
+
+    ``path`` is an archive (then ``offset``/``size`` locate the member's data) or a
+    plain file (then ``offset`` is 0 and ``size`` its length).
+    """
+
+    split: str
+    key: str
+    filename: str
+    wnid: str
+    label: int
+    path: str
+    offset: int
+    size: int
+    origin: str
+    boxes: tuple[BBox, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """One image with everything a sink writes about it.
+
+    ``label`` is the 0-based index in the sorted 1000-synset list; sinks apply
+    their own offsets. ``data`` is the image as it is written (already fixed),
+    ``width``/``height`` its stored pixel grid.
+    """
+
+    ref: ImageRef
+    data: bytes
+    width: int
+    height: int
+    reencoded: str | None = None
