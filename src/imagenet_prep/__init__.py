@@ -1,5 +1,57 @@
-"""imagenet-prep: the raw ILSVRC2012 download to training-ready data in one streaming pass."""
+"""imagenet-prep: the raw ILSVRC2012 download to training-ready data in one streaming pass.
+
+The public API::
+
+    from imagenet_prep import BuildConfig, build, verify
+    result = build(BuildConfig(source="download", output="out", formats=("tfrecord",)))
+    assert verify("out").ok
+"""
 
 from __future__ import annotations
 
 __version__ = "0.1.0"
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .config import BuildConfig
+    from .errors import DataError, ImagenetPrepError, UsageError, VerifyError
+    from .pipeline import BuildResult, build
+    from .verify import VerifyResult, verify
+
+# Imported on first use, so that `import imagenet_prep.labels` (or the CLI's start-up)
+# does not pay for the whole pipeline.
+_LAZY = {
+    "BuildConfig": "config",
+    "BuildResult": "pipeline",
+    "DataError": "errors",
+    "ImagenetPrepError": "errors",
+    "UsageError": "errors",
+    "VerifyError": "errors",
+    "VerifyResult": "verify",
+    "build": "pipeline",
+    "verify": "verify",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'imagenet_prep' has no attribute {name!r}")
+    from importlib import import_module
+
+    return getattr(import_module(f".{module}", __name__), name)
+
+
+__all__ = [
+    "BuildConfig",
+    "BuildResult",
+    "DataError",
+    "ImagenetPrepError",
+    "UsageError",
+    "VerifyError",
+    "VerifyResult",
+    "__version__",
+    "build",
+    "verify",
+]

@@ -74,3 +74,8 @@ def hash_file(path: Path, chunk: int = 1 << 20) -> tuple[int, str]:
             h.update(block)
             size += len(block)
     return size, h.hexdigest()
+
+
+def xxh3_of(data: bytes) -> str:
+    """XXH3-128 hex digest of ``data``, the checksum the manifest uses."""
+    return xxhash.xxh3_128_hexdigest(data)

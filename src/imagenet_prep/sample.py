@@ -39,12 +39,13 @@ class ImageRef:
 class Sample:
     """One image with everything a sink writes about it.
 
-    ``label`` is the 0-based index in the sorted 1000-synset list; sinks apply
-    their own offsets. ``data`` is the image as it is written (already fixed),
-    ``width``/``height`` its stored pixel grid.
+    ``raw`` is the image's bytes as found in SRC; ``data`` the bytes the records
+    carry (``raw`` itself unless a fix re-encoded it, then ``reencoded`` says why);
+    ``width``/``height`` the stored pixel grid of ``data``.
     """
 
     ref: ImageRef
+    raw: bytes
     data: bytes
     width: int
     height: int

@@ -1,0 +1,259 @@
+"""Streaming reads of the downloaded tar archives, never extracting to disk.
+
+The indexer walks the 512-byte tar headers itself, one sequential pass over the
+file, descending into the per-class tars of ``ILSVRC2012_img_train.tar`` in the same
+pass, and records where every member's data lives (absolute offset and size in the
+outer file). Shard tasks then read members by offset, in any order. The same pass can
+feed every byte to an MD5 so the download's checksum costs no extra read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import struct
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from .errors import DataError
+
+BLOCK = 512
+_ZERO_BLOCK = bytes(BLOCK)
+_CHUNK = 4 << 20
+# Member types whose data is a regular file.
+_REGULAR = (b"0", b"\0", b"7")
+_PAX_LOCAL = b"x"
+_PAX_GLOBAL = b"g"
+_GNU_LONGNAME = b"L"
+_GNU_LONGLINK = b"K"
+
+
+@dataclass(frozen=True, slots=True)
+class TarMember:
+    """A regular file inside an archive: ``parent`` is the nested tar's name, or ``""``."""
+
+    name: str
+    offset: int
+    size: int
+    parent: str = ""
+
+
+@dataclass(frozen=True)
+class ArchiveIndex:
+    """Every regular member of one archive, in archive order, and what was read to find them."""
+
+    path: str
+    size: int
+    mtime_ns: int
+    md5: str | None
+    members: tuple[TarMember, ...]
+
+
+def _octal(field: bytes, path: str, offset: int) -> int:
+    if field and field[0] & 0x80:  # GNU base-256 for large numbers
+        value = int.from_bytes(field[1:], "big")
+        if field[0] & 0x40:
+            raise DataError(f"{path}: negative number in the tar header at byte {offset}")
+        return value | ((field[0] & 0x3F) << (8 * (len(field) - 1)))
+    text = field.split(b"\0", 1)[0].strip(b" ")
+    if not text:
+        return 0
+    try:
+        return int(text, 8)
+    except ValueError:
+        raise DataError(
+            f"{path}: not a tar archive (bad number {text[:12]!r} in the header at byte {offset})"
+        ) from None
+
+
+def _checksum_ok(block: bytes, stored: int) -> bool:
+    unsigned = sum(block) - sum(block[148:156]) + 8 * 32
+    if unsigned == stored:
+        return True
+    signed = sum(struct.unpack("512b", block)) - sum(struct.unpack("8b", block[148:156])) + 8 * 32
+    return signed == stored
+
+
+def _pax_records(data: bytes, path: str, offset: int) -> dict[str, str]:
+    out: dict[str, str] = {}
+    pos = 0
+    while pos < len(data):
+        if data[pos:] .strip(b"\0") == b"":
+            break
+        space = data.find(b" ", pos)
+        try:
+            length = int(data[pos:space])
+        except ValueError:
+            raise DataError(f"{path}: malformed pax header at byte {offset}") from None
+        record = data[space + 1 : pos + length - 1]
+        key, _, value = record.partition(b"=")
+        out[key.decode("utf-8", "replace")] = value.decode("utf-8", "surrogateescape")
+        pos += length
+    return out
+
+
+class _Reader:
+    """Sequential reader with a position, optional MD5 of every byte, and cheap skips."""
+
+    def __init__(self, f: BinaryIO, path: str, size: int, md5: bool) -> None:
+        self._f = f
+        self.path = path
+        self.size = size
+        self.pos = 0
+        self._md5 = hashlib.md5() if md5 else None
+        self._buf = bytearray(_CHUNK) if md5 else bytearray()
+
+    def read(self, n: int) -> bytes:
+        data = self._f.read(n)
+        if len(data) != n:
+            raise DataError(
+                f"{self.path}: truncated archive (ends at byte {self.pos + len(data)}, "
+                f"{n - len(data)} bytes short of the member it was reading)"
+            )
+        if self._md5 is not None:
+            self._md5.update(data)
+        self.pos += n
+        return data
+
+    def skip(self, n: int) -> None:
+        if n <= 0:
+            return
+        if self.pos + n > self.size:
+            raise DataError(
+                f"{self.path}: truncated archive ({self.size} bytes, a member extends to byte "
+                f"{self.pos + n})"
+            )
+        if self._md5 is None:
+            self._f.seek(n, os.SEEK_CUR)
+            self.pos += n
+            return
+        view = memoryview(self._buf)
+        left = n
+        while left:
+            got = self._f.readinto(view[: min(left, _CHUNK)])
+            if not got:
+                raise DataError(f"{self.path}: truncated archive (ends at byte {self.pos})")
+            self._md5.update(view[:got])
+            left -= got
+            self.pos += got
+
+    def drain(self) -> None:
+        """Hash (or skip) everything up to the end of the file."""
+        self.skip(self.size - self.pos)
+
+    def md5_hex(self) -> str | None:
+        return self._md5.hexdigest() if self._md5 is not None else None
+
+
+def _walk(
+    reader: _Reader, end: int, parent: str, nested: Callable[[str], bool]
+) -> Iterator[TarMember]:
+    """Yield the regular members between ``reader.pos`` and ``end``; recurse into nested tars."""
+    where = f"{reader.path}:{parent}" if parent else reader.path
+    long_name: str | None = None
+    pax: dict[str, str] = {}
+    first = True
+    while reader.pos + BLOCK <= end:
+        header_at = reader.pos
+        block = reader.read(BLOCK)
+        if block == _ZERO_BLOCK:
+            if first and not parent:
+                raise DataError(f"{where}: not a tar archive (starts with an empty block)")
+            break
+        stored = _octal(block[148:156], where, header_at)
+        if not _checksum_ok(block, stored):
+            if first:
+                raise DataError(f"{where}: not a tar archive (starts with {block[:16]!r})")
+            raise DataError(f"{where}: corrupt tar header at byte {header_at} (checksum mismatch)")
+        first = False
+        size = _octal(block[124:136], where, header_at)
+        kind = block[156:157]
+        name_b = block[0:100].split(b"\0", 1)[0]
+        if block[257:262] == b"ustar":
+            prefix = block[345:500].split(b"\0", 1)[0]
+            if prefix:
+                name_b = prefix + b"/" + name_b
+        name = name_b.decode("utf-8", "surrogateescape")
+        padded = (size + BLOCK - 1) // BLOCK * BLOCK
+        if kind == _GNU_LONGNAME:
+            long_name = reader.read(padded)[:size].split(b"\0", 1)[0].decode("utf-8", "replace")
+            continue
+        if kind == _PAX_LOCAL:
+            pax = _pax_records(reader.read(padded)[:size], where, header_at)
+            continue
+        if kind in (_PAX_GLOBAL, _GNU_LONGLINK):
+            reader.skip(padded)
+            continue
+        if long_name is not None:
+            name, long_name = long_name, None
+        if "path" in pax:
+            name = pax["path"]
+        if "size" in pax:
+            size = int(pax["size"])
+            padded = (size + BLOCK - 1) // BLOCK * BLOCK
+        pax = {}
+        data_at = reader.pos
+        if data_at + size > end:
+            raise DataError(
+                f"{where}: truncated archive (member {name} needs {size} bytes at byte {data_at}, "
+                f"the {'archive' if not parent else 'nested tar'} ends at byte {end})"
+            )
+        if kind not in _REGULAR:
+            reader.skip(padded)
+            continue
+        if not parent and nested(name):
+            yield from _walk(reader, data_at + size, name, nested)
+            # Skip what is left of the nested tar (its end blocks and padding).
+            reader.skip(data_at + padded - reader.pos)
+            continue
+        yield TarMember(name=name, offset=data_at, size=size, parent=parent)
+        reader.skip(padded)
+    if parent:
+        reader.skip(end - reader.pos)
+
+
+def is_nested_tar(name: str) -> bool:
+    """The rule for descending into a member: its name ends in ``.tar``, in any case."""
+    return name.lower().endswith(".tar")
+
+
+def index_tar(path: Path, *, nested: bool = False, md5: bool = False) -> ArchiveIndex:
+    """Index every regular member of the tar at ``path`` in one sequential pass.
+
+    With ``nested``, members named ``*.tar`` are descended into and their members are
+    listed instead (with ``parent`` set). With ``md5``, every byte of the file is hashed
+    in the same pass.
+    """
+    try:
+        st = path.stat()
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc.strerror})") from None
+    if not path.is_file():
+        raise DataError(f"{path}: not a regular file")
+    if st.st_size < BLOCK:
+        raise DataError(f"{path}: not a tar archive ({st.st_size} bytes)")
+    rule = is_nested_tar if nested else (lambda _name: False)
+    try:
+        with open(path, "rb", buffering=1 << 20) as f:
+            reader = _Reader(f, str(path), st.st_size, md5)
+            members = tuple(_walk(reader, st.st_size, "", rule))
+            reader.drain()
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc.strerror})") from None
+    return ArchiveIndex(
+        path=str(path),
+        size=st.st_size,
+        mtime_ns=st.st_mtime_ns,
+        md5=reader.md5_hex(),
+        members=members,
+    )
+
+
+def read_at(f: BinaryIO, offset: int, size: int, what: str) -> bytes:
+    """Read ``size`` bytes at ``offset`` of an open file; a short read is an error naming ``what``."""
+    data = os.pread(f.fileno(), size, offset)
+    if len(data) != size:
+        raise DataError(f"{what}: truncated ({len(data)} of {size} bytes at byte {offset})")
+    return data

@@ -1,0 +1,27 @@
+"""Engines that map one picklable function over shard tasks. They know nothing of ImageNet."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from typing import Protocol, TypeVar
+
+from .local import InlineExecutor, ProcessExecutor, WorkerDied
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class Executor(Protocol):
+    """Runs ``fn`` over ``items`` and yields results as they finish (any order)."""
+
+    workers: int
+
+    def map_unordered(self, fn: Callable[[T], R], items: Iterable[T]) -> Iterator[R]: ...
+
+
+def make_executor(workers: int) -> Executor:
+    """In-process for one worker, a process pool otherwise."""
+    return InlineExecutor() if workers <= 1 else ProcessExecutor(workers)
+
+
+__all__ = ["Executor", "InlineExecutor", "ProcessExecutor", "WorkerDied", "make_executor"]

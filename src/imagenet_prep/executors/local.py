@@ -1,0 +1,88 @@
+"""Local engines: inline (one process) and a process pool that fails fast when a worker dies."""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from typing import TypeVar
+
+from ..errors import ImagenetPrepError
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class WorkerDied(ImagenetPrepError):
+    """A worker process ended without finishing its task (killed, or out of memory)."""
+
+
+class InlineExecutor:
+    """Run every task in the calling process, in order."""
+
+    workers = 1
+
+    def map_unordered(self, fn: Callable[[T], R], items: Iterable[T]) -> Iterator[R]:
+        for item in items:
+            yield fn(item)
+
+
+class ProcessExecutor:
+    """A pool of ``workers`` processes with at most ``2 * workers`` tasks in flight.
+
+    Workers start from a small fork server (not a copy of the parent's memory), tasks
+    are submitted lazily so memory stays bounded, an exception in a task stops the run
+    (pending tasks are cancelled), and a worker that dies raises :class:`WorkerDied`
+    at once instead of hanging.
+    """
+
+    def __init__(
+        self,
+        workers: int,
+        *,
+        start_method: str = "forkserver",
+        preload: Sequence[str] = ("imagenet_prep.pipeline",),
+    ) -> None:
+        if workers < 1:
+            raise ValueError(f"workers must be at least 1, not {workers}")
+        self.workers = workers
+        self._start_method = start_method
+        self._preload = list(preload)
+
+    def map_unordered(self, fn: Callable[[T], R], items: Iterable[T]) -> Iterator[R]:
+        ctx = multiprocessing.get_context(self._start_method)
+        if self._start_method == "forkserver":
+            ctx.set_forkserver_preload(self._preload)
+        pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx)
+        pending: set[Future[R]] = set()
+        source = iter(items)
+        limit = 2 * self.workers
+
+        def fill() -> None:
+            while len(pending) < limit:
+                try:
+                    item = next(source)
+                except StopIteration:
+                    return
+                pending.add(pool.submit(fn, item))
+
+        try:
+            fill()
+            while pending:
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    pending.discard(fut)
+                    try:
+                        result = fut.result()
+                    except BrokenProcessPool:
+                        raise WorkerDied(
+                            "a worker process died before finishing its shard (killed, or out "
+                            "of memory); finished shards are kept, rerun the command to resume"
+                        ) from None
+                    yield result
+                fill()
+        finally:
+            for fut in pending:
+                fut.cancel()
+            pool.shutdown(wait=True, cancel_futures=True)

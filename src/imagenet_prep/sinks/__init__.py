@@ -1,0 +1,75 @@
+"""Output formats, registered by name. Each module keeps its writer, reader and check together."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from ..plan import ShardSpec
+from ..sample import Sample
+
+
+@dataclass(frozen=True)
+class SinkOptions:
+    """What every sink may need besides the samples; picklable for worker processes."""
+
+    out: Path
+    label_offset: int = 1
+
+
+@dataclass
+class VerifyReport:
+    """Problems found by a check, each one line naming the file; empty means all is well."""
+
+    checked: int = 0
+    records: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    def extend(self, other: VerifyReport) -> None:
+        self.checked += other.checked
+        self.records += other.records
+        self.problems.extend(other.problems)
+
+
+class ShardWriter(Protocol):
+    def add(self, sample: Sample) -> None: ...
+
+    def commit(self) -> dict[str, Any]:
+        """Finish the shard's files (rename into place) and say what was written."""
+        ...
+
+    def abort(self) -> None:
+        """Remove whatever the shard wrote under temporary names."""
+        ...
+
+
+class Sink(Protocol):
+    name: str
+
+    def open_shard(self, spec: ShardSpec) -> ShardWriter: ...
+
+    def finalize(self, results: list[dict[str, Any]]) -> dict[str, Any]:
+        """The format's manifest section from every shard's commit() result."""
+        ...
+
+    def verify(self, section: dict[str, Any], *, decode: bool) -> VerifyReport: ...
+
+
+SinkFactory = Callable[[SinkOptions], Sink]
+
+
+def get_sink(name: str, options: SinkOptions) -> Sink:
+    """Make the sink registered as ``name``."""
+    from . import imagefolder, tfrecord
+
+    registry: dict[str, SinkFactory] = {
+        tfrecord.TFRecordSink.name: tfrecord.TFRecordSink,
+        imagefolder.ImageFolderSink.name: imagefolder.ImageFolderSink,
+    }
+    try:
+        factory = registry[name]
+    except KeyError:
+        raise ValueError(f"unknown output format {name!r}") from None
+    return factory(options)

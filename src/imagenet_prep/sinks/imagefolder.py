@@ -1,0 +1,147 @@
+"""ImageFolder: ``OUT/imagefolder/{train,val}/<wnid>/<file>``, the original bytes.
+
+This is the layout torchvision's ``ImageFolder`` and ``ImageNet`` datasets read. The
+manifest keeps, per class folder, a count, a byte total and an order-independent digest
+(the sum of the XXH3-128 of each file's relative path and bytes), not 1.3 million entries.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import xxhash
+
+from ..errors import DataError
+from ..fsutil import write_bytes_atomic
+from ..plan import ShardSpec
+from ..sample import Sample
+from . import SinkOptions, VerifyReport
+
+DIRNAME = "imagefolder"
+SPLIT_DIRS = {"train": "train", "validation": "val"}
+_MOD = 1 << 128
+
+
+def file_digest(relpath: str, data: bytes) -> int:
+    """The digest of one file; class digests are sums of these modulo 2**128."""
+    h = xxhash.xxh3_128(relpath.encode("utf-8"))
+    h.update(b"\0")
+    h.update(data)
+    return h.intdigest()
+
+
+class ClassTotals:
+    """Count, bytes and digest per class folder, combinable in any order."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, list[int]] = {}
+
+    def add(self, folder: str, nbytes: int, digest: int) -> None:
+        entry = self.counts.setdefault(folder, [0, 0, 0])
+        entry[0] += 1
+        entry[1] += nbytes
+        entry[2] = (entry[2] + digest) % _MOD
+
+    def merge(self, folder: str, count: int, nbytes: int, digest_hex: str) -> None:
+        entry = self.counts.setdefault(folder, [0, 0, 0])
+        entry[0] += count
+        entry[1] += nbytes
+        entry[2] = (entry[2] + int(digest_hex, 16)) % _MOD
+
+    def as_dict(self) -> dict[str, dict[str, Any]]:
+        return {
+            folder: {"count": c, "bytes": b, "digest": f"{d:032x}"}
+            for folder, (c, b, d) in sorted(self.counts.items())
+        }
+
+
+class ImageFolderShardWriter:
+    """Write each image of a shard into its class folder (each file atomically)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.totals = ClassTotals()
+        self._made: set[Path] = set()
+
+    def add(self, sample: Sample) -> None:
+        ref = sample.ref
+        folder = f"{SPLIT_DIRS[ref.split]}/{ref.wnid}"
+        relpath = f"{folder}/{ref.filename}"
+        target = self.root / relpath
+        if target.parent not in self._made:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            self._made.add(target.parent)
+        write_bytes_atomic(target, sample.raw)
+        self.totals.add(folder, len(sample.raw), file_digest(relpath, sample.raw))
+
+    def commit(self) -> dict[str, Any]:
+        return {"classes": self.totals.as_dict()}
+
+    def abort(self) -> None:
+        """Finished files stay: they are complete, and a rerun rewrites the same bytes."""
+
+
+class ImageFolderSink:
+    """The ``imagefolder`` format."""
+
+    name = "imagefolder"
+
+    def __init__(self, options: SinkOptions) -> None:
+        self.options = options
+        self.root = options.out / DIRNAME
+
+    def open_shard(self, spec: ShardSpec) -> ImageFolderShardWriter:
+        return ImageFolderShardWriter(self.root)
+
+    def finalize(self, results: list[dict[str, Any]]) -> dict[str, Any]:
+        totals = ClassTotals()
+        for result in results:
+            for folder, entry in result["classes"].items():
+                totals.merge(folder, entry["count"], entry["bytes"], entry["digest"])
+        classes = totals.as_dict()
+        return {
+            "files": sum(c["count"] for c in classes.values()),
+            "bytes": sum(c["bytes"] for c in classes.values()),
+            "classes": classes,
+        }
+
+    def verify(self, section: dict[str, Any], *, decode: bool) -> VerifyReport:
+        report = VerifyReport()
+        expected: dict[str, dict[str, Any]] = section["classes"]
+        found = ClassTotals()
+        for split_dir in sorted(set(SPLIT_DIRS.values())):
+            base = self.root / split_dir
+            if not base.is_dir():
+                continue
+            for cls in sorted(os.scandir(base), key=lambda e: e.name):
+                folder = f"{split_dir}/{cls.name}"
+                if folder not in expected:
+                    report.problems.append(f"{cls.path}: not listed in the manifest")
+                    continue
+                report.checked += 1
+                for entry in os.scandir(cls.path):
+                    with open(entry.path, "rb") as f:
+                        data = f.read()
+                    found.add(folder, len(data), file_digest(f"{folder}/{entry.name}", data))
+                    report.records += 1
+                    if decode:
+                        from ..imagefix import decode_check
+
+                        try:
+                            decode_check(data, entry.path)
+                        except DataError as exc:
+                            report.problems.append(str(exc))
+        got = found.as_dict()
+        for folder, want in expected.items():
+            have = got.get(folder)
+            if have is None:
+                report.problems.append(f"{self.root / folder}: missing")
+            elif have != want:
+                report.problems.append(
+                    f"{self.root / folder}: {have['count']} files, {have['bytes']} bytes, digest "
+                    f"{have['digest']}; the manifest says {want['count']}, {want['bytes']}, "
+                    f"{want['digest']}"
+                )
+        return report

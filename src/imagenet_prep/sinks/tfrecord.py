@@ -1,0 +1,183 @@
+"""TFRecords in the seed's layout: ``OUT/tfrecord/<split>-%05d-of-%05d``, 15 inception features."""
+
+from __future__ import annotations
+
+
+import os
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from .. import tfrecord_io
+from ..errors import DataError
+from ..fsutil import HashingWriter, hash_file, temp_name
+from ..labels import load_synsets
+from ..plan import ShardSpec
+from ..sample import Sample
+from . import SinkOptions, VerifyReport
+
+DIRNAME = "tfrecord"
+
+# The features build_imagenet_data.py writes, all of which a record must carry.
+FEATURES = (
+    "image/height",
+    "image/width",
+    "image/colorspace",
+    "image/channels",
+    "image/class/label",
+    "image/class/synset",
+    "image/class/text",
+    "image/object/bbox/xmin",
+    "image/object/bbox/ymin",
+    "image/object/bbox/xmax",
+    "image/object/bbox/ymax",
+    "image/object/bbox/label",
+    "image/format",
+    "image/filename",
+    "image/encoded",
+)
+
+
+class TFRecordShardWriter:
+    """Write one shard under a temporary name; ``commit`` renames it into place."""
+
+    def __init__(self, path: Path, options: SinkOptions) -> None:
+        self.path = path
+        self._tmp = temp_name(path)
+        self._tmp.parent.mkdir(parents=True, exist_ok=True)
+        self._file: BinaryIO = open(self._tmp, "wb", buffering=1 << 20)  # noqa: SIM115
+        self._out = HashingWriter(self._file)
+        self._offset = options.label_offset
+        self._texts = load_synsets().texts
+        self.records = 0
+
+    def add(self, sample: Sample) -> None:
+        ref = sample.ref
+        parts = tfrecord_io.encode_imagenet_example_parts(
+            encoded=sample.data,
+            height=sample.height,
+            width=sample.width,
+            label=ref.label + self._offset,
+            synset=ref.wnid,
+            text=self._texts[ref.wnid],
+            filename=ref.filename,
+            boxes=[(b.xmin, b.ymin, b.xmax, b.ymax) for b in ref.boxes],
+        )
+        tfrecord_io.write_record_parts(self._out, parts)
+        self.records += 1
+
+    def commit(self) -> dict[str, Any]:
+        self._file.close()
+        os.replace(self._tmp, self.path)
+        return {
+            "file": f"{DIRNAME}/{self.path.name}",
+            "records": self.records,
+            "bytes": self._out.nbytes,
+            "xxh3_128": self._out.hexdigest(),
+        }
+
+    def abort(self) -> None:
+        self._file.close()
+        self._tmp.unlink(missing_ok=True)
+
+
+class TFRecordSink:
+    """The ``tfrecord`` format."""
+
+    name = "tfrecord"
+
+    def __init__(self, options: SinkOptions) -> None:
+        self.options = options
+        self.root = options.out / DIRNAME
+
+    def open_shard(self, spec: ShardSpec) -> TFRecordShardWriter:
+        return TFRecordShardWriter(self.root / spec.name, self.options)
+
+    def finalize(self, results: list[dict[str, Any]]) -> dict[str, Any]:
+        shards = sorted(results, key=lambda r: r["file"])
+        return {
+            "label_offset": self.options.label_offset,
+            "records": sum(r["records"] for r in shards),
+            "bytes": sum(r["bytes"] for r in shards),
+            "shards": shards,
+        }
+
+    def verify(self, section: dict[str, Any], *, decode: bool) -> VerifyReport:
+        report = VerifyReport()
+        offset = int(section.get("label_offset", self.options.label_offset))
+        expected = {s["file"] for s in section["shards"]}
+        for shard in section["shards"]:
+            report.extend(check_shard(self.options.out, shard, offset, decode=decode))
+        if self.root.is_dir():
+            for name in sorted(os.listdir(self.root)):
+                if f"{DIRNAME}/{name}" not in expected:
+                    report.problems.append(f"{self.root / name}: not listed in the manifest")
+        return report
+
+
+def check_shard(
+    out: Path, shard: dict[str, Any], label_offset: int, *, decode: bool
+) -> VerifyReport:
+    """Re-read one shard: size and checksum, every record's CRCs, every Example's features."""
+    report = VerifyReport(checked=1)
+    path = out / shard["file"]
+    if not path.is_file():
+        report.problems.append(f"{path}: missing")
+        return report
+    size, digest = hash_file(path)
+    if size != shard["bytes"] or digest != shard["xxh3_128"]:
+        report.problems.append(
+            f"{path}: {size} bytes with checksum {digest}, the manifest says {shard['bytes']} "
+            f"bytes with {shard['xxh3_128']}"
+        )
+    synsets = load_synsets()
+    count = 0
+    try:
+        for _offset, data in tfrecord_io.iter_records(path):
+            problem = _check_example(data, synsets, label_offset, decode)
+            if problem:
+                report.problems.append(f"{path}: record {count}: {problem}")
+            count += 1
+    except DataError as exc:
+        report.problems.append(str(exc))
+    report.records = count
+    if count != shard["records"]:
+        report.problems.append(f"{path}: {count} records, the manifest says {shard['records']}")
+    return report
+
+
+def _check_example(data: bytes, synsets: Any, label_offset: int, decode: bool) -> str | None:
+    try:
+        ex = tfrecord_io.decode_example(data)
+    except DataError as exc:
+        return f"not a valid Example ({exc})"
+    missing = [k for k in FEATURES if k not in ex]
+    if missing:
+        return f"missing features {', '.join(missing)}"
+    synset = ex["image/class/synset"].values[0].decode()
+    label = ex["image/class/label"].values[0] - label_offset
+    if synset not in synsets or synsets.index(synset) != label:
+        return f"label {label + label_offset} does not match synset {synset}"
+    n = len(ex["image/object/bbox/xmin"].values)
+    for key in ("ymin", "xmax", "ymax", "label"):
+        if len(ex[f"image/object/bbox/{key}"].values) != n:
+            return "bounding box lists of different lengths"
+    if decode:
+        from ..imagefix import decode_check
+
+        name = ex["image/filename"].values[0].decode("utf-8", "replace")
+        try:
+            width, height = decode_check(ex["image/encoded"].values[0], name)
+        except DataError as exc:
+            return str(exc)
+        if (width, height) != (ex["image/width"].values[0], ex["image/height"].values[0]):
+            return f"{name}: decodes to {width}x{height}, the record says otherwise"
+    return None
+
+
+def read_examples(path: Path) -> list[dict[str, Any]]:
+    """Decode every Example of a shard (for tests and tools; loads the whole shard)."""
+    return [tfrecord_io.decode_example(d) for _o, d in tfrecord_io.iter_records(path)]
+
+
+__all__ = ["FEATURES", "TFRecordSink", "check_shard", "read_examples"]
+

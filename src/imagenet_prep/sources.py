@@ -1,0 +1,473 @@
+"""What is in SRC: the archives as downloaded, or the seed's extracted raw-data layout.
+
+``discover`` finds the inputs; ``index_train`` / ``index_validation`` list every image of
+a split in the canonical order (sorted by wnid, then file name) as a compact
+:class:`SplitIndex`; ``load_boxes`` reads the box XMLs. Nothing is extracted to disk.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tarfile
+import zlib
+from array import array
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import boxes as boxmod
+from .archive import ArchiveIndex, TarMember, index_tar
+from .errors import DataError
+from .fsutil import write_bytes_atomic
+from .labels import Synsets, is_wnid, validation_number
+from .sample import BBox, ImageRef
+
+log = logging.getLogger(__name__)
+
+TRAIN_ARCHIVE = "ILSVRC2012_img_train.tar"
+VAL_ARCHIVE = "ILSVRC2012_img_val.tar"
+BOX_TRAIN_ARCHIVE = "ILSVRC2012_bbox_train_v2.tar.gz"
+BOX_VAL_ARCHIVE = "ILSVRC2012_bbox_val_v3.tgz"
+DEVKIT_ARCHIVE = "ILSVRC2012_devkit_t12.tar.gz"
+DEVKIT_DIR = "ILSVRC2012_devkit_t12"
+
+IMAGE_EXTENSIONS = frozenset({".jpeg", ".jpg", ".png"})
+INDEX_VERSION = 1
+
+
+def is_image_name(name: str) -> bool:
+    """Image files are matched by extension in any case.
+
+    >>> [is_image_name(n) for n in ("a.JPEG", "b.jpeg", "c.JpG", "d.png", "e.xml", "JPEG")]
+    [True, True, True, True, False, False]
+    """
+    return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+
+
+def stem(name: str) -> str:
+    """File name without directory and extension.
+
+    >>> stem("n01440764/n01440764_10026.JPEG")
+    'n01440764_10026'
+    """
+    return os.path.splitext(os.path.basename(name))[0]
+
+
+@dataclass(frozen=True)
+class SourceLayout:
+    """The inputs found in SRC; each is an archive file, a folder, or absent."""
+
+    root: Path
+    train: Path | None
+    validation: Path | None
+    boxes: Path | None
+    devkit: Path | None
+
+    def archives(self) -> list[Path]:
+        """The input files that are archives, for the manifest."""
+        found = [self.train, self.validation, self.boxes, self.devkit]
+        return [p for p in found if p is not None and p.is_file()]
+
+
+def _regular_file(path: Path) -> Path:
+    if not path.is_file():
+        raise DataError(f"{path}: exists but is not a regular file (archives must be files)")
+    return path
+
+
+def discover(src: Path) -> SourceLayout:
+    """Find the inputs in ``src``: per input, the archive as downloaded wins over a folder."""
+    if not src.exists():
+        raise DataError(f"{src}: source folder does not exist")
+    if not src.is_dir():
+        raise DataError(f"{src}: source must be a folder holding the download, not a file")
+
+    def pick(archive: str, *folders: str) -> Path | None:
+        a = src / archive
+        if a.exists() or a.is_symlink():
+            return _regular_file(a)
+        for folder in folders:
+            if (src / folder).is_dir():
+                return src / folder
+        return None
+
+    return SourceLayout(
+        root=src,
+        train=pick(TRAIN_ARCHIVE, "train"),
+        validation=pick(VAL_ARCHIVE, "validation", "val"),
+        boxes=pick(BOX_TRAIN_ARCHIVE, "bounding_boxes"),
+        devkit=pick(DEVKIT_ARCHIVE, DEVKIT_DIR),
+    )
+
+
+@dataclass
+class SplitIndex:
+    """All images of one split in canonical order, stored in compact columns.
+
+    ``containers[i]`` is the file to read (an archive) or the folder holding the image;
+    ``parents[i]`` the nested tar the image is in (``""`` when none).
+    """
+
+    split: str
+    names: list[str] = field(default_factory=list)
+    labels: array[int] = field(default_factory=lambda: array("H"))
+    offsets: array[int] = field(default_factory=lambda: array("q"))
+    sizes: array[int] = field(default_factory=lambda: array("q"))
+    where: array[int] = field(default_factory=lambda: array("I"))
+    containers: list[tuple[str, str, bool]] = field(default_factory=list)
+    ignored: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def add(self, name: str, label: int, offset: int, size: int, container: int) -> None:
+        self.names.append(name)
+        self.labels.append(label)
+        self.offsets.append(offset)
+        self.sizes.append(size)
+        self.where.append(container)
+
+    def total_bytes(self) -> int:
+        return sum(self.sizes)
+
+    def sort(self, synsets: Synsets) -> None:
+        """Put images in canonical order (wnid, then file name); duplicate names are an error."""
+        order = sorted(range(len(self.names)), key=lambda i: (self.labels[i], self.names[i]))
+        self.names = [self.names[i] for i in order]
+        self.labels = array("H", (self.labels[i] for i in order))
+        self.offsets = array("q", (self.offsets[i] for i in order))
+        self.sizes = array("q", (self.sizes[i] for i in order))
+        self.where = array("I", (self.where[i] for i in order))
+        seen: dict[str, int] = {}
+        for i, name in enumerate(self.names):
+            key = stem(name)
+            if key in seen:
+                j = seen[key]
+                raise DataError(
+                    f"{self.origin(i)}: the {self.split} split has two images named {key} "
+                    f"(also {self.origin(j)})"
+                )
+            seen[key] = i
+        del seen
+        _ = synsets
+
+    def origin(self, i: int) -> str:
+        """Where image ``i`` comes from, for messages: ``archive:nested.tar:name`` or a path."""
+        path, parent, is_dir = self.containers[self.where[i]]
+        if is_dir:
+            return os.path.join(path, self.names[i])
+        return f"{path}:{parent}:{self.names[i]}" if parent else f"{path}:{self.names[i]}"
+
+    def ref(self, i: int, synsets: Synsets, boxes: BoxTable | None) -> ImageRef:
+        path, _parent, is_dir = self.containers[self.where[i]]
+        name = self.names[i]
+        label = self.labels[i]
+        key = stem(name)
+        return ImageRef(
+            split=self.split,
+            key=key,
+            filename=name,
+            wnid=synsets.wnids[label],
+            label=label,
+            path=os.path.join(path, name) if is_dir else path,
+            offset=self.offsets[i],
+            size=self.sizes[i],
+            origin=self.origin(i),
+            boxes=boxes.get(key) if boxes is not None and self.split == "train" else (),
+        )
+
+
+# --- archive indexes, cached in the output folder -------------------------------------
+
+
+def _index_cache_path(state_dir: Path, archive: Path) -> Path:
+    return state_dir / "index" / f"{archive.name}.idx"
+
+
+def _load_cached_index(cache: Path, archive: Path) -> ArchiveIndex | None:
+    try:
+        st = archive.stat()
+        with open(cache, encoding="utf-8") as f:
+            head = json.loads(f.readline())
+            if (
+                head.get("version") != INDEX_VERSION
+                or head.get("size") != st.st_size
+                or head.get("mtime_ns") != st.st_mtime_ns
+            ):
+                return None
+            members = []
+            for line in f:
+                offset, size, parent, name = line.rstrip("\n").split("\t", 3)
+                members.append(TarMember(name=name, offset=int(offset), size=int(size), parent=parent))
+    except (OSError, ValueError, KeyError):
+        return None
+    if len(members) != head.get("count"):
+        return None
+    return ArchiveIndex(
+        path=str(archive),
+        size=st.st_size,
+        mtime_ns=st.st_mtime_ns,
+        md5=head.get("md5"),
+        members=tuple(members),
+    )
+
+
+def _save_index(cache: Path, index: ArchiveIndex) -> None:
+    head = {
+        "version": INDEX_VERSION,
+        "archive": os.path.basename(index.path),
+        "size": index.size,
+        "mtime_ns": index.mtime_ns,
+        "md5": index.md5,
+        "count": len(index.members),
+    }
+    lines = [json.dumps(head)]
+    lines.extend(f"{m.offset}\t{m.size}\t{m.parent}\t{m.name}" for m in index.members)
+    write_bytes_atomic(cache, ("\n".join(lines) + "\n").encode("utf-8"))
+
+
+def indexed_archive(archive: Path, *, nested: bool, state_dir: Path | None) -> ArchiveIndex:
+    """Index ``archive`` (one pass), or reuse the index kept in the output folder."""
+    cache = _index_cache_path(state_dir, archive) if state_dir is not None else None
+    if cache is not None:
+        cached = _load_cached_index(cache, archive)
+        if cached is not None:
+            log.info("reusing the index of %s (%d members)", archive.name, len(cached.members))
+            return cached
+    log.info("indexing %s", archive)
+    index = index_tar(archive, nested=nested)
+    if cache is not None:
+        _save_index(cache, index)
+    return index
+
+
+# --- train ---------------------------------------------------------------------------
+
+
+def _class_of(synsets: Synsets, wnid: str, where: str) -> int:
+    if wnid not in synsets:
+        what = "an ILSVRC2012 class" if is_wnid(wnid) else "a WordNet ID"
+        raise DataError(f"{where}: {wnid!r} is not {what}")
+    return synsets.index(wnid)
+
+
+def index_train(layout: SourceLayout, synsets: Synsets, state_dir: Path | None) -> SplitIndex:
+    """Every training image: from the nested archive, or ``train/<wnid>/*``."""
+    src = layout.train
+    if src is None:
+        raise DataError(
+            f"{layout.root}: no training input ({TRAIN_ARCHIVE} or a train/ folder)"
+        )
+    out = SplitIndex("train")
+    if src.is_file():
+        index = indexed_archive(src, nested=True, state_dir=state_dir)
+        containers: dict[str, int] = {}
+        for m in index.members:
+            if not m.parent:
+                out.ignored.append(f"{src}:{m.name}")
+                continue
+            if not is_image_name(m.name):
+                out.ignored.append(f"{src}:{m.parent}:{m.name}")
+                continue
+            if m.parent not in containers:
+                containers[m.parent] = len(out.containers)
+                out.containers.append((str(src), m.parent, False))
+            wnid = stem(m.parent)
+            label = _class_of(synsets, wnid, f"{src}:{m.parent}")
+            out.add(os.path.basename(m.name), label, m.offset, m.size, containers[m.parent])
+    else:
+        for entry in sorted(os.scandir(src), key=lambda e: e.name):
+            if not entry.is_dir():
+                out.ignored.append(entry.path)
+                continue
+            label = _class_of(synsets, entry.name, entry.path)
+            out.containers.append((entry.path, "", True))
+            _add_folder(out, Path(entry.path), label, len(out.containers) - 1)
+    if out.ignored:
+        log.warning(
+            "train: ignored %d entries that are not images (e.g. %s)", len(out.ignored), out.ignored[0]
+        )
+    if not out.names:
+        raise DataError(f"{src}: no training images found")
+    out.sort(synsets)
+    return out
+
+
+def _add_folder(out: SplitIndex, folder: Path, label: int, container: int) -> None:
+    for entry in os.scandir(folder):
+        if entry.is_file() and is_image_name(entry.name):
+            out.add(entry.name, label, 0, entry.stat().st_size, container)
+        else:
+            out.ignored.append(entry.path)
+
+
+# --- validation ----------------------------------------------------------------------
+
+
+def index_validation(
+    layout: SourceLayout,
+    synsets: Synsets,
+    labels: tuple[str, ...],
+    state_dir: Path | None,
+) -> SplitIndex:
+    """Every validation image, labelled by its number (flat) or checked against it (in folders)."""
+    src = layout.validation
+    if src is None:
+        raise DataError(
+            f"{layout.root}: no validation input ({VAL_ARCHIVE} or a validation/ or val/ folder)"
+        )
+    out = SplitIndex("validation")
+
+    def label_of(name: str, where: str, folder_wnid: str | None) -> int:
+        number = validation_number(stem(name))
+        truth = labels[number - 1] if number is not None and 1 <= number <= len(labels) else None
+        if folder_wnid is not None:
+            label = _class_of(synsets, folder_wnid, where)
+            if truth is not None and truth != folder_wnid:
+                raise DataError(
+                    f"{where}: validation image {number} is in folder {folder_wnid} but its "
+                    f"ground-truth label is {truth}"
+                )
+            return label
+        if truth is None:
+            raise DataError(
+                f"{where}: cannot tell the class of this validation image (expected a name "
+                "like ILSVRC2012_val_00000001.JPEG, or synset folders)"
+            )
+        return _class_of(synsets, truth, where)
+
+    if src.is_file():
+        index = indexed_archive(src, nested=False, state_dir=state_dir)
+        out.containers.append((str(src), "", False))
+        for m in index.members:
+            if not is_image_name(m.name):
+                out.ignored.append(f"{src}:{m.name}")
+                continue
+            name = os.path.basename(m.name)
+            out.add(name, label_of(name, f"{src}:{m.name}", None), m.offset, m.size, 0)
+    else:
+        out.containers.append((str(src), "", True))
+        for entry in sorted(os.scandir(src), key=lambda e: e.name):
+            if entry.is_dir():
+                out.containers.append((entry.path, "", True))
+                container = len(out.containers) - 1
+                for sub in os.scandir(entry.path):
+                    if sub.is_file() and is_image_name(sub.name):
+                        label = label_of(sub.name, sub.path, entry.name)
+                        out.add(sub.name, label, 0, sub.stat().st_size, container)
+                    else:
+                        out.ignored.append(sub.path)
+            elif entry.is_file() and is_image_name(entry.name):
+                label = label_of(entry.name, entry.path, None)
+                out.add(entry.name, label, 0, entry.stat().st_size, 0)
+            else:
+                out.ignored.append(entry.path)
+    if out.ignored:
+        log.warning(
+            "validation: ignored %d entries that are not images (e.g. %s)",
+            len(out.ignored),
+            out.ignored[0],
+        )
+    if not out.names:
+        raise DataError(f"{src}: no validation images found")
+    out.sort(synsets)
+    return out
+
+
+# --- bounding boxes ------------------------------------------------------------------
+
+
+@dataclass
+class BoxStats:
+    files: int = 0
+    files_other_synset: int = 0
+    boxes_kept: int = 0
+    boxes_other_synset: int = 0
+    boxes_empty: int = 0
+
+
+class BoxTable:
+    """Training boxes by image stem, as the records carry them, plus the CSV lines."""
+
+    def __init__(self) -> None:
+        self._boxes: dict[str, tuple[BBox, ...]] = {}
+        self._lines: list[tuple[str, list[str]]] = []
+        self.stats = BoxStats()
+
+    def add(self, key: str, boxes: list[BBox], lines: list[str]) -> None:
+        if key in self._boxes:
+            raise DataError(f"two box files for the image {key}")
+        self._boxes[key] = tuple(boxes)
+        self._lines.append((key, lines))
+
+    def get(self, key: str) -> tuple[BBox, ...]:
+        return self._boxes.get(key, ())
+
+    def __len__(self) -> int:
+        return len(self._boxes)
+
+    def csv_bytes(self) -> bytes:
+        """The seed's CSV: one line per kept box, sorted by image, boxes in file order."""
+        self._lines.sort(key=lambda kl: kl[0])
+        return "".join(line + "\n" for _key, lines in self._lines for line in lines).encode("ascii")
+
+
+def _iter_box_archive(path: Path) -> Iterator[tuple[str, str, bytes]]:
+    """Yield (directory wnid, xml stem, bytes) from the gzip'd box archive, streaming."""
+    try:
+        with tarfile.open(path, "r|*") as tar:
+            for member in tar:
+                if not member.isfile() or not member.name.lower().endswith(".xml"):
+                    continue
+                parts = member.name.replace("\\", "/").split("/")
+                folder = parts[-2] if len(parts) >= 2 else stem(parts[-1]).split("_")[0]
+                f = tar.extractfile(member)
+                if f is None:  # pragma: no cover - isfile() members have data
+                    continue
+                yield folder, stem(parts[-1]), f.read()
+    except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
+        raise DataError(f"{path}: damaged box archive ({exc})") from None
+
+
+def _iter_box_folder(path: Path) -> Iterator[tuple[str, str, bytes]]:
+    for entry in sorted(os.scandir(path), key=lambda e: e.name):
+        if not entry.is_dir():
+            continue
+        for sub in sorted(os.scandir(entry.path), key=lambda e: e.name):
+            if sub.is_file() and sub.name.lower().endswith(".xml"):
+                with open(sub.path, "rb") as f:
+                    yield entry.name, stem(sub.name), f.read()
+
+
+def load_boxes(
+    layout: SourceLayout, synsets: Synsets, progress: Callable[[int], None] | None = None
+) -> BoxTable | None:
+    """Parse every training box XML with the seed's rules; None when SRC has no boxes."""
+    src = layout.boxes
+    if src is None:
+        return None
+    table = BoxTable()
+    items = _iter_box_archive(src) if src.is_file() else _iter_box_folder(src)
+    for folder, key, data in items:
+        table.stats.files += 1
+        if folder not in synsets:
+            # The seed keeps only annotations of challenge synsets (by folder).
+            table.stats.files_other_synset += 1
+            continue
+        where = f"{src}:{folder}/{key}.xml" if src.is_file() else str(src / folder / f"{key}.xml")
+        annotation = boxmod.parse_annotation(data, where)
+        result = boxmod.normalize_boxes(annotation, folder, synsets)
+        table.stats.boxes_other_synset += result.dropped_other_synset
+        table.stats.boxes_empty += result.dropped_empty
+        table.stats.boxes_kept += len(result.kept)
+        if result.kept:
+            table.add(
+                key,
+                [BBox(*boxmod.record_box(b)) for b in result.kept],
+                [boxmod.csv_line(key, b) for b in result.kept],
+            )
+        if progress is not None and table.stats.files % 10000 == 0:
+            progress(table.stats.files)
+    return table
