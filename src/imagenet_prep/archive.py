@@ -10,6 +10,7 @@ feed every byte to an MD5 so the download's checksum costs no extra read.
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import struct
 from collections.abc import Callable, Iterator
@@ -73,14 +74,14 @@ def _checksum_ok(block: bytes, stored: int) -> bool:
     if unsigned == stored:
         return True
     signed = sum(struct.unpack("512b", block)) - sum(struct.unpack("8b", block[148:156])) + 8 * 32
-    return signed == stored
+    return bool(signed == stored)
 
 
 def _pax_records(data: bytes, path: str, offset: int) -> dict[str, str]:
     out: dict[str, str] = {}
     pos = 0
     while pos < len(data):
-        if data[pos:] .strip(b"\0") == b"":
+        if data[pos:].strip(b"\0") == b"":
             break
         space = data.find(b" ", pos)
         try:
@@ -97,7 +98,7 @@ def _pax_records(data: bytes, path: str, offset: int) -> dict[str, str]:
 class _Reader:
     """Sequential reader with a position, optional MD5 of every byte, and cheap skips."""
 
-    def __init__(self, f: BinaryIO, path: str, size: int, md5: bool) -> None:
+    def __init__(self, f: io.BufferedReader, path: str, size: int, md5: bool) -> None:
         self._f = f
         self.path = path
         self.size = size
@@ -236,7 +237,7 @@ def index_tar(path: Path, *, nested: bool = False, md5: bool = False) -> Archive
         raise DataError(f"{path}: not a tar archive ({st.st_size} bytes)")
     rule = is_nested_tar if nested else (lambda _name: False)
     try:
-        with open(path, "rb", buffering=1 << 20) as f:
+        with open(path, "rb") as f:
             reader = _Reader(f, str(path), st.st_size, md5)
             members = tuple(_walk(reader, st.st_size, "", rule))
             reader.drain()
@@ -252,7 +253,7 @@ def index_tar(path: Path, *, nested: bool = False, md5: bool = False) -> Archive
 
 
 def read_at(f: BinaryIO, offset: int, size: int, what: str) -> bytes:
-    """Read ``size`` bytes at ``offset`` of an open file; a short read is an error naming ``what``."""
+    """Read ``size`` bytes at ``offset`` of an open file; a short read names ``what``."""
     data = os.pread(f.fileno(), size, offset)
     if len(data) != size:
         raise DataError(f"{what}: truncated ({len(data)} of {size} bytes at byte {offset})")

@@ -1,4 +1,4 @@
-"""Synset order, names, validation ground truth and the devkit: the only place label numbers are made.
+"""Synsets, names, validation ground truth, the devkit: the only place label numbers are made.
 
 Label numbers are the 0-based index of a WordNet ID in the sorted list of the 1000
 ILSVRC2012 synsets (``imagenet_lsvrc_2015_synsets.txt``). Sinks add their own offset
@@ -102,7 +102,9 @@ def shipped_validation_labels() -> tuple[str, ...]:
     """WordNet ID of validation image *i* at index *i - 1*, from the shipped label file."""
     labels = tuple(_read_data(VALIDATION_LABELS_FILE).split())
     if len(labels) != NUM_VALIDATION:  # pragma: no cover - package data is fixed
-        raise DataError(f"{VALIDATION_LABELS_FILE}: {len(labels)} labels, expected {NUM_VALIDATION}")
+        raise DataError(
+            f"{VALIDATION_LABELS_FILE}: {len(labels)} labels, expected {NUM_VALIDATION}"
+        )
     return labels
 
 

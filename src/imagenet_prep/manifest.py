@@ -66,7 +66,9 @@ def read_manifest(out: Path) -> dict[str, Any]:
     path = out / MANIFEST
     data = read_json(path)
     if data is None:
-        raise DataError(f"{path}: no manifest (the build did not finish, or this is no build output)")
+        raise DataError(
+            f"{path}: no manifest (the build did not finish, or this is no build output)"
+        )
     if not isinstance(data, dict) or data.get("format_version") != FORMAT_VERSION:
         raise DataError(f"{path}: not an imagenet-prep manifest of format {FORMAT_VERSION}")
     return data

@@ -48,6 +48,10 @@ log = logging.getLogger(__name__)
 
 BOX_CSV = "imagenet_2012_bounding_boxes.csv"
 LABELS_TXT = "labels.txt"
+_EXPECTED_INPUT = {
+    "train": "ILSVRC2012_img_train.tar or a train/ folder",
+    "validation": "ILSVRC2012_img_val.tar, or a validation/ or val/ folder",
+}
 
 
 @dataclass(frozen=True)
@@ -254,7 +258,7 @@ def build(
         if (layout.train if split == "train" else layout.validation) is None:
             raise DataError(
                 f"{config.source}: the {split} split was requested but its input is missing "
-                f"({'ILSVRC2012_img_train.tar or train/' if split == 'train' else 'ILSVRC2012_img_val.tar, validation/ or val/'})"
+                f"({_EXPECTED_INPUT[split]})"
             )
     _prepare_output(config, overwrite)
     _remove_temporaries(out)

@@ -200,7 +200,9 @@ def _load_cached_index(cache: Path, archive: Path) -> ArchiveIndex | None:
             members = []
             for line in f:
                 offset, size, parent, name = line.rstrip("\n").split("\t", 3)
-                members.append(TarMember(name=name, offset=int(offset), size=int(size), parent=parent))
+                members.append(
+                    TarMember(name=name, offset=int(offset), size=int(size), parent=parent)
+                )
     except (OSError, ValueError, KeyError):
         return None
     if len(members) != head.get("count"):
@@ -257,9 +259,7 @@ def index_train(layout: SourceLayout, synsets: Synsets, state_dir: Path | None) 
     """Every training image: from the nested archive, or ``train/<wnid>/*``."""
     src = layout.train
     if src is None:
-        raise DataError(
-            f"{layout.root}: no training input ({TRAIN_ARCHIVE} or a train/ folder)"
-        )
+        raise DataError(f"{layout.root}: no training input ({TRAIN_ARCHIVE} or a train/ folder)")
     out = SplitIndex("train")
     if src.is_file():
         index = indexed_archive(src, nested=True, state_dir=state_dir)
@@ -287,7 +287,9 @@ def index_train(layout: SourceLayout, synsets: Synsets, state_dir: Path | None) 
             _add_folder(out, Path(entry.path), label, len(out.containers) - 1)
     if out.ignored:
         log.warning(
-            "train: ignored %d entries that are not images (e.g. %s)", len(out.ignored), out.ignored[0]
+            "train: ignored %d entries that are not images (e.g. %s)",
+            len(out.ignored),
+            out.ignored[0],
         )
     if not out.names:
         raise DataError(f"{src}: no training images found")

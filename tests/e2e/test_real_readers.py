@@ -1,4 +1,4 @@
-"""Real clients read the output: TensorFlow with the inception feature spec, torchvision's ImageFolder."""
+"""Real clients read the output: TensorFlow (inception feature spec), torchvision ImageFolder."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from imagenet_prep import BuildConfig, build  # noqa: E402
-from imagenet_prep.labels import load_synsets  # noqa: E402
+from imagenet_prep import BuildConfig, build
+from imagenet_prep.labels import load_synsets
 
 
 @pytest.fixture(scope="module")

@@ -26,7 +26,9 @@ def make_tar(members: list[tuple[str, bytes]], fmt: int = tarfile.GNU_FORMAT) ->
 @pytest.mark.parametrize("fmt", [tarfile.USTAR_FORMAT, tarfile.GNU_FORMAT, tarfile.PAX_FORMAT])
 def test_nested_index_finds_every_member_at_its_offset(tmp_path: Path, fmt: int) -> None:
     long_name = "d" * 60 + "/" + "e" * 90 + ".JPEG"  # needs ustar prefix, GNU longname or pax
-    inner_a = make_tar([("a_1.JPEG", b"x" * 1000), ("a_2.JPEG", b"y" * 512), (long_name, b"zz")], fmt)
+    inner_a = make_tar(
+        [("a_1.JPEG", b"x" * 1000), ("a_2.JPEG", b"y" * 512), (long_name, b"zz")], fmt
+    )
     inner_b = make_tar([], fmt)
     outer = make_tar([("n1.tar", inner_a), ("n2.TAR", inner_b), ("README", b"hello")], fmt)
     path = tmp_path / "outer.tar"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import os
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -180,4 +179,3 @@ def read_examples(path: Path) -> list[dict[str, Any]]:
 
 
 __all__ = ["FEATURES", "TFRecordSink", "check_shard", "read_examples"]
-
