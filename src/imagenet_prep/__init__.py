@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from .config import BuildConfig
     from .errors import DataError, ImagenetPrepError, UsageError, VerifyError
     from .pipeline import BuildResult, build
-    from .verify import VerifyResult, verify
+    from .verification import VerifyResult, verify
 
 # Imported on first use, so that `import imagenet_prep.labels` (or the CLI's start-up)
 # does not pay for the whole pipeline.
@@ -28,9 +28,9 @@ _LAZY = {
     "ImagenetPrepError": "errors",
     "UsageError": "errors",
     "VerifyError": "errors",
-    "VerifyResult": "verify",
+    "VerifyResult": "verification",
     "build": "pipeline",
-    "verify": "verify",
+    "verify": "verification",
 }
 
 

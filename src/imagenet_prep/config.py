@@ -9,7 +9,39 @@ from typing import Any
 
 SPLITS = ("train", "validation")
 FORMATS = ("tfrecord", "imagefolder")
+ON_ERROR = ("raise", "skip")
 DEFAULT_SEED = 12345  # the seed's build_imagenet_data.py shuffles with random.seed(12345)
+
+
+@dataclass(frozen=True)
+class KnownArchive:
+    """A published archive: its name, size and MD5, and what it holds."""
+
+    name: str
+    size: int
+    md5: str
+    images: int
+    classes: int
+
+
+# The official ILSVRC2012 downloads (image-net.org). Their box archive holds 544,546 XML files.
+OFFICIAL_ARCHIVES = (
+    KnownArchive(
+        name="ILSVRC2012_img_train.tar",
+        size=147_897_477_120,
+        md5="1d675b47d978889d74fa0da5fadfb00e",
+        images=1_281_167,
+        classes=1000,
+    ),
+    KnownArchive(
+        name="ILSVRC2012_img_val.tar",
+        size=6_744_924_160,
+        md5="29b22e2961454d5413ddabcf34fc5622",
+        images=50_000,
+        classes=1000,
+    ),
+)
+OFFICIAL_BOX_FILES = 544_546
 
 
 def default_workers() -> int:
@@ -33,6 +65,12 @@ class BuildConfig:
     workers: int = field(default_factory=default_workers)
     label_offset: int = 1
     seed: int = DEFAULT_SEED
+    on_error: str = "raise"
+    decode_check: bool = False
+    check_md5: bool = True
+    force: bool = False
+    overwrite: bool = False
+    known_archives: tuple[KnownArchive, ...] = OFFICIAL_ARCHIVES
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "source", Path(self.source))
@@ -57,14 +95,29 @@ class BuildConfig:
             raise ValueError("train-shards and validation-shards must be at least 1")
         if self.workers < 1:
             raise ValueError(f"workers must be at least 1, not {self.workers}")
+        if self.on_error not in ON_ERROR:
+            raise ValueError(
+                f"on-error must be one of {', '.join(ON_ERROR)}, not {self.on_error!r}"
+            )
         if not -(2**31) <= self.label_offset < 2**31 - 1000:
             raise ValueError(f"label-offset {self.label_offset} is out of range")
 
     def shards(self, split: str) -> int:
         return self.train_shards if split == "train" else self.validation_shards
 
+    def known_archive(self, name: str, size: int) -> KnownArchive | None:
+        """The published archive this file claims to be (same name and size), if any."""
+        for known in self.known_archives:
+            if known.name == name and known.size == size:
+                return known
+        return None
+
     def output_options(self) -> dict[str, Any]:
-        """The options that decide the output's bytes (not workers, not paths)."""
+        """The options that decide the output's bytes (not workers, checks, or paths).
+
+        ``on_error`` is left out on purpose: shards finished under ``raise`` are exactly
+        what ``skip`` writes for them, so a failed strict run may be resumed with ``skip``.
+        """
         return {
             "formats": list(self.formats),
             "splits": list(self.splits),

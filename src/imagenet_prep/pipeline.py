@@ -6,16 +6,16 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Protocol
 
 from . import __version__, imagefix
 from .archive import read_at
-from .config import BuildConfig
-from .errors import DataError, UsageError
+from .config import OFFICIAL_BOX_FILES, BuildConfig
+from .errors import DataError, ImagenetPrepError, UsageError
 from .executors import Executor, make_executor
 from .fsutil import write_bytes_atomic, xxh3_of
 from .labels import Synsets, load_synsets, read_devkit, validation_labels
@@ -52,16 +52,25 @@ _EXPECTED_INPUT = {
     "train": "ILSVRC2012_img_train.tar or a train/ folder",
     "validation": "ILSVRC2012_img_val.tar, or a validation/ or val/ folder",
 }
+# Output bytes per input byte, per image format, for the disk-space estimate.
+_SIZE_FACTOR = {"tfrecord": 1.01, "imagefolder": 1.0}
+_DISK_MARGIN = 64 << 20
+
+
+class ResourceError(ImagenetPrepError):
+    """The machine lacks something the build needs (disk space)."""
 
 
 @dataclass(frozen=True)
 class ShardJob:
-    """One unit of work: a shard's images and where to write them. Picklable."""
+    """One unit of work: a shard's images, where to write them, and the error policy."""
 
     spec: ShardSpec
     refs: tuple[ImageRef, ...]
     formats: tuple[str, ...]
     options: SinkOptions
+    skip_bad: bool = False
+    decode_check: bool = False
 
 
 @dataclass(frozen=True)
@@ -73,8 +82,8 @@ class ShardResult:
     images: int
     bytes_in: int
     reencoded: list[list[str]]
+    skipped: list[list[str]]
     outputs: dict[str, dict[str, Any]]
-    seconds: float = 0.0
 
 
 @dataclass
@@ -86,35 +95,73 @@ class BuildResult:
     shards_written: int
     shards_reused: int
     reencoded: list[dict[str, str]]
+    skipped: list[dict[str, str]]
+    warnings: list[str]
     seconds: float
     bytes_in: int
-    manifest: dict[str, Any] = field(repr=False)
+    images_written: int
+    already_complete: bool = False
+    manifest: dict[str, Any] = field(default_factory=dict, repr=False)
 
 
-Progress = Callable[[ShardResult, bool], None]
+class Reporter(Protocol):
+    """Receives progress; the CLI draws a bar or logs lines, the library stays silent."""
+
+    def start(self, images: int, nbytes: int, done_images: int, done_bytes: int) -> None: ...
+
+    def update(self, result: ShardResult) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class _Silent:
+    def start(self, images: int, nbytes: int, done_images: int, done_bytes: int) -> None:
+        pass
+
+    def update(self, result: ShardResult) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _read_fixed(
+    f: BinaryIO, ref: ImageRef, decode_check: bool
+) -> tuple[bytes, imagefix.FixedImage]:
+    raw = read_at(f, ref.offset, ref.size, ref.origin)
+    imagefix.check(raw, ref.origin)
+    if decode_check:
+        imagefix.decode_check(raw, ref.origin)
+    return raw, imagefix.fix(raw, ref.origin)
 
 
 def process_shard(job: ShardJob) -> ShardResult:
     """Read a shard's images, fix their bytes, and hand each to every format's writer."""
-    start = time.perf_counter()
     sinks = [get_sink(name, job.options) for name in job.formats]
     writers = [s.open_shard(job.spec) for s in sinks]
     reencoded: list[list[str]] = []
+    skipped: list[list[str]] = []
     bytes_in = 0
+    written = 0
     current: tuple[str, BinaryIO] | None = None
     try:
         for ref in job.refs:
             if current is None or current[0] != ref.path:
                 if current is not None:
                     current[1].close()
+                    current = None
                 try:
                     current = (ref.path, open(ref.path, "rb"))  # noqa: SIM115
                 except OSError as exc:
                     raise DataError(f"{ref.origin}: cannot read ({exc.strerror})") from None
-            raw = read_at(current[1], ref.offset, ref.size, ref.origin)
+            try:
+                raw, fixed = _read_fixed(current[1], ref, job.decode_check)
+            except DataError as exc:
+                if not job.skip_bad:
+                    raise
+                skipped.append([ref.origin, str(exc)])
+                continue
             bytes_in += len(raw)
-            imagefix.check(raw, ref.origin)
-            fixed = imagefix.fix(raw, ref.origin)
             if fixed.reencoded is not None:
                 reencoded.append([ref.origin, fixed.reencoded])
             sample = Sample(
@@ -127,6 +174,7 @@ def process_shard(job: ShardJob) -> ShardResult:
             )
             for writer in writers:
                 writer.add(sample)
+            written += 1
         outputs = {s.name: w.commit() for s, w in zip(sinks, writers, strict=True)}
     except BaseException:
         for writer in writers:
@@ -138,52 +186,67 @@ def process_shard(job: ShardJob) -> ShardResult:
     return ShardResult(
         shard=job.spec.name,
         split=job.spec.split,
-        images=len(job.refs),
+        images=written,
         bytes_in=bytes_in,
         reencoded=reencoded,
+        skipped=skipped,
         outputs=outputs,
-        seconds=time.perf_counter() - start,
     )
 
 
 # --- the output folder ---------------------------------------------------------------
 
 
-def _prepare_output(config: BuildConfig, overwrite: bool) -> None:
-    """Create OUT, or check that it holds a build with the same byte-changing options."""
+def _recorded_options(config: BuildConfig, layout: SourceLayout) -> dict[str, Any]:
+    """What decides the output's bytes: the options and the identity of the input archives."""
+    return {
+        **config.output_options(),
+        "source_archives": {p.name: p.stat().st_size for p in layout.archives()},
+    }
+
+
+def _prepare_output(config: BuildConfig, options: dict[str, Any]) -> bool:
+    """Create OUT, or check it holds a build with the same options. True if it is finished."""
     out = config.output
     if out.exists() and not out.is_dir():
         raise UsageError(f"{out}: output path exists and is not a folder")
-    options = config.output_options()
     recorded_path = state_dir(out) / OPTIONS_FILE
     if out.is_dir():
-        recorded = read_json(recorded_path)
+        try:
+            recorded = read_json(recorded_path)
+        except DataError:
+            recorded = {}
         if recorded is None and any(out.iterdir()):
             raise UsageError(
                 f"{out}: output folder is not empty and holds no imagenet-prep build; "
                 "choose a new or empty folder"
             )
         if recorded is not None and recorded != options:
-            if not overwrite:
+            if not config.overwrite:
                 changed = sorted(k for k in options if recorded.get(k) != options[k])
                 raise UsageError(
-                    f"{out}: holds a build made with different options ({', '.join(changed)}); "
-                    "use --overwrite to replace it, or a new output folder"
+                    f"{out}: holds a build made with different options "
+                    f"({', '.join(changed) or 'unreadable record'}); use --overwrite to replace "
+                    "it, or a new output folder"
                 )
             _clear_output(out)
+        elif recorded is not None and (out / MANIFEST).is_file():
+            return True
     try:
         out.mkdir(parents=True, exist_ok=True)
         write_json(recorded_path, options)
     except OSError as exc:
         raise UsageError(f"{out}: cannot write to the output folder ({exc.strerror})") from None
+    return False
 
 
 def _clear_output(out: Path) -> None:
     """Remove what an earlier build wrote (only the names this tool writes)."""
     log.info("removing the earlier build in %s", out)
+    (out / MANIFEST).unlink(missing_ok=True)
     for name in ("tfrecord", "imagefolder", STATE_DIR):
         shutil.rmtree(out / name, ignore_errors=True)
-    for name in (MANIFEST, BOX_CSV, LABELS_TXT):
+    for name in (BOX_CSV, LABELS_TXT):
         (out / name).unlink(missing_ok=True)
 
 
@@ -195,13 +258,72 @@ def _remove_temporaries(out: Path) -> None:
                 os.unlink(os.path.join(dirpath, name))
 
 
+def _write_if_changed(path: Path, data: bytes) -> None:
+    """Write ``data`` atomically unless ``path`` already holds exactly it."""
+    try:
+        if path.stat().st_size == len(data) and path.read_bytes() == data:
+            return
+    except OSError:
+        pass
+    write_bytes_atomic(path, data)
+
+
 def _labels_txt(synsets: Synsets, offset: int) -> bytes:
     lines = [f"{i + offset}\t{w}\t{synsets.text(w)}\n" for i, w in enumerate(synsets.wnids)]
     return "".join(lines).encode("utf-8")
 
 
-def _file_entry(out: Path, name: str, data: bytes, **extra: Any) -> dict[str, Any]:
+def _file_entry(name: str, data: bytes, **extra: Any) -> dict[str, Any]:
     return {"file": name, "bytes": len(data), "xxh3_128": xxh3_of(data), **extra}
+
+
+def _check_download(
+    config: BuildConfig, index: SplitIndex, boxes: BoxTable | None, warnings: list[str]
+) -> dict[str, Any] | None:
+    """Compare an archive with the published one of the same name and size (MD5, counts)."""
+    archive = index.archive
+    if archive is None:
+        return None
+    name = os.path.basename(archive.path)
+    known = config.known_archive(name, archive.size)
+    entry: dict[str, Any] = {"name": name, "bytes": archive.size, "md5": archive.md5}
+    if known is None:
+        return entry
+    entry["official"] = True
+    if archive.md5 is not None:
+        if archive.md5 != known.md5:
+            raise DataError(
+                f"{archive.path}: MD5 {archive.md5} differs from the published {known.md5} for "
+                "this file: the download is damaged (download it again, or pass --no-md5 to "
+                "use it anyway)"
+            )
+        entry["md5_verified"] = True
+    classes = len(set(index.labels))
+    if len(index) != known.images or classes != known.classes:
+        warnings.append(
+            f"{archive.path}: {len(index):,} images in {classes} classes, the official archive "
+            f"holds {known.images:,} in {known.classes}"
+        )
+    if index.split == "train" and boxes is not None and boxes.stats.files != OFFICIAL_BOX_FILES:
+        warnings.append(
+            f"box archive: {boxes.stats.files:,} XML files, the official one holds "
+            f"{OFFICIAL_BOX_FILES:,}"
+        )
+    return entry
+
+
+def _check_disk(config: BuildConfig, indexes: dict[str, SplitIndex], done_bytes: int) -> None:
+    need = sum(_SIZE_FACTOR[f] for f in config.formats) * sum(
+        i.total_bytes() for i in indexes.values()
+    )
+    need = int(need) - done_bytes + _DISK_MARGIN
+    free = shutil.disk_usage(config.output).free
+    if need > free and not config.force:
+        raise ResourceError(
+            f"{config.output}: the build needs about {need / 1e9:,.1f} GB more and the file "
+            f"system has {free / 1e9:,.1f} GB free; free some space, or pass --force to start "
+            "anyway"
+        )
 
 
 # --- build ---------------------------------------------------------------------------
@@ -221,7 +343,14 @@ def _jobs(
             if spec.name in done:
                 continue
             refs = tuple(index.ref(order[j], synsets, boxes) for j in range(spec.start, spec.stop))
-            yield ShardJob(spec=spec, refs=refs, formats=config.formats, options=options)
+            yield ShardJob(
+                spec=spec,
+                refs=refs,
+                formats=config.formats,
+                options=options,
+                skip_bad=config.on_error == "skip",
+                decode_check=config.decode_check,
+            )
 
 
 def _finished(config: BuildConfig, spec: ShardSpec) -> ShardResult | None:
@@ -243,15 +372,47 @@ def _finished(config: BuildConfig, spec: ShardSpec) -> ShardResult | None:
     return result
 
 
+def _output_bytes(result: ShardResult) -> int:
+    return sum(
+        int(o.get("bytes", 0)) + sum(c["bytes"] for c in o.get("classes", {}).values())
+        for o in result.outputs.values()
+    )
+
+
+def _complete_result(config: BuildConfig, started: float) -> BuildResult:
+    from .manifest import read_manifest
+
+    manifest = read_manifest(config.output)
+    return BuildResult(
+        output=config.output,
+        images={s: v["images"] for s, v in manifest["splits"].items()},
+        shards_written=0,
+        shards_reused=sum(v["shards"] for v in manifest["splits"].values()),
+        reencoded=manifest["reencoded"],
+        skipped=manifest["skipped"],
+        warnings=manifest.get("warnings", []),
+        seconds=time.perf_counter() - started,
+        bytes_in=0,
+        images_written=0,
+        already_complete=True,
+        manifest=manifest,
+    )
+
+
 def build(
     config: BuildConfig,
     *,
-    overwrite: bool = False,
     executor: Executor | None = None,
-    progress: Progress | None = None,
+    reporter: Reporter | None = None,
 ) -> BuildResult:
-    """Run the whole flow for ``config``; return a summary. Raises DataError/UsageError."""
+    """Run the whole flow for ``config``; return a summary.
+
+    Raises :class:`DataError` for bad input, :class:`UsageError` for options or an output
+    folder that cannot be used, :class:`ResourceError` when the disk is too small. A run
+    that stops leaves every finished shard in place; the same call again resumes.
+    """
     started = time.perf_counter()
+    reporter = reporter or _Silent()
     out = config.output
     layout = discover(config.source)
     for split in config.splits:
@@ -260,23 +421,23 @@ def build(
                 f"{config.source}: the {split} split was requested but its input is missing "
                 f"({_EXPECTED_INPUT[split]})"
             )
-    _prepare_output(config, overwrite)
+    if _prepare_output(config, _recorded_options(config, layout)):
+        return _complete_result(config, started)
     _remove_temporaries(out)
     synsets = load_synsets()
     state = state_dir(out)
+    warnings: list[str] = []
+    skipped: list[dict[str, str]] = []
 
-    boxes = load_boxes(layout, synsets)
+    boxes = load_boxes(layout, synsets, skip_bad=config.on_error == "skip")
     extra: dict[str, Any] = {}
     if boxes is not None:
         csv = boxes.csv_bytes()
-        write_bytes_atomic(out / BOX_CSV, csv)
+        _write_if_changed(out / BOX_CSV, csv)
         extra["bounding_boxes"] = _file_entry(
-            out,
-            BOX_CSV,
-            csv,
-            images=len(boxes),
-            **asdict(boxes.stats),
+            BOX_CSV, csv, images=len(boxes), **asdict(boxes.stats)
         )
+        skipped.extend({"file": where, "reason": why} for where, why in boxes.skipped)
         log.info(
             "boxes: %d kept for %d images from %d XML files",
             boxes.stats.boxes_kept,
@@ -285,17 +446,30 @@ def build(
         )
 
     indexes: dict[str, SplitIndex] = {}
+    downloads = []
     for split in config.splits:
+        archive = layout.train if split == "train" else layout.validation
+        assert archive is not None  # checked above
+        md5 = (
+            config.check_md5
+            and archive.is_file()
+            and config.known_archive(archive.name, archive.stat().st_size) is not None
+        )
         if split == "train":
-            indexes[split] = index_train(layout, synsets, state)
+            indexes[split] = index_train(layout, synsets, state, md5=md5)
         else:
             devkit = read_devkit(layout.devkit) if layout.devkit is not None else None
             extra["validation_labels"] = "devkit" if devkit is not None else "shipped"
-            indexes[split] = index_validation(layout, synsets, validation_labels(devkit), state)
+            labels = validation_labels(devkit)
+            indexes[split] = index_validation(layout, synsets, labels, state, md5=md5)
+        entry = _check_download(config, indexes[split], boxes, warnings)
+        if entry is not None:
+            downloads.append(entry)
         log.info("%s: %d images", split, len(indexes[split]))
+    for message in warnings:
+        log.warning("%s", message)
 
-    labels = _labels_txt(synsets, config.label_offset)
-    write_bytes_atomic(out / LABELS_TXT, labels)
+    _write_if_changed(out / LABELS_TXT, _labels_txt(synsets, config.label_offset))
 
     done: dict[str, ShardResult] = {}
     for split, index in indexes.items():
@@ -304,31 +478,49 @@ def build(
             if result is not None:
                 done[spec.name] = result
     reused = len(done)
+    done_images = sum(r.images + len(r.skipped) for r in done.values())
+    done_bytes = sum(r.bytes_in for r in done.values())
     if reused:
-        log.info("resuming: %d shards already finished", reused)
+        log.info("resuming: %d shards (%d images) already finished", reused, done_images)
+    _check_disk(config, indexes, sum(_output_bytes(r) for r in done.values()))
 
     executor = executor or make_executor(config.workers)
     results = dict(done)
     written = 0
-    for result in executor.map_unordered(
-        process_shard, _jobs(config, indexes, synsets, boxes, done)
-    ):
-        write_done(out, result.shard, asdict(result))
-        results[result.shard] = result
-        written += 1
-        if progress is not None:
-            progress(result, False)
+    reporter.start(
+        sum(len(i) for i in indexes.values()),
+        sum(i.total_bytes() for i in indexes.values()),
+        done_images,
+        done_bytes,
+    )
+    try:
+        for result in executor.map_unordered(
+            process_shard, _jobs(config, indexes, synsets, boxes, done)
+        ):
+            write_done(out, result.shard, asdict(result))
+            results[result.shard] = result
+            written += 1
+            reporter.update(result)
+    finally:
+        reporter.close()
 
-    manifest = _manifest(config, layout, indexes, synsets, results, labels, extra)
+    manifest = _manifest(config, layout, indexes, synsets, results, extra)
+    manifest["downloads"] = downloads
+    manifest["warnings"] = warnings
+    manifest["skipped"] = skipped + manifest["skipped"]
     write_manifest(out, manifest)
+    fresh = [r for k, r in results.items() if k not in done]
     return BuildResult(
         output=out,
         images={s: len(i) for s, i in indexes.items()},
         shards_written=written,
         shards_reused=reused,
         reencoded=manifest["reencoded"],
+        skipped=manifest["skipped"],
+        warnings=warnings,
         seconds=time.perf_counter() - started,
-        bytes_in=sum(r.bytes_in for r in results.values()),
+        bytes_in=sum(r.bytes_in for r in fresh),
+        images_written=sum(r.images for r in fresh),
         manifest=manifest,
     )
 
@@ -339,7 +531,6 @@ def _manifest(
     indexes: dict[str, SplitIndex],
     synsets: Synsets,
     results: dict[str, ShardResult],
-    labels: bytes,
     extra: dict[str, Any],
 ) -> dict[str, Any]:
     options = SinkOptions(out=config.output, label_offset=config.label_offset)
@@ -354,14 +545,18 @@ def _manifest(
         for label in index.labels:
             wnid = synsets.wnids[label]
             per_class[wnid] = per_class.get(wnid, 0) + 1
+        split_results = [r for r in ordered if r.split == split]
         splits[split] = {
             "images": len(index),
+            "written": sum(r.images for r in split_results),
+            "skipped": sum(len(r.skipped) for r in split_results),
             "bytes": index.total_bytes(),
             "classes": len(per_class),
             "per_class": dict(sorted(per_class.items())),
             "shards": config.shards(split),
             "ignored_inputs": len(index.ignored),
         }
+    labels = (config.output / LABELS_TXT).read_bytes()
     return {
         "format_version": FORMAT_VERSION,
         "tool": {"name": "imagenet-prep", "version": __version__},
@@ -372,11 +567,13 @@ def _manifest(
             "archives": [{"name": p.name, "bytes": p.stat().st_size} for p in layout.archives()],
         },
         "splits": splits,
-        "labels": _file_entry(config.output, LABELS_TXT, labels, label_offset=config.label_offset),
+        "labels": _file_entry(LABELS_TXT, labels, label_offset=config.label_offset),
         **extra,
         "formats": formats,
         "reencoded": [
             {"image": origin, "reason": reason} for r in ordered for origin, reason in r.reencoded
         ],
-        "skipped": [],
+        "skipped": [
+            {"image": origin, "reason": reason} for r in ordered for origin, reason in r.skipped
+        ],
     }

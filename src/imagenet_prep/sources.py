@@ -118,6 +118,7 @@ class SplitIndex:
     where: array[int] = field(default_factory=lambda: array("I"))
     containers: list[tuple[str, str, bool]] = field(default_factory=list)
     ignored: list[str] = field(default_factory=list)
+    archive: ArchiveIndex | None = None
 
     def __len__(self) -> int:
         return len(self.names)
@@ -230,16 +231,18 @@ def _save_index(cache: Path, index: ArchiveIndex) -> None:
     write_bytes_atomic(cache, ("\n".join(lines) + "\n").encode("utf-8"))
 
 
-def indexed_archive(archive: Path, *, nested: bool, state_dir: Path | None) -> ArchiveIndex:
-    """Index ``archive`` (one pass), or reuse the index kept in the output folder."""
+def indexed_archive(
+    archive: Path, *, nested: bool, state_dir: Path | None, md5: bool = False
+) -> ArchiveIndex:
+    """Index ``archive`` (one pass, hashing it when ``md5``), or reuse the index kept in OUT."""
     cache = _index_cache_path(state_dir, archive) if state_dir is not None else None
     if cache is not None:
         cached = _load_cached_index(cache, archive)
-        if cached is not None:
+        if cached is not None and (cached.md5 is not None or not md5):
             log.info("reusing the index of %s (%d members)", archive.name, len(cached.members))
             return cached
-    log.info("indexing %s", archive)
-    index = index_tar(archive, nested=nested)
+    log.info("indexing %s%s", archive, " and computing its MD5" if md5 else "")
+    index = index_tar(archive, nested=nested, md5=md5)
     if cache is not None:
         _save_index(cache, index)
     return index
@@ -255,14 +258,17 @@ def _class_of(synsets: Synsets, wnid: str, where: str) -> int:
     return synsets.index(wnid)
 
 
-def index_train(layout: SourceLayout, synsets: Synsets, state_dir: Path | None) -> SplitIndex:
+def index_train(
+    layout: SourceLayout, synsets: Synsets, state_dir: Path | None, *, md5: bool = False
+) -> SplitIndex:
     """Every training image: from the nested archive, or ``train/<wnid>/*``."""
     src = layout.train
     if src is None:
         raise DataError(f"{layout.root}: no training input ({TRAIN_ARCHIVE} or a train/ folder)")
     out = SplitIndex("train")
     if src.is_file():
-        index = indexed_archive(src, nested=True, state_dir=state_dir)
+        index = indexed_archive(src, nested=True, state_dir=state_dir, md5=md5)
+        out.archive = index
         containers: dict[str, int] = {}
         for m in index.members:
             if not m.parent:
@@ -313,6 +319,8 @@ def index_validation(
     synsets: Synsets,
     labels: tuple[str, ...],
     state_dir: Path | None,
+    *,
+    md5: bool = False,
 ) -> SplitIndex:
     """Every validation image, labelled by its number (flat) or checked against it (in folders)."""
     src = layout.validation
@@ -341,7 +349,8 @@ def index_validation(
         return _class_of(synsets, truth, where)
 
     if src.is_file():
-        index = indexed_archive(src, nested=False, state_dir=state_dir)
+        index = indexed_archive(src, nested=False, state_dir=state_dir, md5=md5)
+        out.archive = index
         out.containers.append((str(src), "", False))
         for m in index.members:
             if not is_image_name(m.name):
@@ -397,6 +406,7 @@ class BoxTable:
         self._boxes: dict[str, tuple[BBox, ...]] = {}
         self._lines: list[tuple[str, list[str]]] = []
         self.stats = BoxStats()
+        self.skipped: list[tuple[str, str]] = []
 
     def add(self, key: str, boxes: list[BBox], lines: list[str]) -> None:
         if key in self._boxes:
@@ -444,9 +454,17 @@ def _iter_box_folder(path: Path) -> Iterator[tuple[str, str, bytes]]:
 
 
 def load_boxes(
-    layout: SourceLayout, synsets: Synsets, progress: Callable[[int], None] | None = None
+    layout: SourceLayout,
+    synsets: Synsets,
+    *,
+    skip_bad: bool = False,
+    progress: Callable[[int], None] | None = None,
 ) -> BoxTable | None:
-    """Parse every training box XML with the seed's rules; None when SRC has no boxes."""
+    """Parse every training box XML with the seed's rules; None when SRC has no boxes.
+
+    A damaged XML file is an error, or with ``skip_bad`` is left out and listed in
+    ``BoxTable.skipped``. A damaged archive is always an error.
+    """
     src = layout.boxes
     if src is None:
         return None
@@ -459,7 +477,13 @@ def load_boxes(
             table.stats.files_other_synset += 1
             continue
         where = f"{src}:{folder}/{key}.xml" if src.is_file() else str(src / folder / f"{key}.xml")
-        annotation = boxmod.parse_annotation(data, where)
+        try:
+            annotation = boxmod.parse_annotation(data, where)
+        except DataError as exc:
+            if not skip_bad:
+                raise
+            table.skipped.append((where, str(exc)))
+            continue
         result = boxmod.normalize_boxes(annotation, folder, synsets)
         table.stats.boxes_other_synset += result.dropped_other_synset
         table.stats.boxes_empty += result.dropped_empty

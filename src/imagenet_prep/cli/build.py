@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from typing import Any
 
-from ..config import DEFAULT_SEED, FORMATS, BuildConfig, default_workers
+from ..config import DEFAULT_SEED, FORMATS, ON_ERROR, BuildConfig, default_workers
 from ..errors import UsageError
 
 
@@ -15,7 +16,8 @@ def register(sub: Any) -> None:
         "build",
         help="convert the download (archives or extracted tree) into training data",
         description="Convert ILSVRC2012 archives (or an extracted tree) into TFRecords and "
-        "other layouts, streaming, without extracting anything to disk.",
+        "other layouts, streaming, without extracting anything to disk. Run the same command "
+        "again after an interruption to resume.",
     )
     p.add_argument("--source", required=True, help="folder with the archives or extracted tree")
     p.add_argument("--output", required=True, help="output folder")
@@ -40,6 +42,19 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"shuffle seed ({DEFAULT_SEED})")
     p.add_argument(
+        "--on-error",
+        choices=ON_ERROR,
+        default="raise",
+        help="on a damaged image or box file: stop (raise), or leave it out and list it (skip)",
+    )
+    p.add_argument("--decode-check", action="store_true", help="decode every image fully (slower)")
+    p.add_argument(
+        "--no-md5",
+        action="store_true",
+        help="do not check the MD5 of the official archives against the published one",
+    )
+    p.add_argument("--force", action="store_true", help="start even when the disk looks too small")
+    p.add_argument(
         "--overwrite",
         action="store_true",
         help="replace an earlier build in OUTPUT made with different options",
@@ -50,6 +65,7 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..pipeline import build
+    from .progress import BarReporter, LineReporter
 
     try:
         config = BuildConfig(
@@ -62,21 +78,46 @@ def run(args: argparse.Namespace) -> int:
             workers=args.workers if args.workers is not None else default_workers(),
             label_offset=args.label_offset,
             seed=args.seed,
+            on_error=args.on_error,
+            decode_check=args.decode_check,
+            check_md5=not args.no_md5,
+            force=args.force,
+            overwrite=args.overwrite,
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    result = build(config, overwrite=args.overwrite)
+    if args.quiet:
+        logging.getLogger("imagenet_prep").setLevel(logging.ERROR)
+        reporter = None
+    else:
+        reporter = BarReporter() if sys.stderr.isatty() else LineReporter()
+    result = build(config, reporter=reporter)
     if not args.quiet:
-        mb = result.bytes_in / 1e6
-        rate = sum(result.images.values()) / result.seconds if result.seconds else 0.0
-        counts = ", ".join(f"{split} {n:,}" for split, n in result.images.items())
-        print(
-            f"built {counts} images into {result.output} in {result.seconds:.1f} s "
-            f"({rate:,.0f} images/s, {mb / max(result.seconds, 1e-9):,.0f} MB/s); "
-            f"{result.shards_written} shards written, {result.shards_reused} reused, "
-            f"{len(result.reencoded)} images re-encoded",
-            file=sys.stderr,
-        )
-        for item in result.reencoded[:20]:
-            print(f"  re-encoded ({item['reason']}): {item['image']}", file=sys.stderr)
+        _summary(result)
     return 0
+
+
+def _summary(result: Any) -> None:
+    out = sys.stderr
+    if result.already_complete:
+        print(f"{result.output}: the build is already complete; nothing changed", file=out)
+        return
+    seconds = max(result.seconds, 1e-9)
+    counts = ", ".join(f"{split} {n:,}" for split, n in result.images.items())
+    print(f"built {result.output}: {counts} images", file=out)
+    print(
+        f"  {result.images_written:,} images written in {result.seconds:.1f} s "
+        f"({result.images_written / seconds:,.0f} images/s, {result.bytes_in / 1e6 / seconds:,.0f}"
+        f" MB/s); {result.shards_written} shards written, {result.shards_reused} reused",
+        file=out,
+    )
+    print(f"  re-encoded images: {len(result.reencoded)}", file=out)
+    for item in result.reencoded[:25]:
+        print(f"    {item['reason']}: {item['image']}", file=out)
+    if len(result.reencoded) > 25:
+        print(f"    ... {len(result.reencoded) - 25} more in manifest.json", file=out)
+    print(f"  skipped: {len(result.skipped)}", file=out)
+    for item in result.skipped:
+        print(f"    {item.get('image', item.get('file'))}: {item['reason']}", file=out)
+    for warning in result.warnings:
+        print(f"  warning: {warning}", file=out)

@@ -22,7 +22,7 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..verify import verify
+    from ..verification import verify
 
     result = verify(Path(args.output), decode=args.decode)
     for problem in result.problems:

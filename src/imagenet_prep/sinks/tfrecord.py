@@ -152,8 +152,14 @@ def _check_example(data: bytes, synsets: Any, label_offset: int, decode: bool) -
     missing = [k for k in FEATURES if k not in ex]
     if missing:
         return f"missing features {', '.join(missing)}"
-    synset = ex["image/class/synset"].values[0].decode()
-    label = ex["image/class/label"].values[0] - label_offset
+    try:
+        synset = tfrecord_io.first_bytes(ex, "image/class/synset").decode("utf-8", "replace")
+        label = tfrecord_io.first_int(ex, "image/class/label") - label_offset
+        name = tfrecord_io.first_bytes(ex, "image/filename").decode("utf-8", "replace")
+        encoded = tfrecord_io.first_bytes(ex, "image/encoded")
+        size = (tfrecord_io.first_int(ex, "image/width"), tfrecord_io.first_int(ex, "image/height"))
+    except DataError as exc:
+        return str(exc)
     if synset not in synsets or synsets.index(synset) != label:
         return f"label {label + label_offset} does not match synset {synset}"
     n = len(ex["image/object/bbox/xmin"].values)
@@ -163,13 +169,14 @@ def _check_example(data: bytes, synsets: Any, label_offset: int, decode: bool) -
     if decode:
         from ..imagefix import decode_check
 
-        name = ex["image/filename"].values[0].decode("utf-8", "replace")
         try:
-            width, height = decode_check(ex["image/encoded"].values[0], name)
+            decoded = decode_check(encoded, name)
         except DataError as exc:
             return str(exc)
-        if (width, height) != (ex["image/width"].values[0], ex["image/height"].values[0]):
-            return f"{name}: decodes to {width}x{height}, the record says otherwise"
+        if decoded != size:
+            return (
+                f"{name}: decodes to {decoded[0]}x{decoded[1]}, the record says {size[0]}x{size[1]}"
+            )
     return None
 
 

@@ -53,7 +53,7 @@ def verify(output: Path, *, decode: bool = False) -> VerifyResult:
         sink_report = get_sink(name, options).verify(section, decode=decode)
         report.extend(sink_report)
         if name == "tfrecord":
-            expected = sum(s["images"] for s in manifest["splits"].values())
+            expected = sum(s["written"] for s in manifest["splits"].values())
             if sink_report.records != expected and not sink_report.problems:
                 report.problems.append(
                     f"{output / 'tfrecord'}: {sink_report.records} records, the splits hold "

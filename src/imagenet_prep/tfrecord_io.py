@@ -1,0 +1,399 @@
+"""TFRecord files of ``tf.train.Example``, written and read without TensorFlow.
+
+Framing: ``uint64 length, uint32 masked_crc32c(length), data, uint32 masked_crc32c(data)``,
+little-endian. Examples are encoded by hand in protobuf's wire format (map entries in sorted
+key order, so the bytes are deterministic); the ImageNet hot path returns the serialized
+Example as parts, so the image bytes are written without being copied into a new buffer.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Protocol
+
+import google_crc32c
+
+from .errors import DataError
+
+_MASK_DELTA = 0xA282EAD8
+_U32 = 0xFFFFFFFF
+_LEN = struct.Struct("<Q")
+_CRC = struct.Struct("<I")
+
+
+def masked_crc32c(data: bytes | bytearray | memoryview) -> int:
+    """TFRecord's masked CRC32C.
+
+    >>> hex(masked_crc32c(b""))
+    '0xa282ead8'
+    """
+    return _mask(google_crc32c.value(bytes(data)))
+
+
+def _mask(crc: int) -> int:
+    return ((((crc >> 15) | (crc << 17)) & _U32) + _MASK_DELTA) & _U32
+
+
+# --- the typed feature values ----------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class BytesList:
+    values: tuple[bytes, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Int64List:
+    values: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class FloatList:
+    values: tuple[float, ...]
+
+
+Feature = BytesList | Int64List | FloatList
+
+
+# --- protobuf wire format ---------------------------------------------------------------
+
+
+def _varint(value: int) -> bytes:
+    """Protobuf base-128 varint; negative int64s are their 64-bit two's complement.
+
+    >>> _varint(1), _varint(300), len(_varint(-1))
+    (b'\\x01', b'\\xac\\x02', 10)
+    """
+    if value < 0:
+        value += 1 << 64
+    out = bytearray()
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _field(number: int, payload: bytes) -> bytes:
+    """A length-delimited field (wire type 2)."""
+    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+
+
+def _encode_feature(feature: Feature) -> bytes:
+    if isinstance(feature, BytesList):
+        inner = b"".join(_field(1, v) for v in feature.values)
+        return _field(1, inner)
+    if isinstance(feature, FloatList):
+        packed = struct.pack(f"<{len(feature.values)}f", *feature.values)
+        return _field(2, _field(1, packed) if packed else b"")
+    if isinstance(feature, Int64List):
+        packed = b"".join(_varint(v) for v in feature.values)
+        return _field(3, _field(1, packed) if packed else b"")
+    raise TypeError(f"not a feature value: {feature!r}")
+
+
+def encode_example(features: Mapping[str, Feature]) -> bytes:
+    """Serialize a ``tf.train.Example`` (map entries in sorted key order)."""
+    entries = b"".join(
+        _field(1, _field(1, key.encode("utf-8")) + _field(2, _encode_feature(features[key])))
+        for key in sorted(features)
+    )
+    return _field(1, entries)
+
+
+class _Cursor:
+    """Reads protobuf wire-format fields from a buffer; errors say what is malformed."""
+
+    __slots__ = ("data", "end", "pos")
+
+    def __init__(self, data: bytes | memoryview, start: int = 0, end: int | None = None) -> None:
+        self.data = data
+        self.pos = start
+        self.end = len(data) if end is None else end
+
+    def varint(self) -> int:
+        result = 0
+        shift = 0
+        data = self.data
+        while True:
+            if self.pos >= self.end or shift > 63:
+                raise DataError("malformed varint")
+            byte = data[self.pos]
+            self.pos += 1
+            result |= (byte & 0x7F) << shift
+            if not byte & 0x80:
+                return result
+            shift += 7
+
+    def fields(self) -> Iterator[tuple[int, int, int, int]]:
+        """Yield (field number, wire type, start, end) of each field; varints give their value."""
+        while self.pos < self.end:
+            key = self.varint()
+            number, wire = key >> 3, key & 7
+            if wire == 0:
+                value = self.varint()
+                yield number, wire, value, value
+            elif wire == 1:
+                self.pos += 8
+                yield number, wire, self.pos - 8, self.pos
+            elif wire == 2:
+                length = self.varint()
+                start = self.pos
+                self.pos += length
+                if self.pos > self.end:
+                    raise DataError("a length-delimited field runs past its message")
+                yield number, wire, start, self.pos
+            elif wire == 5:
+                self.pos += 4
+                yield number, wire, self.pos - 4, self.pos
+            else:
+                raise DataError(f"unsupported wire type {wire}")
+        if self.pos != self.end:
+            raise DataError("a field runs past its message")
+
+
+def _signed64(value: int) -> int:
+    return value - (1 << 64) if value >= 1 << 63 else value
+
+
+def _decode_feature(data: bytes, start: int, end: int) -> Feature:
+    for number, wire, a, b in _Cursor(data, start, end).fields():
+        if wire != 2:
+            continue
+        if number == 1:
+            return BytesList(
+                tuple(data[x:y] for n, w, x, y in _Cursor(data, a, b).fields() if n == 1 and w == 2)
+            )
+        if number == 2:
+            floats: list[float] = []
+            for n, w, x, y in _Cursor(data, a, b).fields():
+                if n != 1:
+                    continue
+                if w == 2:  # packed
+                    if (y - x) % 4:
+                        raise DataError("packed float list of odd length")
+                    floats.extend(struct.unpack_from(f"<{(y - x) // 4}f", data, x))
+                elif w == 5:
+                    floats.append(struct.unpack_from("<f", data, x)[0])
+            return FloatList(tuple(floats))
+        if number == 3:
+            ints: list[int] = []
+            for n, w, x, y in _Cursor(data, a, b).fields():
+                if n != 1:
+                    continue
+                if w == 2:  # packed
+                    inner = _Cursor(data, x, y)
+                    while inner.pos < inner.end:
+                        ints.append(_signed64(inner.varint()))
+                elif w == 0:
+                    ints.append(_signed64(x))
+            return Int64List(tuple(ints))
+    # A Feature with no kind set: TensorFlow treats it as an empty list of any type.
+    return BytesList(())
+
+
+def decode_example(data: bytes) -> dict[str, Feature]:
+    """Parse a serialized ``tf.train.Example``: packed or unpacked lists; unknown fields skipped."""
+    out: dict[str, Feature] = {}
+    for number, wire, a, b in _Cursor(data).fields():
+        if number != 1 or wire != 2:
+            continue
+        for n, w, x, y in _Cursor(data, a, b).fields():
+            if n != 1 or w != 2:
+                continue
+            key: str | None = None
+            value: Feature = BytesList(())
+            for n2, w2, x2, y2 in _Cursor(data, x, y).fields():
+                if n2 == 1 and w2 == 2:
+                    key = data[x2:y2].decode("utf-8")
+                elif n2 == 2 and w2 == 2:
+                    value = _decode_feature(data, x2, y2)
+            if key is None:
+                raise DataError("a feature map entry without a key")
+            out[key] = value
+    return out
+
+
+def first_bytes(example: Mapping[str, Feature], key: str) -> bytes:
+    """The single bytes value of ``key``; DataError when it is missing or of another type."""
+    feature = example.get(key)
+    if not isinstance(feature, BytesList) or len(feature.values) != 1:
+        raise DataError(f"feature {key} is not a single bytes value")
+    return feature.values[0]
+
+
+def first_int(example: Mapping[str, Feature], key: str) -> int:
+    """The single int64 value of ``key``; DataError when it is missing or of another type."""
+    feature = example.get(key)
+    if not isinstance(feature, Int64List) or len(feature.values) != 1:
+        raise DataError(f"feature {key} is not a single int64 value")
+    return feature.values[0]
+
+
+# --- the ImageNet hot path ------------------------------------------------------------
+
+
+def _key(name: str) -> bytes:
+    return _field(1, name.encode("ascii"))
+
+
+def _entry(key: str, feature_bytes: bytes) -> bytes:
+    return _field(1, _key(key) + _field(2, feature_bytes))
+
+
+_CONST = {
+    "image/channels": _entry("image/channels", _encode_feature(Int64List((3,)))),
+    "image/colorspace": _entry("image/colorspace", _encode_feature(BytesList((b"RGB",)))),
+    "image/format": _entry("image/format", _encode_feature(BytesList((b"JPEG",)))),
+}
+_ENCODED_KEY = _key("image/encoded")
+_BOX_KEYS = ("image/object/bbox/xmax", "image/object/bbox/xmin")
+_BOX_Y_KEYS = ("image/object/bbox/ymax", "image/object/bbox/ymin")
+
+
+def encode_imagenet_example_parts(
+    *,
+    encoded: bytes,
+    height: int,
+    width: int,
+    label: int,
+    synset: str,
+    text: str,
+    filename: str,
+    boxes: Sequence[tuple[float, float, float, float]],
+) -> list[bytes]:
+    """The 15 features of the seed's ``build_imagenet_data.py``, serialized as parts.
+
+    ``b"".join(parts)`` equals ``encode_example`` of the same values; ``encoded`` is one of
+    the parts, never copied. Boxes are (xmin, ymin, xmax, ymax).
+    """
+    columns = list(zip(*boxes, strict=True)) if boxes else [(), (), (), ()]
+    xmin, ymin, xmax, ymax = columns
+
+    def floats(key: str, values: Sequence[float]) -> bytes:
+        return _entry(key, _encode_feature(FloatList(tuple(values))))
+
+    def ints(key: str, values: Sequence[int]) -> bytes:
+        return _entry(key, _encode_feature(Int64List(tuple(values))))
+
+    def blob(key: str, value: bytes) -> bytes:
+        return _entry(key, _encode_feature(BytesList((value,))))
+
+    # Sorted key order: channels, class/label, class/synset, class/text, colorspace, encoded,
+    # filename, format, height, object/bbox/{label,xmax,xmin,ymax,ymin}, width.
+    head = b"".join(
+        (
+            _CONST["image/channels"],
+            ints("image/class/label", (label,)),
+            blob("image/class/synset", synset.encode("utf-8")),
+            blob("image/class/text", text.encode("utf-8")),
+            _CONST["image/colorspace"],
+        )
+    )
+    # The image/encoded entry: entry{ key, value=Feature{ bytes_list{ value: encoded } } }.
+    n = len(encoded)
+    bytes_list = b"\x0a" + _varint(n)  # BytesList.value field header
+    feature = b"\x0a" + _varint(len(bytes_list) + n)  # Feature.bytes_list header
+    value_hdr = b"\x12" + _varint(len(feature) + len(bytes_list) + n)  # entry.value header
+    entry_len = len(_ENCODED_KEY) + len(value_hdr) + len(feature) + len(bytes_list) + n
+    encoded_head = b"\x0a" + _varint(entry_len) + _ENCODED_KEY + value_hdr + feature + bytes_list
+    tail = b"".join(
+        (
+            blob("image/filename", filename.encode("utf-8")),
+            _CONST["image/format"],
+            ints("image/height", (height,)),
+            ints("image/object/bbox/label", (label,) * len(boxes)),
+            floats("image/object/bbox/xmax", xmax),
+            floats("image/object/bbox/xmin", xmin),
+            floats("image/object/bbox/ymax", ymax),
+            floats("image/object/bbox/ymin", ymin),
+            ints("image/width", (width,)),
+        )
+    )
+    features_len = len(head) + len(encoded_head) + n + len(tail)
+    prefix = b"\x0a" + _varint(features_len) + head + encoded_head
+    return [prefix, encoded, tail]
+
+
+# --- framing ----------------------------------------------------------------------------
+
+
+class _Writable(Protocol):
+    def write(self, data: bytes, /) -> object: ...
+
+
+def write_record(f: _Writable, data: bytes) -> int:
+    """Write one framed record; return the bytes written."""
+    return write_record_parts(f, [data])
+
+
+def write_record_parts(f: _Writable, parts: Sequence[bytes]) -> int:
+    """Write one framed record whose data is ``b"".join(parts)``, without joining them."""
+    length = sum(len(p) for p in parts)
+    header = _LEN.pack(length)
+    crc = 0
+    for part in parts:
+        crc = google_crc32c.extend(crc, part)
+    f.write(header + _CRC.pack(_mask(google_crc32c.value(header))))
+    for part in parts:
+        f.write(part)
+    f.write(_CRC.pack(_mask(crc)))
+    return length + 16
+
+
+def iter_records(
+    source: str | Path | IO[bytes], *, check_crc: bool = True
+) -> Iterator[tuple[int, bytes]]:
+    """Yield ``(offset, data)`` per record; a damaged file raises DataError naming it."""
+    if isinstance(source, (str, Path)):
+        with open(source, "rb", buffering=1 << 20) as f:
+            yield from _iter(f, str(source), check_crc)
+    else:
+        yield from _iter(source, getattr(source, "name", "<stream>"), check_crc)
+
+
+def _iter(f: IO[bytes], name: str, check_crc: bool) -> Iterator[tuple[int, bytes]]:
+    offset = 0
+    index = 0
+    while True:
+        header = f.read(12)
+        if not header:
+            return
+        where = f"{name}: record {index} at byte {offset}"
+        if len(header) < 12:
+            raise DataError(f"{where}: truncated record header")
+        length = _LEN.unpack_from(header)[0]
+        if check_crc and _CRC.unpack_from(header, 8)[0] != _mask(google_crc32c.value(header[:8])):
+            raise DataError(f"{where}: length CRC mismatch (corrupt record header)")
+        data = f.read(length)
+        footer = f.read(4)
+        if len(data) < length or len(footer) < 4:
+            raise DataError(f"{where}: truncated record data ({length} bytes expected)")
+        if check_crc and _CRC.unpack(footer)[0] != _mask(google_crc32c.value(data)):
+            raise DataError(f"{where}: data CRC mismatch (corrupt record)")
+        yield offset, data
+        offset += 16 + length
+        index += 1
+
+
+def record_index(path: str | Path) -> list[tuple[int, int]]:
+    """(offset, framed size) of every record, checking only the length CRCs (for DALI indexes)."""
+    out: list[tuple[int, int]] = []
+    name = str(path)
+    with open(path, "rb") as f:
+        offset = 0
+        while True:
+            header = f.read(12)
+            if not header:
+                return out
+            if len(header) < 12:
+                raise DataError(f"{name}: record {len(out)} at byte {offset}: truncated header")
+            length = _LEN.unpack_from(header)[0]
+            if _CRC.unpack_from(header, 8)[0] != _mask(google_crc32c.value(header[:8])):
+                raise DataError(f"{name}: record {len(out)} at byte {offset}: length CRC mismatch")
+            out.append((offset, length + 16))
+            offset += length + 16
+            f.seek(offset)
