@@ -9,6 +9,10 @@ import pytest
 
 from imagenet_prep.fixture import FixtureConfig, generate
 
+# The real-client scripts run in their own interpreters (TensorFlow and torch crash when
+# imported into one process); doctest collection must not import them here.
+collect_ignore = ["clients"]
+
 # The generated downloads below: 4 classes x 12 training images, 3 validation images per class.
 SMALL_CLASSES = 4
 SMALL_PER_CLASS = 12
