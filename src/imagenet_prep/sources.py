@@ -72,6 +72,10 @@ class SourceLayout:
 
 
 def _regular_file(path: Path) -> Path:
+    if path.is_symlink() and not path.exists():
+        raise DataError(
+            f"{path}: cannot read (a symbolic link to {os.readlink(path)}, which is missing)"
+        )
     if not path.is_file():
         raise DataError(f"{path}: exists but is not a regular file (archives must be files)")
     return path

@@ -98,6 +98,14 @@ def test_unreadable_archive(small_download: Path, tmp_path: Path) -> None:
     assert_one_line_error(proc, 1, "ILSVRC2012_img_val.tar", "cannot read")
 
 
+def test_archive_that_is_a_broken_link(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "ILSVRC2012_img_val.tar").symlink_to(tmp_path / "elsewhere" / "val.tar")
+    proc = run_cli("build", "--source", src, "--output", tmp_path / "out", "--splits", "validation")
+    assert_one_line_error(proc, 1, "ILSVRC2012_img_val.tar", "cannot read", "missing")
+
+
 def test_archive_that_is_a_folder(tmp_path: Path) -> None:
     src = tmp_path / "src"
     (src / "ILSVRC2012_img_val.tar").mkdir(parents=True)

@@ -1,0 +1,225 @@
+"""Damaged input, download integrity, disk space: each case gives its error or its skip."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+from collections import namedtuple
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from imagenet_prep import BuildConfig, build, verify
+from imagenet_prep.config import KnownArchive
+from imagenet_prep.errors import DataError
+from imagenet_prep.pipeline import ResourceError
+
+
+def cli(*args: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "imagenet_prep", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+@pytest.fixture
+def damaged_tree(small_extracted: Path, tmp_path: Path) -> tuple[Path, Path]:
+    """A copy of the extracted download with one training image cut short."""
+    src = tmp_path / "src"
+    shutil.copytree(small_extracted, src)
+    victim = sorted((src / "train").rglob("*.jpeg"))[5]
+    data = victim.read_bytes()
+    victim.write_bytes(data[: len(data) // 3])
+    return src, victim
+
+
+def test_damaged_image_stops_the_build_naming_it(
+    damaged_tree: tuple[Path, Path], tmp_path: Path
+) -> None:
+    src, victim = damaged_tree
+    out = tmp_path / "out"
+    proc = cli("build", "--source", src, "--output", out, "--train-shards", "4", "--workers", "1")
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if "error:" in line]
+    assert len(errors) == 1 and str(victim) in errors[0] and "truncated" in errors[0]
+    assert not (out / "manifest.json").exists()
+    assert not list(out.rglob("*.incomplete"))
+    # Finished shards are kept for a resume; the rerun with --on-error skip completes.
+    kept = len(list((out / "tfrecord").glob("*-of-*")))
+    proc = cli(
+        "build",
+        "--source",
+        src,
+        "--output",
+        out,
+        "--train-shards",
+        "4",
+        "--workers",
+        "1",
+        "--on-error",
+        "skip",
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "skipped: 1" in proc.stderr and str(victim) in proc.stderr
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert [s["image"] for s in manifest["skipped"]] == [str(victim)]
+    assert "truncated" in manifest["skipped"][0]["reason"]
+    assert manifest["splits"]["train"]["skipped"] == 1
+    assert manifest["splits"]["train"]["written"] == manifest["splits"]["train"]["images"] - 1
+    assert kept >= 0
+    assert verify(out).ok
+
+
+def test_decode_check_catches_what_the_header_check_cannot(
+    small_extracted: Path, tmp_path: Path
+) -> None:
+    src = tmp_path / "src"
+    shutil.copytree(small_extracted, src)
+    victim = sorted((src / "val").iterdir())[0]
+    data = bytearray(victim.read_bytes())
+    # A Huffman table whose code counts are impossible: the segment is well-formed, so only a
+    # decoder notices.
+    dht = data.index(b"\xff\xc4")
+    data[dht + 5 : dht + 21] = bytes([0xFF] * 16)
+    victim.write_bytes(bytes(data))
+    config = BuildConfig(
+        source=src, output=tmp_path / "a", splits=("validation",), validation_shards=1, workers=1
+    )
+    build(config)  # the cheap structural check passes this file
+    with pytest.raises(DataError, match=victim.name):
+        build(replace(config, output=tmp_path / "b", decode_check=True))
+
+
+def test_damaged_box_xml_raise_and_skip(small_extracted: Path, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    shutil.copytree(small_extracted, src)
+    xml = sorted((src / "bounding_boxes").rglob("n*/*.xml"))[0]
+    xml.write_bytes(b"<annotation><size><width>10</wid")
+    config = BuildConfig(
+        source=src, output=tmp_path / "a", train_shards=2, validation_shards=1, workers=1
+    )
+    with pytest.raises(DataError, match=xml.name):
+        build(config)
+    result = build(replace(config, output=tmp_path / "b", on_error="skip"))
+    assert [s["file"] for s in result.skipped] == [str(xml)]
+
+
+@pytest.mark.parametrize("damage", ["truncated", "corrupt"])
+def test_gzip_error_in_the_box_archive(small_download: Path, tmp_path: Path, damage: str) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    for p in small_download.iterdir():
+        (src / p.name).symlink_to(p)
+    boxes = src / "ILSVRC2012_bbox_train_v2.tar.gz"
+    boxes.unlink()
+    data = bytearray((small_download / boxes.name).read_bytes())
+    if damage == "truncated":
+        data = data[: len(data) * 2 // 3]
+    else:
+        data[len(data) // 2 : len(data) // 2 + 16] = bytes(16)
+    boxes.write_bytes(bytes(data))
+    out = tmp_path / "out"
+    proc = cli("build", "--source", src, "--output", out)
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if "error:" in line]
+    assert len(errors) == 1 and str(boxes) in errors[0]
+    if damage == "truncated":
+        assert "damaged box archive" in errors[0]
+    assert not (out / "manifest.json").exists()
+
+
+def _known(small_download: Path, md5: str, images: int) -> tuple[KnownArchive, ...]:
+    val = small_download / "ILSVRC2012_img_val.tar"
+    return (
+        KnownArchive(name=val.name, size=val.stat().st_size, md5=md5, images=images, classes=4),
+    )
+
+
+def test_md5_of_a_known_archive_matches(small_download: Path, tmp_path: Path) -> None:
+    val = small_download / "ILSVRC2012_img_val.tar"
+    md5 = hashlib.md5(val.read_bytes()).hexdigest()
+    result = build(
+        BuildConfig(
+            source=small_download,
+            output=tmp_path / "out",
+            splits=("validation",),
+            validation_shards=1,
+            workers=1,
+            known_archives=_known(small_download, md5, images=12),
+        )
+    )
+    (download,) = result.manifest["downloads"]
+    assert download["md5"] == md5 and download["md5_verified"] and download["official"]
+    assert result.warnings == []
+    # The MD5 is kept with the index in OUT: a rerun neither re-reads nor re-hashes.
+    index = tmp_path / "out" / ".imagenet-prep" / "index" / "ILSVRC2012_img_val.tar.idx"
+    assert json.loads(index.read_text().splitlines()[0])["md5"] == md5
+
+
+def test_md5_mismatch_is_an_error_unless_disabled(small_download: Path, tmp_path: Path) -> None:
+    config = BuildConfig(
+        source=small_download,
+        output=tmp_path / "out",
+        splits=("validation",),
+        validation_shards=1,
+        workers=1,
+        known_archives=_known(small_download, "0" * 32, images=12),
+    )
+    with pytest.raises(DataError, match=r"MD5 .* differs from the published 0{32}"):
+        build(config)
+    assert not (tmp_path / "out" / "manifest.json").exists()
+    result = build(replace(config, check_md5=False))
+    assert "md5_verified" not in result.manifest["downloads"][0]
+
+
+def test_counts_that_differ_from_the_official_archive_are_reported(
+    small_download: Path, tmp_path: Path
+) -> None:
+    val = small_download / "ILSVRC2012_img_val.tar"
+    md5 = hashlib.md5(val.read_bytes()).hexdigest()
+    result = build(
+        BuildConfig(
+            source=small_download,
+            output=tmp_path / "out",
+            splits=("validation",),
+            validation_shards=1,
+            workers=1,
+            known_archives=_known(small_download, md5, images=50_000),
+        )
+    )
+    assert len(result.warnings) == 1
+    assert "12 images in 4 classes, the official archive holds 50,000" in result.warnings[0]
+    assert result.manifest["warnings"] == result.warnings
+
+
+def test_too_little_disk_space_refuses_to_start(
+    small_download: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda _path: usage(10**9, 10**9 - 1000, 1000))
+    config = BuildConfig(source=small_download, output=tmp_path / "out", workers=1)
+    with pytest.raises(ResourceError, match=r"needs about .* GB more .* GB free.*--force"):
+        build(config)
+    assert not list((tmp_path / "out").glob("tfrecord/*"))
+    build(replace(config, force=True))
+    assert (tmp_path / "out" / "manifest.json").is_file()
+
+
+def test_plain_progress_lines_and_summary_when_not_a_terminal(
+    small_download: Path, tmp_path: Path
+) -> None:
+    proc = cli("build", "--source", small_download, "--output", tmp_path / "out", "--workers", "2")
+    assert proc.returncode == 0, proc.stderr
+    assert "\r" not in proc.stderr
+    progress = [line for line in proc.stderr.splitlines() if line.startswith("build: ")]
+    assert progress and "images/s" in progress[-1] and "(100%)" in progress[-1]
+    assert "re-encoded images:" in proc.stderr and "skipped: 0" in proc.stderr
+    assert "validation 12" in proc.stderr
