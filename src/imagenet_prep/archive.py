@@ -16,7 +16,7 @@ import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 from .errors import DataError
 
@@ -140,6 +140,9 @@ class _Reader:
             left -= got
             self.pos += got
 
+    def at_end(self) -> bool:
+        return self.pos >= self.size
+
     def drain(self) -> None:
         """Hash (or skip) everything up to the end of the file."""
         self.skip(self.size - self.pos)
@@ -148,15 +151,59 @@ class _Reader:
         return self._md5.hexdigest() if self._md5 is not None else None
 
 
+class _StreamReader:
+    """The reader interface over a non-seekable stream (a gzip'd tar): skips read and discard."""
+
+    def __init__(self, f: BinaryIO, path: str) -> None:
+        self._f = f
+        self.path = path
+        self.pos = 0
+        self._pending = b""
+
+    def at_end(self) -> bool:
+        if not self._pending:
+            self._pending = self._f.read(BLOCK)
+        return not self._pending
+
+    def read(self, n: int) -> bytes:
+        head, self._pending = self._pending[:n], self._pending[n:]
+        data = head + self._f.read(n - len(head)) if len(head) < n else head
+        if len(data) != n:
+            raise DataError(f"{self.path}: truncated archive (ends at byte {self.pos + len(data)})")
+        self.pos += n
+        return data
+
+    def skip(self, n: int) -> None:
+        while n > 0:
+            step = min(n, _CHUNK)
+            self.read(step)
+            n -= step
+
+
+class _SupportsWalk(Protocol):
+    path: str
+    pos: int
+
+    def at_end(self) -> bool: ...
+
+    def read(self, n: int) -> bytes: ...
+
+    def skip(self, n: int) -> None: ...
+
+
 def _walk(
-    reader: _Reader, end: int, parent: str, nested: Callable[[str], bool]
+    reader: _SupportsWalk, end: int, parent: str, nested: Callable[[str], bool]
 ) -> Iterator[TarMember]:
-    """Yield the regular members between ``reader.pos`` and ``end``; recurse into nested tars."""
+    """Yield the regular members between ``reader.pos`` and ``end``; recurse into nested tars.
+
+    After each member is yielded the consumer may read its data from the reader; the walk
+    then skips whatever is left of it.
+    """
     where = f"{reader.path}:{parent}" if parent else reader.path
     long_name: str | None = None
     pax: dict[str, str] = {}
     first = True
-    while reader.pos + BLOCK <= end:
+    while reader.pos + BLOCK <= end and not reader.at_end():
         header_at = reader.pos
         block = reader.read(BLOCK)
         if block == _ZERO_BLOCK:
@@ -210,7 +257,7 @@ def _walk(
             reader.skip(data_at + padded - reader.pos)
             continue
         yield TarMember(name=name, offset=data_at, size=size, parent=parent)
-        reader.skip(padded)
+        reader.skip(data_at + padded - reader.pos)
     if parent:
         reader.skip(end - reader.pos)
 
@@ -250,6 +297,20 @@ def index_tar(path: Path, *, nested: bool = False, md5: bool = False) -> Archive
         md5=reader.md5_hex(),
         members=members,
     )
+
+
+_UNBOUNDED = 1 << 62
+
+
+def iter_tar_stream(f: BinaryIO, path: str) -> Iterator[tuple[TarMember, bytes]]:
+    """Yield each regular member of a tar read from a stream, with its data, in archive order.
+
+    For compressed archives, which cannot be read by offset; the caller turns the stream's
+    own errors (gzip, zlib) into messages.
+    """
+    reader = _StreamReader(f, path)
+    for member in _walk(reader, _UNBOUNDED, "", lambda _name: False):
+        yield member, reader.read(member.size)
 
 
 def read_at(f: BinaryIO, offset: int, size: int, what: str) -> bytes:

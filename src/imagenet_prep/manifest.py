@@ -7,6 +7,7 @@ last, so its presence means the build finished.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -41,21 +42,55 @@ def read_json(path: Path) -> Any:
         raise DataError(f"{path}: unreadable ({exc})") from None
 
 
-def done_path(out: Path, shard: str) -> Path:
-    return state_dir(out) / "done" / f"{shard}.json"
+class Journal:
+    """Done markers of finished shards: one JSON line each, appended to one file.
 
+    A line is appended only after the shard's files were renamed into place, so a line
+    means the shard is finished. A crash can leave a torn last line; it is ignored (that
+    shard is redone) and cut off before the next append. The journal is deleted once the
+    manifest, which holds the same information, is written.
+    """
 
-def write_done(out: Path, shard: str, result: dict[str, Any]) -> None:
-    write_json(done_path(out, shard), result)
+    NAME = "journal.jsonl"
 
+    def __init__(self, out: Path) -> None:
+        self.path = state_dir(out) / self.NAME
+        self._fd: int | None = None
 
-def read_done(out: Path, shard: str) -> dict[str, Any] | None:
-    path = done_path(out, shard)
-    try:
-        data = read_json(path)
-    except DataError:
-        return None  # a damaged marker only means the shard is redone
-    return data if isinstance(data, dict) else None
+    def load(self) -> dict[str, dict[str, Any]]:
+        """Every complete record, by shard name."""
+        try:
+            data = self.path.read_bytes()
+        except FileNotFoundError:
+            return {}
+        records: dict[str, dict[str, Any]] = {}
+        for line in data.split(b"\n"):
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue  # a torn last line, or an empty one
+            if isinstance(record, dict) and isinstance(record.get("shard"), str):
+                records[record["shard"]] = record
+        return records
+
+    def append(self, record: dict[str, Any]) -> None:
+        if self._fd is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+            size = os.fstat(self._fd).st_size
+            if size and os.pread(self._fd, 1, size - 1) != b"\n":
+                data = os.pread(self._fd, size, 0)
+                os.ftruncate(self._fd, data.rfind(b"\n") + 1)
+        os.write(self._fd, (json.dumps(record, separators=(",", ":")) + "\n").encode("utf-8"))
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def remove(self) -> None:
+        self.close()
+        self.path.unlink(missing_ok=True)
 
 
 def write_manifest(out: Path, manifest: dict[str, Any]) -> None:

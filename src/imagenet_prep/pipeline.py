@@ -24,10 +24,9 @@ from .manifest import (
     MANIFEST,
     OPTIONS_FILE,
     STATE_DIR,
-    read_done,
+    Journal,
     read_json,
     state_dir,
-    write_done,
     write_json,
     write_manifest,
 )
@@ -353,9 +352,11 @@ def _jobs(
             )
 
 
-def _finished(config: BuildConfig, spec: ShardSpec) -> ShardResult | None:
+def _finished(
+    config: BuildConfig, spec: ShardSpec, records: dict[str, dict[str, Any]]
+) -> ShardResult | None:
     """The recorded result of a shard finished by an earlier run, if its outputs are all there."""
-    data = read_done(config.output, spec.name)
+    data = records.get(spec.name)
     if data is None:
         return None
     try:
@@ -412,7 +413,6 @@ def build(
     that stops leaves every finished shard in place; the same call again resumes.
     """
     started = time.perf_counter()
-    reporter = reporter or _Silent()
     out = config.output
     layout = discover(config.source)
     for split in config.splits:
@@ -424,6 +424,19 @@ def build(
     if _prepare_output(config, _recorded_options(config, layout)):
         return _complete_result(config, started)
     _remove_temporaries(out)
+    # Entering the executor starts its workers, which boot while the inputs are indexed.
+    with executor or make_executor(config.workers) as pool:
+        return _build(config, layout, pool, reporter or _Silent(), started)
+
+
+def _build(
+    config: BuildConfig,
+    layout: SourceLayout,
+    executor: Executor,
+    reporter: Reporter,
+    started: float,
+) -> BuildResult:
+    out = config.output
     synsets = load_synsets()
     state = state_dir(out)
     warnings: list[str] = []
@@ -471,10 +484,12 @@ def build(
 
     _write_if_changed(out / LABELS_TXT, _labels_txt(synsets, config.label_offset))
 
+    journal = Journal(out)
+    records = journal.load()
     done: dict[str, ShardResult] = {}
     for split, index in indexes.items():
         for spec in plan_split(split, len(index), config.shards(split)):
-            result = _finished(config, spec)
+            result = _finished(config, spec, records)
             if result is not None:
                 done[spec.name] = result
     reused = len(done)
@@ -484,7 +499,6 @@ def build(
         log.info("resuming: %d shards (%d images) already finished", reused, done_images)
     _check_disk(config, indexes, sum(_output_bytes(r) for r in done.values()))
 
-    executor = executor or make_executor(config.workers)
     results = dict(done)
     written = 0
     reporter.start(
@@ -497,18 +511,20 @@ def build(
         for result in executor.map_unordered(
             process_shard, _jobs(config, indexes, synsets, boxes, done)
         ):
-            write_done(out, result.shard, asdict(result))
+            journal.append(asdict(result))
             results[result.shard] = result
             written += 1
             reporter.update(result)
     finally:
         reporter.close()
+        journal.close()
 
     manifest = _manifest(config, layout, indexes, synsets, results, extra)
     manifest["downloads"] = downloads
     manifest["warnings"] = warnings
     manifest["skipped"] = skipped + manifest["skipped"]
     write_manifest(out, manifest)
+    journal.remove()
     fresh = [r for k, r in results.items() if k not in done]
     return BuildResult(
         output=out,

@@ -7,10 +7,10 @@ a split in the canonical order (sorted by wnid, then file name) as a compact
 
 from __future__ import annotations
 
+import gzip
 import json
 import logging
 import os
-import tarfile
 import zlib
 from array import array
 from collections.abc import Callable, Iterator
@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import boxes as boxmod
-from .archive import ArchiveIndex, TarMember, index_tar
+from .archive import ArchiveIndex, TarMember, index_tar, iter_tar_stream
 from .errors import DataError
 from .fsutil import write_bytes_atomic
 from .labels import Synsets, is_wnid, validation_number
@@ -433,17 +433,14 @@ class BoxTable:
 def _iter_box_archive(path: Path) -> Iterator[tuple[str, str, bytes]]:
     """Yield (directory wnid, xml stem, bytes) from the gzip'd box archive, streaming."""
     try:
-        with tarfile.open(path, "r|*") as tar:
-            for member in tar:
-                if not member.isfile() or not member.name.lower().endswith(".xml"):
+        with gzip.open(path, "rb") as f:
+            for member, data in iter_tar_stream(f, str(path)):  # type: ignore[arg-type]
+                if not member.name.lower().endswith(".xml"):
                     continue
                 parts = member.name.replace("\\", "/").split("/")
                 folder = parts[-2] if len(parts) >= 2 else stem(parts[-1]).split("_")[0]
-                f = tar.extractfile(member)
-                if f is None:  # pragma: no cover - isfile() members have data
-                    continue
-                yield folder, stem(parts[-1]), f.read()
-    except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
+                yield folder, stem(parts[-1]), data
+    except (EOFError, zlib.error, OSError) as exc:
         raise DataError(f"{path}: damaged box archive ({exc})") from None
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import IO, Protocol
 
@@ -234,24 +235,96 @@ def first_int(example: Mapping[str, Feature], key: str) -> int:
 
 
 # --- the ImageNet hot path ------------------------------------------------------------
+#
+# The Example of one image is: a few entries that depend only on the class, a few that depend
+# on the image, and the image bytes. Entries are built from precomputed key prefixes and a
+# varint table, and the per-class part is cached: a record costs microseconds.
+
+_SMALL_VARINTS = tuple(_varint(i) for i in range(1 << 14))
+
+
+def _v(n: int) -> bytes:
+    return _SMALL_VARINTS[n] if n < 16384 else _varint(n)
 
 
 def _key(name: str) -> bytes:
     return _field(1, name.encode("ascii"))
 
 
-def _entry(key: str, feature_bytes: bytes) -> bytes:
-    return _field(1, _key(key) + _field(2, feature_bytes))
+def _map_entry(key: bytes, feature: bytes) -> bytes:
+    """A ``Features.feature`` map entry from an encoded key field and an encoded Feature."""
+    body_len = len(key) + 1 + len(_v(len(feature))) + len(feature)
+    return b"".join((b"\x0a", _v(body_len), key, b"\x12", _v(len(feature)), feature))
 
 
-_CONST = {
-    "image/channels": _entry("image/channels", _encode_feature(Int64List((3,)))),
-    "image/colorspace": _entry("image/colorspace", _encode_feature(BytesList((b"RGB",)))),
-    "image/format": _entry("image/format", _encode_feature(BytesList((b"JPEG",)))),
+def _bytes_feature(value: bytes) -> bytes:
+    inner = b"\x0a" + _v(len(value)) + value
+    return b"\x0a" + _v(len(inner)) + inner
+
+
+def _int_feature(values: Sequence[int]) -> bytes:
+    if not values:
+        return b"\x1a\x00"
+    packed = b"".join(_v(v) if 0 <= v < 16384 else _varint(v) for v in values)
+    inner = b"\x0a" + _v(len(packed)) + packed
+    return b"\x1a" + _v(len(inner)) + inner
+
+
+def _float_feature(values: Sequence[float]) -> bytes:
+    if not values:
+        return b"\x12\x00"
+    packed = struct.pack(f"<{len(values)}f", *values)
+    inner = b"\x0a" + _v(len(packed)) + packed
+    return b"\x12" + _v(len(inner)) + inner
+
+
+_K = {
+    name: _key(name)
+    for name in (
+        "image/channels",
+        "image/class/label",
+        "image/class/synset",
+        "image/class/text",
+        "image/colorspace",
+        "image/encoded",
+        "image/filename",
+        "image/format",
+        "image/height",
+        "image/object/bbox/label",
+        "image/object/bbox/xmax",
+        "image/object/bbox/xmin",
+        "image/object/bbox/ymax",
+        "image/object/bbox/ymin",
+        "image/width",
+    )
 }
-_ENCODED_KEY = _key("image/encoded")
-_BOX_KEYS = ("image/object/bbox/xmax", "image/object/bbox/xmin")
-_BOX_Y_KEYS = ("image/object/bbox/ymax", "image/object/bbox/ymin")
+_CHANNELS = _map_entry(_K["image/channels"], _int_feature((3,)))
+_COLORSPACE = _map_entry(_K["image/colorspace"], _bytes_feature(b"RGB"))
+_FORMAT = _map_entry(_K["image/format"], _bytes_feature(b"JPEG"))
+_NO_BOXES = b"".join(
+    _map_entry(_K[k], _float_feature(()))
+    for k in (
+        "image/object/bbox/xmax",
+        "image/object/bbox/xmin",
+        "image/object/bbox/ymax",
+        "image/object/bbox/ymin",
+    )
+)
+_NO_BOX_LABELS = _map_entry(_K["image/object/bbox/label"], _int_feature(()))
+
+
+@lru_cache(maxsize=4096)
+def _class_entries(label: int, synset: str, text: str) -> bytes:
+    """channels, class/label, class/synset, class/text, colorspace: the same for a whole class."""
+    return b"".join(
+        (
+            _CHANNELS,
+            _map_entry(_K["image/class/label"], _int_feature((label,))),
+            _map_entry(_K["image/class/synset"], _bytes_feature(synset.encode("utf-8"))),
+            _map_entry(_K["image/class/text"], _bytes_feature(text.encode("utf-8"))),
+            _COLORSPACE,
+        )
+    )
 
 
 def encode_imagenet_example_parts(
@@ -267,54 +340,43 @@ def encode_imagenet_example_parts(
 ) -> list[bytes]:
     """The 15 features of the seed's ``build_imagenet_data.py``, serialized as parts.
 
-    ``b"".join(parts)`` equals ``encode_example`` of the same values; ``encoded`` is one of
-    the parts, never copied. Boxes are (xmin, ymin, xmax, ymax).
+    ``b"".join(parts)`` equals ``encode_example`` of the same values (keys in sorted order);
+    ``encoded`` is one of the parts, never copied. Boxes are (xmin, ymin, xmax, ymax).
     """
-    columns = list(zip(*boxes, strict=True)) if boxes else [(), (), (), ()]
-    xmin, ymin, xmax, ymax = columns
-
-    def floats(key: str, values: Sequence[float]) -> bytes:
-        return _entry(key, _encode_feature(FloatList(tuple(values))))
-
-    def ints(key: str, values: Sequence[int]) -> bytes:
-        return _entry(key, _encode_feature(Int64List(tuple(values))))
-
-    def blob(key: str, value: bytes) -> bytes:
-        return _entry(key, _encode_feature(BytesList((value,))))
-
-    # Sorted key order: channels, class/label, class/synset, class/text, colorspace, encoded,
-    # filename, format, height, object/bbox/{label,xmax,xmin,ymax,ymin}, width.
-    head = b"".join(
-        (
-            _CONST["image/channels"],
-            ints("image/class/label", (label,)),
-            blob("image/class/synset", synset.encode("utf-8")),
-            blob("image/class/text", text.encode("utf-8")),
-            _CONST["image/colorspace"],
-        )
-    )
-    # The image/encoded entry: entry{ key, value=Feature{ bytes_list{ value: encoded } } }.
+    head = _class_entries(label, synset, text)
     n = len(encoded)
-    bytes_list = b"\x0a" + _varint(n)  # BytesList.value field header
-    feature = b"\x0a" + _varint(len(bytes_list) + n)  # Feature.bytes_list header
-    value_hdr = b"\x12" + _varint(len(feature) + len(bytes_list) + n)  # entry.value header
-    entry_len = len(_ENCODED_KEY) + len(value_hdr) + len(feature) + len(bytes_list) + n
-    encoded_head = b"\x0a" + _varint(entry_len) + _ENCODED_KEY + value_hdr + feature + bytes_list
+    # entry{ key, value=Feature{ bytes_list=BytesList{ value: encoded } } }, without the bytes.
+    list_hdr = b"\x0a" + _v(n)
+    feature_hdr = b"\x0a" + _v(len(list_hdr) + n)
+    feature_len = len(feature_hdr) + len(list_hdr) + n
+    key = _K["image/encoded"]
+    value_hdr = b"\x12" + _v(feature_len)
+    entry_len = len(key) + len(value_hdr) + feature_len
+    encoded_hdr = b"".join((b"\x0a", _v(entry_len), key, value_hdr, feature_hdr, list_hdr))
+    if boxes:
+        xmin, ymin, xmax, ymax = zip(*boxes, strict=True)
+        box_entries = b"".join(
+            (
+                _map_entry(_K["image/object/bbox/label"], _int_feature((label,) * len(boxes))),
+                _map_entry(_K["image/object/bbox/xmax"], _float_feature(xmax)),
+                _map_entry(_K["image/object/bbox/xmin"], _float_feature(xmin)),
+                _map_entry(_K["image/object/bbox/ymax"], _float_feature(ymax)),
+                _map_entry(_K["image/object/bbox/ymin"], _float_feature(ymin)),
+            )
+        )
+    else:
+        box_entries = _NO_BOX_LABELS + _NO_BOXES
     tail = b"".join(
         (
-            blob("image/filename", filename.encode("utf-8")),
-            _CONST["image/format"],
-            ints("image/height", (height,)),
-            ints("image/object/bbox/label", (label,) * len(boxes)),
-            floats("image/object/bbox/xmax", xmax),
-            floats("image/object/bbox/xmin", xmin),
-            floats("image/object/bbox/ymax", ymax),
-            floats("image/object/bbox/ymin", ymin),
-            ints("image/width", (width,)),
+            _map_entry(_K["image/filename"], _bytes_feature(filename.encode("utf-8"))),
+            _FORMAT,
+            _map_entry(_K["image/height"], _int_feature((height,))),
+            box_entries,
+            _map_entry(_K["image/width"], _int_feature((width,))),
         )
     )
-    features_len = len(head) + len(encoded_head) + n + len(tail)
-    prefix = b"\x0a" + _varint(features_len) + head + encoded_head
+    features_len = len(head) + len(encoded_hdr) + n + len(tail)
+    prefix = b"".join((b"\x0a", _v(features_len), head, encoded_hdr))
     return [prefix, encoded, tail]
 
 
@@ -331,16 +393,27 @@ def write_record(f: _Writable, data: bytes) -> int:
 
 
 def write_record_parts(f: _Writable, parts: Sequence[bytes]) -> int:
-    """Write one framed record whose data is ``b"".join(parts)``, without joining them."""
+    """Write one framed record whose data is ``b"".join(parts)``, without joining them.
+
+    The small first and last parts go out with the frame's header and footer, so a record
+    costs three writes whatever its parts.
+    """
     length = sum(len(p) for p in parts)
     header = _LEN.pack(length)
     crc = 0
     for part in parts:
         crc = google_crc32c.extend(crc, part)
-    f.write(header + _CRC.pack(_mask(google_crc32c.value(header))))
-    for part in parts:
-        f.write(part)
-    f.write(_CRC.pack(_mask(crc)))
+    footer = _CRC.pack(_mask(crc))
+    head = header + _CRC.pack(_mask(google_crc32c.value(header)))
+    if len(parts) == 1:
+        f.write(head)
+        f.write(parts[0])
+        f.write(footer)
+    else:
+        f.write(head + parts[0])
+        for part in parts[1:-1]:
+            f.write(part)
+        f.write(parts[-1] + footer)
     return length + 16
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
+from types import TracebackType
 from typing import Protocol, TypeVar
 
 from .local import InlineExecutor, ProcessExecutor, WorkerDied
@@ -15,6 +16,12 @@ class Executor(Protocol):
     """Runs ``fn`` over ``items`` and yields results as they finish (any order)."""
 
     workers: int
+
+    def __enter__(self) -> Executor: ...
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None: ...
 
     def map_unordered(self, fn: Callable[[T], R], items: Iterable[T]) -> Iterator[R]: ...
 

@@ -6,6 +6,7 @@ import multiprocessing
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
+from types import TracebackType
 from typing import TypeVar
 
 from ..errors import ImagenetPrepError
@@ -23,9 +24,21 @@ class InlineExecutor:
 
     workers = 1
 
+    def __enter__(self) -> InlineExecutor:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        return None
+
     def map_unordered(self, fn: Callable[[T], R], items: Iterable[T]) -> Iterator[R]:
         for item in items:
             yield fn(item)
+
+
+def _ready() -> None:
+    """A no-op task: submitting it makes the pool start a worker."""
 
 
 class ProcessExecutor:
@@ -34,7 +47,8 @@ class ProcessExecutor:
     Workers start from a small fork server (not a copy of the parent's memory), tasks
     are submitted lazily so memory stays bounded, an exception in a task stops the run
     (pending tasks are cancelled), and a worker that dies raises :class:`WorkerDied`
-    at once instead of hanging.
+    at once instead of hanging. Used as a context manager, the workers start on entry,
+    so they boot while the caller prepares the tasks.
     """
 
     def __init__(
@@ -49,12 +63,38 @@ class ProcessExecutor:
         self.workers = workers
         self._start_method = start_method
         self._preload = list(preload)
+        self._pool: ProcessPoolExecutor | None = None
 
-    def map_unordered(self, fn: Callable[[T], R], items: Iterable[T]) -> Iterator[R]:
+    def _make_pool(self) -> ProcessPoolExecutor:
         ctx = multiprocessing.get_context(self._start_method)
         if self._start_method == "forkserver":
             ctx.set_forkserver_preload(self._preload)
-        pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx)
+        return ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx)
+
+    def __enter__(self) -> ProcessExecutor:
+        self._pool = self._make_pool()
+        for _ in range(self.workers):
+            self._pool.submit(_ready)
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    def map_unordered(self, fn: Callable[[T], R], items: Iterable[T]) -> Iterator[R]:
+        if self._pool is not None:
+            yield from self._run(self._pool, fn, items)
+            return
+        with self:
+            assert self._pool is not None
+            yield from self._run(self._pool, fn, items)
+
+    def _run(
+        self, pool: ProcessPoolExecutor, fn: Callable[[T], R], items: Iterable[T]
+    ) -> Iterator[R]:
         pending: set[Future[R]] = set()
         source = iter(items)
         limit = 2 * self.workers
@@ -85,4 +125,3 @@ class ProcessExecutor:
         finally:
             for fut in pending:
                 fut.cancel()
-            pool.shutdown(wait=True, cancel_futures=True)
