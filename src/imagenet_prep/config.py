@@ -70,6 +70,7 @@ class BuildConfig:
     check_md5: bool = True
     force: bool = False
     overwrite: bool = False
+    link: bool = False
     known_archives: tuple[KnownArchive, ...] = OFFICIAL_ARCHIVES
 
     def __post_init__(self) -> None:

@@ -335,7 +335,7 @@ def _jobs(
     boxes: BoxTable | None,
     done: dict[str, ShardResult],
 ) -> Iterator[ShardJob]:
-    options = SinkOptions(out=config.output, label_offset=config.label_offset)
+    options = SinkOptions(out=config.output, label_offset=config.label_offset, link=config.link)
     for split, index in indexes.items():
         order = shuffled_order(len(index), config.seed)
         for spec in plan_split(split, len(index), config.shards(split)):

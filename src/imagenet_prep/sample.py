@@ -33,6 +33,7 @@ class ImageRef:
     size: int
     origin: str
     boxes: tuple[BBox, ...] = ()
+    standalone: bool = False  # ``path`` is the image file itself (an extracted tree)
 
 
 @dataclass(frozen=True, slots=True)

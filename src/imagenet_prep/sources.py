@@ -180,6 +180,7 @@ class SplitIndex:
             offset=self.offsets[i],
             size=self.sizes[i],
             origin=self.origin(i),
+            standalone=is_dir,
             boxes=boxes.get(key) if boxes is not None and self.split == "train" else (),
         )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import tarfile
 from collections import Counter
 from pathlib import Path
@@ -272,3 +273,43 @@ def test_different_options_into_an_existing_output_are_refused(
 
     build(replace(changed, overwrite=True))
     assert len(list((out / "tfrecord").glob("train-*"))) == 3
+
+
+def test_imagefolder_links_files_of_an_extracted_tree(
+    small_extracted: Path, tmp_path: Path
+) -> None:
+    src = tmp_path / "src"
+    shutil.copytree(small_extracted, src)  # same file system as the output
+    out = tmp_path / "out"
+    build(
+        BuildConfig(
+            source=src,
+            output=out,
+            formats=("imagefolder",),
+            train_shards=2,
+            validation_shards=1,
+            workers=1,
+            link=True,
+        )
+    )
+    originals = {p.name: p for p in (src / "train").rglob("*.jpeg")}
+    linked = [p for p in (out / "imagefolder" / "train").rglob("*.jpeg")]
+    assert len(linked) == len(originals)
+    for p in linked:
+        assert p.stat().st_ino == originals[p.name].stat().st_ino
+    val = next((out / "imagefolder" / "val").rglob("*.JPEG"))
+    assert val.stat().st_nlink == 2
+    assert verify(out).ok
+    # Without --link the files are copies.
+    copy = tmp_path / "copy"
+    build(
+        BuildConfig(
+            source=src,
+            output=copy,
+            formats=("imagefolder",),
+            train_shards=2,
+            validation_shards=1,
+            workers=1,
+        )
+    )
+    assert all(p.stat().st_nlink == 1 for p in (copy / "imagefolder").rglob("*.jpeg"))

@@ -55,6 +55,12 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--force", action="store_true", help="start even when the disk looks too small")
     p.add_argument(
+        "--link",
+        action="store_true",
+        help="imagefolder from an extracted tree: hard-link the files instead of copying them "
+        "(when SRC and OUTPUT share a file system; copies otherwise)",
+    )
+    p.add_argument(
         "--overwrite",
         action="store_true",
         help="replace an earlier build in OUTPUT made with different options",
@@ -83,6 +89,7 @@ def run(args: argparse.Namespace) -> int:
             check_md5=not args.no_md5,
             force=args.force,
             overwrite=args.overwrite,
+            link=args.link,
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from None

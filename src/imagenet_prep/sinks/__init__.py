@@ -17,6 +17,7 @@ class SinkOptions:
 
     out: Path
     label_offset: int = 1
+    link: bool = False  # imagefolder: hard-link files of an extracted tree instead of copying
 
 
 @dataclass

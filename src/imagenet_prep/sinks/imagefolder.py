@@ -7,6 +7,7 @@ manifest keeps, per class folder, a count, a byte total and an order-independent
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ from typing import Any
 import xxhash
 
 from ..errors import DataError
-from ..fsutil import write_bytes_atomic
+from ..fsutil import temp_name, write_bytes_atomic
 from ..plan import ShardSpec
 from ..sample import Sample
 from . import SinkOptions, VerifyReport
@@ -58,10 +59,16 @@ class ClassTotals:
 
 
 class ImageFolderShardWriter:
-    """Write each image of a shard into its class folder (each file atomically)."""
+    """Write each image of a shard into its class folder (each file atomically).
 
-    def __init__(self, root: Path) -> None:
+    With ``link``, an image that is a file of its own in SRC (an extracted tree) whose
+    bytes are written unchanged is hard-linked instead of copied, when SRC and OUT share
+    a file system; otherwise it is copied.
+    """
+
+    def __init__(self, root: Path, link: bool = False) -> None:
         self.root = root
+        self.link = link
         self.totals = ClassTotals()
         self._made: set[Path] = set()
 
@@ -73,7 +80,8 @@ class ImageFolderShardWriter:
         if target.parent not in self._made:
             target.parent.mkdir(parents=True, exist_ok=True)
             self._made.add(target.parent)
-        write_bytes_atomic(target, sample.raw)
+        if not (self.link and ref.standalone and _link_atomic(Path(ref.path), target)):
+            write_bytes_atomic(target, sample.raw)
         self.totals.add(folder, len(sample.raw), file_digest(relpath, sample.raw))
 
     def commit(self) -> dict[str, Any]:
@@ -81,6 +89,20 @@ class ImageFolderShardWriter:
 
     def abort(self) -> None:
         """Finished files stay: they are complete, and a rerun rewrites the same bytes."""
+
+
+def _link_atomic(source: Path, target: Path) -> bool:
+    """Hard-link ``source`` at ``target`` through a temporary name; False if it cannot be."""
+    tmp = temp_name(target)
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(source, tmp)
+    except OSError as exc:
+        if exc.errno in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
+            return False
+        raise DataError(f"{target}: cannot link to {source} ({exc.strerror})") from None
+    os.replace(tmp, target)
+    return True
 
 
 class ImageFolderSink:
@@ -93,7 +115,7 @@ class ImageFolderSink:
         self.root = options.out / DIRNAME
 
     def open_shard(self, spec: ShardSpec) -> ImageFolderShardWriter:
-        return ImageFolderShardWriter(self.root)
+        return ImageFolderShardWriter(self.root, link=self.options.link)
 
     def finalize(self, results: list[dict[str, Any]]) -> dict[str, Any]:
         totals = ClassTotals()
