@@ -7,16 +7,18 @@ import os
 import shutil
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol, TypeVar
 
 from . import __version__, imagefix
 from .archive import read_at
 from .config import OFFICIAL_BOX_FILES, BuildConfig
 from .errors import DataError, ImagenetPrepError, UsageError
-from .executors import Executor, make_executor
+from .executors import Executor, WorkerDied, make_executor
 from .fsutil import write_bytes_atomic, xxh3_of
 from .labels import Synsets, load_synsets, read_devkit, validation_labels
 from .manifest import (
@@ -34,6 +36,7 @@ from .plan import ShardSpec, plan_split, shuffled_order
 from .sample import ImageRef, Sample
 from .sinks import SinkOptions, get_sink
 from .sources import (
+    TRAIN_ARCHIVE,
     BoxTable,
     SourceLayout,
     SplitIndex,
@@ -44,6 +47,7 @@ from .sources import (
 )
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 BOX_CSV = "imagenet_2012_bounding_boxes.csv"
 LABELS_TXT = "labels.txt"
@@ -277,7 +281,7 @@ def _file_entry(name: str, data: bytes, **extra: Any) -> dict[str, Any]:
 
 
 def _check_download(
-    config: BuildConfig, index: SplitIndex, boxes: BoxTable | None, warnings: list[str]
+    config: BuildConfig, index: SplitIndex, warnings: list[str]
 ) -> dict[str, Any] | None:
     """Compare an archive with the published one of the same name and size (MD5, counts)."""
     archive = index.archive
@@ -303,12 +307,20 @@ def _check_download(
             f"{archive.path}: {len(index):,} images in {classes} classes, the official archive "
             f"holds {known.images:,} in {known.classes}"
         )
-    if index.split == "train" and boxes is not None and boxes.stats.files != OFFICIAL_BOX_FILES:
-        warnings.append(
-            f"box archive: {boxes.stats.files:,} XML files, the official one holds "
-            f"{OFFICIAL_BOX_FILES:,}"
-        )
     return entry
+
+
+def _aside_result(future: Future[T]) -> T:
+    """The result of a task run beside the pool; its own errors are re-raised as they were."""
+    try:
+        return future.result()
+    except BrokenProcessPool:
+        raise WorkerDied("a helper process died (killed, or out of memory)") from None
+
+
+def _load_boxes(layout: SourceLayout, skip_bad: bool) -> BoxTable | None:
+    """Picklable entry point: the training boxes, parsed in whichever process runs it."""
+    return load_boxes(layout, load_synsets(), skip_bad=skip_bad)
 
 
 def _check_disk(config: BuildConfig, indexes: dict[str, SplitIndex], done_bytes: int) -> None:
@@ -442,8 +454,37 @@ def _build(
     warnings: list[str] = []
     skipped: list[dict[str, str]] = []
 
-    boxes = load_boxes(layout, synsets, skip_bad=config.on_error == "skip")
+    # The box XMLs are parsed beside the pool while this process indexes the image archives.
+    boxes_future = executor.run_aside(_load_boxes, layout, config.on_error == "skip")
+    devkit_future = (
+        executor.run_aside(read_devkit, layout.devkit)
+        if layout.devkit is not None and "validation" in config.splits
+        else None
+    )
+    indexes: dict[str, SplitIndex] = {}
+    downloads = []
     extra: dict[str, Any] = {}
+    for split in config.splits:
+        archive = layout.train if split == "train" else layout.validation
+        if archive is None:  # pragma: no cover - build() checked every requested split
+            raise DataError(f"{layout.root}: no input for the {split} split")
+        md5 = (
+            config.check_md5
+            and archive.is_file()
+            and config.known_archive(archive.name, archive.stat().st_size) is not None
+        )
+        if split == "train":
+            indexes[split] = index_train(layout, synsets, state, md5=md5)
+        else:
+            devkit = _aside_result(devkit_future) if devkit_future is not None else None
+            extra["validation_labels"] = "devkit" if devkit is not None else "shipped"
+            labels = validation_labels(devkit)
+            indexes[split] = index_validation(layout, synsets, labels, state, md5=md5)
+        entry = _check_download(config, indexes[split], warnings)
+        if entry is not None:
+            downloads.append(entry)
+        log.info("%s: %d images", split, len(indexes[split]))
+    boxes = _aside_result(boxes_future)
     if boxes is not None:
         csv = boxes.csv_bytes()
         _write_if_changed(out / BOX_CSV, csv)
@@ -457,28 +498,12 @@ def _build(
             len(boxes),
             boxes.stats.files,
         )
-
-    indexes: dict[str, SplitIndex] = {}
-    downloads = []
-    for split in config.splits:
-        archive = layout.train if split == "train" else layout.validation
-        assert archive is not None  # checked above
-        md5 = (
-            config.check_md5
-            and archive.is_file()
-            and config.known_archive(archive.name, archive.stat().st_size) is not None
-        )
-        if split == "train":
-            indexes[split] = index_train(layout, synsets, state, md5=md5)
-        else:
-            devkit = read_devkit(layout.devkit) if layout.devkit is not None else None
-            extra["validation_labels"] = "devkit" if devkit is not None else "shipped"
-            labels = validation_labels(devkit)
-            indexes[split] = index_validation(layout, synsets, labels, state, md5=md5)
-        entry = _check_download(config, indexes[split], boxes, warnings)
-        if entry is not None:
-            downloads.append(entry)
-        log.info("%s: %d images", split, len(indexes[split]))
+        official = any(d.get("official") and d["name"] == TRAIN_ARCHIVE for d in downloads)
+        if official and boxes.stats.files != OFFICIAL_BOX_FILES:
+            warnings.append(
+                f"{layout.boxes}: {boxes.stats.files:,} XML files, the official box archive "
+                f"holds {OFFICIAL_BOX_FILES:,}"
+            )
     for message in warnings:
         log.warning("%s", message)
 

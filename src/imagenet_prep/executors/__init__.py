@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future
 from types import TracebackType
 from typing import Protocol, TypeVar
 
@@ -24,6 +25,10 @@ class Executor(Protocol):
     ) -> None: ...
 
     def map_unordered(self, fn: Callable[[T], R], items: Iterable[T]) -> Iterator[R]: ...
+
+    def run_aside(self, fn: Callable[..., R], *args: object) -> Future[R]:
+        """Run a one-off task beside the pool (in-process for the inline engine)."""
+        ...
 
 
 def make_executor(workers: int) -> Executor:

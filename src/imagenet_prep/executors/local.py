@@ -36,6 +36,15 @@ class InlineExecutor:
         for item in items:
             yield fn(item)
 
+    def run_aside(self, fn: Callable[..., R], *args: object) -> Future[R]:
+        """Run ``fn(*args)`` now; return its outcome as a finished future."""
+        future: Future[R] = Future()
+        try:
+            future.set_result(fn(*args))
+        except Exception as exc:  # the caller's .result() re-raises it
+            future.set_exception(exc)
+        return future
+
 
 def _ready() -> None:
     """A no-op task: submitting it makes the pool start a worker."""
@@ -64,12 +73,16 @@ class ProcessExecutor:
         self._start_method = start_method
         self._preload = list(preload)
         self._pool: ProcessPoolExecutor | None = None
+        self._aside: list[ProcessPoolExecutor] = []
 
-    def _make_pool(self) -> ProcessPoolExecutor:
+    def _context(self) -> multiprocessing.context.BaseContext:
         ctx = multiprocessing.get_context(self._start_method)
         if self._start_method == "forkserver":
             ctx.set_forkserver_preload(self._preload)
-        return ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx)
+        return ctx
+
+    def _make_pool(self) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(max_workers=self.workers, mp_context=self._context())
 
     def __enter__(self) -> ProcessExecutor:
         self._pool = self._make_pool()
@@ -83,6 +96,20 @@ class ProcessExecutor:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
+        for aside in self._aside:
+            aside.shutdown(wait=True, cancel_futures=True)
+        self._aside.clear()
+
+    def run_aside(self, fn: Callable[..., R], *args: object) -> Future[R]:
+        """Run ``fn(*args)`` in a process of its own, beside the pool, that exits when done.
+
+        For a one-off task whose memory should not stay in a pool worker afterwards.
+        """
+        aside = ProcessPoolExecutor(max_workers=1, mp_context=self._context())
+        self._aside.append(aside)
+        future = aside.submit(fn, *args)
+        aside.shutdown(wait=False)
+        return future
 
     def map_unordered(self, fn: Callable[[T], R], items: Iterable[T]) -> Iterator[R]:
         if self._pool is not None:
