@@ -8,9 +8,10 @@ from pathlib import Path
 from typing import Any
 
 SPLITS = ("train", "validation")
-FORMATS = ("tfrecord", "imagefolder")
+FORMATS = ("tfrecord", "imagefolder", "webdataset")
 ON_ERROR = ("raise", "skip")
-DEFAULT_SEED = 12345  # the seed's build_imagenet_data.py shuffles with random.seed(12345)
+DEFAULT_SEED = 12345
+WEBDATASET_SHARD_BYTES = 10**9  # the seed's build_imagenet_data.py shuffles with random.seed(12345)
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,11 @@ class BuildConfig:
     force: bool = False
     overwrite: bool = False
     link: bool = False
+    shard_size: int | None = None
+    resize_shorter: int | None = None
+    resize_longer: int | None = None
+    quality: int = 90
+    dali_index: bool = False
     known_archives: tuple[KnownArchive, ...] = OFFICIAL_ARCHIVES
 
     def __post_init__(self) -> None:
@@ -100,6 +106,16 @@ class BuildConfig:
             raise ValueError(
                 f"on-error must be one of {', '.join(ON_ERROR)}, not {self.on_error!r}"
             )
+        if self.shard_size is not None and self.shard_size < 1:
+            raise ValueError(f"shard-size must be at least 1, not {self.shard_size}")
+        if self.resize_shorter is not None and self.resize_longer is not None:
+            raise ValueError("give resize-shorter or resize-longer, not both")
+        for name in ("resize_shorter", "resize_longer"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name.replace('_', '-')} must be at least 1, not {value}")
+        if not 1 <= self.quality <= 100:
+            raise ValueError(f"quality must be between 1 and 100, not {self.quality}")
         if not -(2**31) <= self.label_offset < 2**31 - 1000:
             raise ValueError(f"label-offset {self.label_offset} is out of range")
 
@@ -126,7 +142,29 @@ class BuildConfig:
             "validation_shards": self.validation_shards,
             "label_offset": self.label_offset,
             "seed": self.seed,
+            "shard_size": self.shard_size,
+            "resize_shorter": self.resize_shorter,
+            "resize_longer": self.resize_longer,
+            "quality": self.quality if self.resizes else None,
+            "dali_index": self.dali_index,
         }
+
+    @property
+    def resizes(self) -> bool:
+        return self.resize_shorter is not None or self.resize_longer is not None
+
+    def webdataset_shards(self, images: int, nbytes: int) -> int:
+        """WebDataset shards of a split: ``shard_size`` images each, or about 1 GB of input.
+
+        >>> BuildConfig(source=".", output="o", shard_size=10).webdataset_shards(95, 0)
+        10
+        >>> BuildConfig(source=".", output="o").webdataset_shards(1000, 2 * 10**9)
+        2
+        """
+        if images == 0:
+            return 1
+        size = self.shard_size or max(1, round(WEBDATASET_SHARD_BYTES * images / max(nbytes, 1)))
+        return -(-images // size)
 
 
 def _as_tuple(value: object) -> tuple[str, ...]:

@@ -33,6 +33,7 @@ from .manifest import (
     write_manifest,
 )
 from .plan import ShardSpec, plan_split, shuffled_order
+from .resize import ResizeSpec, resize_jpeg
 from .sample import ImageRef, Sample
 from .sinks import SinkOptions, get_sink
 from .sources import (
@@ -56,7 +57,7 @@ _EXPECTED_INPUT = {
     "validation": "ILSVRC2012_img_val.tar, or a validation/ or val/ folder",
 }
 # Output bytes per input byte, per image format, for the disk-space estimate.
-_SIZE_FACTOR = {"tfrecord": 1.01, "imagefolder": 1.0}
+_SIZE_FACTOR = {"tfrecord": 1.01, "imagefolder": 1.0, "webdataset": 1.03}
 _DISK_MARGIN = 64 << 20
 
 
@@ -74,6 +75,7 @@ class ShardJob:
     options: SinkOptions
     skip_bad: bool = False
     decode_check: bool = False
+    resize: ResizeSpec | None = None
 
 
 @dataclass(frozen=True)
@@ -167,13 +169,20 @@ def process_shard(job: ShardJob) -> ShardResult:
             bytes_in += len(raw)
             if fixed.reencoded is not None:
                 reencoded.append([ref.origin, fixed.reencoded])
+            data, width, height = fixed.data, fixed.width, fixed.height
+            resized = None
+            if job.resize is not None:
+                resized = resize_jpeg(data, width, height, job.resize, ref.origin)
+                if resized is not None:
+                    data, width, height = resized
             sample = Sample(
                 ref=ref,
                 raw=raw,
-                data=fixed.data,
-                width=fixed.width,
-                height=fixed.height,
+                data=data,
+                width=width,
+                height=height,
                 reencoded=fixed.reencoded,
+                resized=resized is not None,
             )
             for writer in writers:
                 writer.add(sample)
@@ -340,6 +349,29 @@ def _check_disk(config: BuildConfig, indexes: dict[str, SplitIndex], done_bytes:
 # --- build ---------------------------------------------------------------------------
 
 
+def shard_plans(
+    config: BuildConfig, indexes: dict[str, SplitIndex]
+) -> list[tuple[tuple[str, ...], list[ShardSpec]]]:
+    """The shards to write: per split, the formats that share a shard count share the work.
+
+    TFRecords and ImageFolder follow ``--train-shards``/``--validation-shards``; WebDataset
+    has its own count (``--shard-size``). Every plan cuts the same shuffled order, so a
+    shard's name (``train-00003-of-00016``) identifies its group within a split.
+    """
+    plans = []
+    for split, index in indexes.items():
+        counts: dict[int, list[str]] = {}
+        for fmt in config.formats:
+            if fmt == "webdataset":
+                count = config.webdataset_shards(len(index), index.total_bytes())
+            else:
+                count = config.shards(split)
+            counts.setdefault(count, []).append(fmt)
+        for count, formats in counts.items():
+            plans.append((tuple(formats), plan_split(split, len(index), count)))
+    return plans
+
+
 def _jobs(
     config: BuildConfig,
     indexes: dict[str, SplitIndex],
@@ -347,25 +379,42 @@ def _jobs(
     boxes: BoxTable | None,
     done: dict[str, ShardResult],
 ) -> Iterator[ShardJob]:
-    options = SinkOptions(out=config.output, label_offset=config.label_offset, link=config.link)
-    for split, index in indexes.items():
-        order = shuffled_order(len(index), config.seed)
-        for spec in plan_split(split, len(index), config.shards(split)):
+    options = SinkOptions(
+        out=config.output,
+        label_offset=config.label_offset,
+        link=config.link,
+        dali_index=config.dali_index,
+    )
+    resize = (
+        ResizeSpec(
+            shorter=config.resize_shorter, longer=config.resize_longer, quality=config.quality
+        )
+        if config.resizes
+        else None
+    )
+    orders = {split: shuffled_order(len(index), config.seed) for split, index in indexes.items()}
+    for formats, specs in shard_plans(config, indexes):
+        for spec in specs:
             if spec.name in done:
                 continue
+            index, order = indexes[spec.split], orders[spec.split]
             refs = tuple(index.ref(order[j], synsets, boxes) for j in range(spec.start, spec.stop))
             yield ShardJob(
                 spec=spec,
                 refs=refs,
-                formats=config.formats,
+                formats=formats,
                 options=options,
                 skip_bad=config.on_error == "skip",
                 decode_check=config.decode_check,
+                resize=resize,
             )
 
 
 def _finished(
-    config: BuildConfig, spec: ShardSpec, records: dict[str, dict[str, Any]]
+    config: BuildConfig,
+    formats: tuple[str, ...],
+    spec: ShardSpec,
+    records: dict[str, dict[str, Any]],
 ) -> ShardResult | None:
     """The recorded result of a shard finished by an earlier run, if its outputs are all there."""
     data = records.get(spec.name)
@@ -375,13 +424,13 @@ def _finished(
         result = ShardResult(**data)
     except TypeError:
         return None
-    if set(result.outputs) != set(config.formats):
+    if set(result.outputs) != set(formats):
         return None
-    tf = result.outputs.get("tfrecord")
-    if tf is not None:
-        path = config.output / tf["file"]
-        if not path.is_file() or path.stat().st_size != tf["bytes"]:
-            return None
+    for output in result.outputs.values():
+        if "file" in output:
+            path = config.output / output["file"]
+            if not path.is_file() or path.stat().st_size != output["bytes"]:
+                return None
     return result
 
 
@@ -512,12 +561,13 @@ def _build(
     journal = Journal(out)
     records = journal.load()
     done: dict[str, ShardResult] = {}
-    for split, index in indexes.items():
-        for spec in plan_split(split, len(index), config.shards(split)):
-            result = _finished(config, spec, records)
+    for formats, specs in shard_plans(config, indexes):
+        for spec in specs:
+            result = _finished(config, formats, spec, records)
             if result is not None:
                 done[spec.name] = result
     reused = len(done)
+    plans = shard_plans(config, indexes)
     done_images = sum(r.images + len(r.skipped) for r in done.values())
     done_bytes = sum(r.bytes_in for r in done.values())
     if reused:
@@ -527,8 +577,8 @@ def _build(
     results = dict(done)
     written = 0
     reporter.start(
-        sum(len(i) for i in indexes.values()),
-        sum(i.total_bytes() for i in indexes.values()),
+        sum(len(indexes[specs[0].split]) for _f, specs in plans),
+        sum(indexes[specs[0].split].total_bytes() for _f, specs in plans),
         done_images,
         done_bytes,
     )
@@ -550,7 +600,7 @@ def _build(
     manifest["skipped"] = skipped + manifest["skipped"]
     write_manifest(out, manifest)
     journal.remove()
-    fresh = [r for k, r in results.items() if k not in done]
+    fresh = [r for k, r in results.items() if k not in done and config.formats[0] in r.outputs]
     return BuildResult(
         output=out,
         images={s: len(i) for s, i in indexes.items()},
@@ -576,17 +626,24 @@ def _manifest(
 ) -> dict[str, Any]:
     options = SinkOptions(out=config.output, label_offset=config.label_offset)
     ordered = [results[k] for k in sorted(results)]
+    # Every image passes through each plan group; count and list it once, from one group.
+    primary = [r for r in ordered if config.formats[0] in r.outputs]
     formats = {}
     for name in config.formats:
         sink = get_sink(name, options)
-        formats[name] = sink.finalize([r.outputs[name] for r in ordered])
+        formats[name] = sink.finalize([r.outputs[name] for r in ordered if name in r.outputs])
+    if "webdataset" in formats:
+        formats["webdataset"]["shard_size"] = {
+            split: -(-len(index) // config.webdataset_shards(len(index), index.total_bytes()))
+            for split, index in indexes.items()
+        }
     splits = {}
     for split, index in indexes.items():
         per_class: dict[str, int] = {}
         for label in index.labels:
             wnid = synsets.wnids[label]
             per_class[wnid] = per_class.get(wnid, 0) + 1
-        split_results = [r for r in ordered if r.split == split]
+        split_results = [r for r in primary if r.split == split]
         splits[split] = {
             "images": len(index),
             "written": sum(r.images for r in split_results),
@@ -612,9 +669,9 @@ def _manifest(
         **extra,
         "formats": formats,
         "reencoded": [
-            {"image": origin, "reason": reason} for r in ordered for origin, reason in r.reencoded
+            {"image": origin, "reason": reason} for r in primary for origin, reason in r.reencoded
         ],
         "skipped": [
-            {"image": origin, "reason": reason} for r in ordered for origin, reason in r.skipped
+            {"image": origin, "reason": reason} for r in primary for origin, reason in r.skipped
         ],
     }

@@ -51,3 +51,4 @@ class Sample:
     width: int
     height: int
     reencoded: str | None = None
+    resized: bool = False

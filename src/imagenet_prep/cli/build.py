@@ -42,6 +42,27 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"shuffle seed ({DEFAULT_SEED})")
     p.add_argument(
+        "--shard-size",
+        type=int,
+        default=None,
+        help="webdataset: images per shard (default: about 1 GB of input per shard)",
+    )
+    size = p.add_mutually_exclusive_group()
+    size.add_argument(
+        "--resize-shorter", type=int, metavar="N", help="resize so the short side is N (never up)"
+    )
+    size.add_argument(
+        "--resize-longer", type=int, metavar="N", help="resize so the long side is at most N"
+    )
+    p.add_argument(
+        "--quality", type=int, default=90, help="JPEG quality of resized images (default 90)"
+    )
+    p.add_argument(
+        "--dali-index",
+        action="store_true",
+        help="write NVIDIA DALI's index beside each TFRecord and WebDataset shard",
+    )
+    p.add_argument(
         "--on-error",
         choices=ON_ERROR,
         default="raise",
@@ -90,6 +111,11 @@ def run(args: argparse.Namespace) -> int:
             force=args.force,
             overwrite=args.overwrite,
             link=args.link,
+            shard_size=args.shard_size,
+            resize_shorter=args.resize_shorter,
+            resize_longer=args.resize_longer,
+            quality=args.quality,
+            dali_index=args.dali_index,
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from None

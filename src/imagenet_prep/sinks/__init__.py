@@ -18,6 +18,7 @@ class SinkOptions:
     out: Path
     label_offset: int = 1
     link: bool = False  # imagefolder: hard-link files of an extracted tree instead of copying
+    dali_index: bool = False  # tfrecord, webdataset: write NVIDIA DALI's index beside each shard
 
 
 @dataclass
@@ -63,11 +64,12 @@ SinkFactory = Callable[[SinkOptions], Sink]
 
 def get_sink(name: str, options: SinkOptions) -> Sink:
     """Make the sink registered as ``name``."""
-    from . import imagefolder, tfrecord
+    from . import imagefolder, tfrecord, webdataset
 
     registry: dict[str, SinkFactory] = {
         tfrecord.TFRecordSink.name: tfrecord.TFRecordSink,
         imagefolder.ImageFolderSink.name: imagefolder.ImageFolderSink,
+        webdataset.WebDatasetSink.name: webdataset.WebDatasetSink,
     }
     try:
         factory = registry[name]

@@ -1,5 +1,7 @@
 """ImageFolder: ``OUT/imagefolder/{train,val}/<wnid>/<file>``, the original bytes.
 
+(With ``--resize-*``, the resized copy of each image that was larger than the size.)
+
 This is the layout torchvision's ``ImageFolder`` and ``ImageNet`` datasets read. The
 manifest keeps, per class folder, a count, a byte total and an order-independent digest
 (the sum of the XXH3-128 of each file's relative path and bytes), not 1.3 million entries.
@@ -80,9 +82,17 @@ class ImageFolderShardWriter:
         if target.parent not in self._made:
             target.parent.mkdir(parents=True, exist_ok=True)
             self._made.add(target.parent)
-        if not (self.link and ref.standalone and _link_atomic(Path(ref.path), target)):
-            write_bytes_atomic(target, sample.raw)
-        self.totals.add(folder, len(sample.raw), file_digest(relpath, sample.raw))
+        # The original bytes, or the resized copy when the build resizes this image.
+        data = sample.data if sample.resized else sample.raw
+        linked = (
+            self.link
+            and not sample.resized
+            and ref.standalone
+            and _link_atomic(Path(ref.path), target)
+        )
+        if not linked:
+            write_bytes_atomic(target, data)
+        self.totals.add(folder, len(data), file_digest(relpath, data))
 
     def commit(self) -> dict[str, Any]:
         return {"classes": self.totals.as_dict()}

@@ -8,7 +8,7 @@ from typing import Any, BinaryIO
 
 from .. import tfrecord_io
 from ..errors import DataError
-from ..fsutil import HashingWriter, hash_file, temp_name
+from ..fsutil import HashingWriter, hash_file, temp_name, write_bytes_atomic, xxh3_of
 from ..labels import load_synsets
 from ..plan import ShardSpec
 from ..sample import Sample
@@ -47,6 +47,8 @@ class TFRecordShardWriter:
         self._out = HashingWriter(self._file)
         self._offset = options.label_offset
         self._texts = load_synsets().texts
+        self._dali = options.dali_index
+        self._index: list[str] = []
         self.records = 0
 
     def add(self, sample: Sample) -> None:
@@ -61,18 +63,29 @@ class TFRecordShardWriter:
             filename=ref.filename,
             boxes=[(b.xmin, b.ymin, b.xmax, b.ymax) for b in ref.boxes],
         )
-        tfrecord_io.write_record_parts(self._out, parts)
+        start = self._out.nbytes
+        size = tfrecord_io.write_record_parts(self._out, parts)
+        if self._dali:
+            self._index.append(f"{start} {size}\n")
         self.records += 1
 
     def commit(self) -> dict[str, Any]:
         self._file.close()
-        os.replace(self._tmp, self.path)
-        return {
+        result: dict[str, Any] = {
             "file": f"{DIRNAME}/{self.path.name}",
             "records": self.records,
             "bytes": self._out.nbytes,
             "xxh3_128": self._out.hexdigest(),
         }
+        if self._dali:
+            # DALI's tfrecord2idx format: "offset size" per record, size including framing.
+            index = self.path.with_name(self.path.name + ".idx")
+            data = "".join(self._index).encode("ascii")
+            write_bytes_atomic(index, data)
+            result["index"] = {"file": f"{DIRNAME}/{index.name}", "bytes": len(data)}
+            result["index"]["xxh3_128"] = xxh3_of(data)
+        os.replace(self._tmp, self.path)
+        return result
 
     def abort(self) -> None:
         self._file.close()
@@ -104,6 +117,7 @@ class TFRecordSink:
         report = VerifyReport()
         offset = int(section.get("label_offset", self.options.label_offset))
         expected = {s["file"] for s in section["shards"]}
+        expected |= {s["index"]["file"] for s in section["shards"] if "index" in s}
         for shard in section["shards"]:
             report.extend(check_shard(self.options.out, shard, offset, decode=decode))
         if self.root.is_dir():
@@ -141,7 +155,30 @@ def check_shard(
     report.records = count
     if count != shard["records"]:
         report.problems.append(f"{path}: {count} records, the manifest says {shard['records']}")
+    if "index" in shard:
+        report.problems.extend(_check_index(out, shard))
     return report
+
+
+def dali_index(path: Path) -> bytes:
+    """DALI's tfrecord2idx index of a shard, computed by reading the shard itself."""
+    return "".join(f"{o} {s}\n" for o, s in tfrecord_io.record_index(path)).encode("ascii")
+
+
+def _check_index(out: Path, shard: dict[str, Any]) -> list[str]:
+    entry = shard["index"]
+    path = out / entry["file"]
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return [f"{path}: missing"]
+    if xxh3_of(data) != entry["xxh3_128"]:
+        return [f"{path}: contents differ from the manifest"]
+    try:
+        expected = dali_index(out / shard["file"])
+    except DataError as exc:
+        return [str(exc)]
+    return [] if data == expected else [f"{path}: does not match its shard"]
 
 
 def _check_example(data: bytes, synsets: Any, label_offset: int, decode: bool) -> str | None:

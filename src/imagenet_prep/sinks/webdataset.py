@@ -1,0 +1,277 @@
+"""WebDataset shards: ``OUT/webdataset/<split>-%06d.tar``, one sample per image.
+
+Each sample's key is the image's file stem; its members, in sorted order, are ``.cls``
+(the 0-based class index as ASCII, torchvision's convention, not affected by
+``--label-offset``), ``.jpg`` (the image bytes as the TFRecords carry them) and ``.json``
+(wnid, text, width, height, filename, normalized boxes). Tars are written with the
+standard library, with fixed mtime, owner and mode, so the bytes are reproducible.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tarfile
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from ..errors import DataError
+from ..fsutil import HashingWriter, hash_file, temp_name, write_bytes_atomic, xxh3_of
+from ..labels import load_synsets
+from ..plan import ShardSpec
+from ..sample import Sample
+from . import SinkOptions, VerifyReport
+
+DIRNAME = "webdataset"
+MEMBER_ORDER = ("cls", "jpg", "json")
+WDS_INDEX_VERSION = "v1.2"
+
+
+def shard_file(split: str, index: int) -> str:
+    """The file name of a WebDataset shard.
+
+    >>> shard_file("train", 7)
+    'train-000007.tar'
+    """
+    return f"{split}-{index:06d}.tar"
+
+
+def index_file(shard: str) -> str:
+    """The name DALI's ``wds2idx`` gives a shard's index (the archive's name up to its first dot).
+
+    >>> index_file("train-000007.tar")
+    'train-000007.idx'
+    """
+    return shard.split(".", 1)[0] + ".idx"
+
+
+def _info(name: str, size: int) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.size = size
+    info.mtime = 0
+    info.mode = 0o444
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    return info
+
+
+class _Tell:
+    """A write-only file for tarfile that counts what it was given (tarfile asks for tell())."""
+
+    def __init__(self, out: HashingWriter) -> None:
+        self._out = out
+
+    def write(self, data: bytes) -> int:
+        return self._out.write(data)
+
+    def tell(self) -> int:
+        return self._out.nbytes
+
+
+class WebDatasetShardWriter:
+    """Write one shard under a temporary name; ``commit`` renames it into place."""
+
+    def __init__(self, path: Path, options: SinkOptions) -> None:
+        self.path = path
+        self._tmp = temp_name(path)
+        self._tmp.parent.mkdir(parents=True, exist_ok=True)
+        self._file: BinaryIO = open(self._tmp, "wb", buffering=1 << 20)  # noqa: SIM115
+        self._out = HashingWriter(self._file)
+        self._tar = tarfile.TarFile(
+            fileobj=_Tell(self._out),  # type: ignore[arg-type]
+            mode="w",
+            format=tarfile.USTAR_FORMAT,
+        )
+        self._texts = load_synsets().texts
+        self._dali = options.dali_index
+        self._index: list[str] = []
+        self.records = 0
+
+    def add(self, sample: Sample) -> None:
+        ref = sample.ref
+        meta = {
+            "wnid": ref.wnid,
+            "text": self._texts[ref.wnid],
+            "width": sample.width,
+            "height": sample.height,
+            "filename": ref.filename,
+            "boxes": [[b.xmin, b.ymin, b.xmax, b.ymax] for b in ref.boxes],
+        }
+        payloads = {
+            "cls": str(ref.label).encode("ascii"),
+            "jpg": sample.data,
+            "json": json.dumps(meta, sort_keys=True, ensure_ascii=False).encode("utf-8"),
+        }
+        components = []
+        for ext in MEMBER_ORDER:
+            name = f"{ref.key}.{ext}"
+            data = payloads[ext]
+            self._tar.addfile(_info(name, len(data)), io.BytesIO(data))
+            # The member's data starts right after its 512-byte header.
+            offset = self._tar.offset - ((len(data) + 511) // 512) * 512
+            components.append(f"{ext} {offset} {len(data)} {name}")
+        self._index.append(" ".join(components))
+        self.records += 1
+
+    def commit(self) -> dict[str, Any]:
+        self._tar.close()
+        self._file.close()
+        result: dict[str, Any] = {
+            "file": f"{DIRNAME}/{self.path.name}",
+            "records": self.records,
+            "bytes": self._out.nbytes,
+            "xxh3_128": self._out.hexdigest(),
+        }
+        if self._dali:
+            index = self.path.with_name(index_file(self.path.name))
+            text = f"{WDS_INDEX_VERSION} {len(self._index)}\n" + "".join(
+                line + "\n" for line in self._index
+            )
+            data = text.encode("utf-8")
+            write_bytes_atomic(index, data)
+            result["index"] = {"file": f"{DIRNAME}/{index.name}", "bytes": len(data)}
+            result["index"]["xxh3_128"] = xxh3_of(data)
+        os.replace(self._tmp, self.path)
+        return result
+
+    def abort(self) -> None:
+        self._file.close()
+        self._tmp.unlink(missing_ok=True)
+
+
+class WebDatasetSink:
+    """The ``webdataset`` format."""
+
+    name = "webdataset"
+
+    def __init__(self, options: SinkOptions) -> None:
+        self.options = options
+        self.root = options.out / DIRNAME
+
+    def open_shard(self, spec: ShardSpec) -> WebDatasetShardWriter:
+        return WebDatasetShardWriter(self.root / shard_file(spec.split, spec.index), self.options)
+
+    def finalize(self, results: list[dict[str, Any]]) -> dict[str, Any]:
+        shards = sorted(results, key=lambda r: r["file"])
+        return {
+            "records": sum(r["records"] for r in shards),
+            "bytes": sum(r["bytes"] for r in shards),
+            "shards": shards,
+        }
+
+    def verify(self, section: dict[str, Any], *, decode: bool) -> VerifyReport:
+        report = VerifyReport()
+        expected = set()
+        for shard in section["shards"]:
+            expected.add(shard["file"])
+            if "index" in shard:
+                expected.add(shard["index"]["file"])
+            report.extend(check_shard(self.options.out, shard, decode=decode))
+        if self.root.is_dir():
+            for name in sorted(os.listdir(self.root)):
+                if f"{DIRNAME}/{name}" not in expected:
+                    report.problems.append(f"{self.root / name}: not listed in the manifest")
+        return report
+
+
+def read_samples(path: Path) -> list[dict[str, bytes]]:
+    """Every sample of a shard as {"__key__": key, ext: bytes}, in order, read with tarfile."""
+    samples: list[dict[str, bytes]] = []
+    try:
+        with tarfile.open(path) as tar:
+            for member in tar:
+                if not member.isfile():
+                    raise DataError(f"{path}: member {member.name} is not a regular file")
+                key, _, ext = member.name.partition(".")
+                f = tar.extractfile(member)
+                data = f.read() if f is not None else b""
+                if not samples or samples[-1]["__key__"] != key.encode():
+                    samples.append({"__key__": key.encode()})
+                samples[-1][ext] = data
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        raise DataError(f"{path}: not a readable tar ({exc})") from None
+    return samples
+
+
+def check_shard(out: Path, shard: dict[str, Any], *, decode: bool) -> VerifyReport:
+    """Re-read one shard: checksum, every sample's members, class and JSON; its DALI index."""
+    report = VerifyReport(checked=1)
+    path = out / shard["file"]
+    if not path.is_file():
+        report.problems.append(f"{path}: missing")
+        return report
+    size, digest = hash_file(path)
+    if size != shard["bytes"] or digest != shard["xxh3_128"]:
+        report.problems.append(f"{path}: contents differ from the manifest")
+    synsets = load_synsets()
+    try:
+        samples = read_samples(path)
+    except DataError as exc:
+        report.problems.append(str(exc))
+        return report
+    report.records = len(samples)
+    if len(samples) != shard["records"]:
+        report.problems.append(
+            f"{path}: {len(samples)} samples, the manifest says {shard['records']}"
+        )
+    for sample in samples:
+        key = sample["__key__"].decode()
+        if sorted(k for k in sample if k != "__key__") != list(MEMBER_ORDER):
+            report.problems.append(f"{path}: sample {key} lacks some of .cls, .jpg, .json")
+            continue
+        try:
+            meta = json.loads(sample["json"])
+            label = int(sample["cls"])
+        except ValueError as exc:
+            report.problems.append(f"{path}: sample {key}: unreadable .cls or .json ({exc})")
+            continue
+        if meta.get("wnid") not in synsets or synsets.index(meta["wnid"]) != label:
+            report.problems.append(f"{path}: sample {key}: class {label} is not {meta.get('wnid')}")
+        if decode:
+            from ..imagefix import decode_check
+
+            try:
+                got = decode_check(sample["jpg"], f"{path}:{key}.jpg")
+            except DataError as exc:
+                report.problems.append(str(exc))
+                continue
+            if got != (meta["width"], meta["height"]):
+                report.problems.append(
+                    f"{path}: sample {key}: decodes to {got}, the JSON says otherwise"
+                )
+    if "index" in shard:
+        report.problems.extend(check_index(out, shard))
+    return report
+
+
+def wds_index(path: Path) -> str:
+    """DALI's wds2idx index of a tar, computed from the tar itself (not from our writer)."""
+    lines: list[str] = []
+    last = None
+    with tarfile.open(path) as tar:
+        for member in tar:
+            if not member.isfile():
+                continue
+            key, _, ext = member.name.partition(".")
+            part = f"{ext} {member.offset_data} {member.size} {member.name}"
+            if key != last:
+                lines.append(part)
+                last = key
+            else:
+                lines[-1] += " " + part
+    return f"{WDS_INDEX_VERSION} {len(lines)}\n" + "".join(line + "\n" for line in lines)
+
+
+def check_index(out: Path, shard: dict[str, Any]) -> list[str]:
+    entry = shard["index"]
+    path = out / entry["file"]
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return [f"{path}: missing"]
+    if xxh3_of(data) != entry["xxh3_128"]:
+        return [f"{path}: contents differ from the manifest"]
+    if data.decode("utf-8") != wds_index(out / shard["file"]):
+        return [f"{path}: does not match its shard"]
+    return []
