@@ -36,8 +36,8 @@ demo: $(VENV)/.stamp-base
 	@echo "Manifest:    $(DEMO)/out/manifest.json"
 
 lint: $(VENV)/.stamp-test
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench examples
+	$(BIN)/ruff format --check src tests bench examples
 	$(BIN)/mypy
 
 unit: $(VENV)/.stamp-test
