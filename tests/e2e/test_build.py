@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import shutil
-import tarfile
 from collections import Counter
 from pathlib import Path
 
 import pytest
+from tests.helpers import source_images
 
 from imagenet_prep import BuildConfig, build, verify
 from imagenet_prep.errors import DataError, UsageError
@@ -29,18 +29,7 @@ def _value(ex: dict, key: str):  # type: ignore[no-untyped-def,type-arg]
 
 
 def _source_images(download: Path) -> dict[str, bytes]:
-    """Every training image of a generated archive download, by file name."""
-    out = {}
-    with tarfile.open(download / "ILSVRC2012_img_train.tar") as outer:
-        for member in outer:
-            f = outer.extractfile(member)
-            assert f is not None
-            with tarfile.open(fileobj=f) as inner:
-                for m in inner:
-                    g = inner.extractfile(m)
-                    assert g is not None
-                    out[m.name] = g.read()
-    return out
+    return source_images(download, validation=False)
 
 
 @pytest.fixture(scope="module")

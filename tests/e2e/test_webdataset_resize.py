@@ -14,37 +14,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from tests.helpers import records_by_name, source_images
 
 from imagenet_prep import BuildConfig, build, verify
 from imagenet_prep.labels import load_synsets
 from imagenet_prep.sinks.tfrecord import read_examples
-
-
-def _source_images(download: Path) -> dict[str, bytes]:
-    out = {}
-    with tarfile.open(download / "ILSVRC2012_img_train.tar") as outer:
-        for member in outer:
-            f = outer.extractfile(member)
-            assert f is not None
-            with tarfile.open(fileobj=f) as inner:
-                for m in inner:
-                    g = inner.extractfile(m)
-                    assert g is not None
-                    out[m.name] = g.read()
-    with tarfile.open(download / "ILSVRC2012_img_val.tar") as val:
-        for m in val:
-            g = val.extractfile(m)
-            assert g is not None
-            out[m.name] = g.read()
-    return out
-
-
-def _tf_records(out: Path) -> dict[str, dict]:  # type: ignore[type-arg]
-    records = {}
-    for path in sorted((out / "tfrecord").glob("*-of-?????")):
-        for ex in read_examples(path):
-            records[ex["image/filename"].values[0].decode()] = ex
-    return records
 
 
 @pytest.fixture(scope="module")
@@ -69,8 +43,8 @@ def test_webdataset_library_reads_every_sample(wds_build: Path, small_download: 
     import webdataset as wds
 
     synsets = load_synsets()
-    source = _source_images(small_download)
-    records = _tf_records(wds_build)
+    source = source_images(small_download)
+    records = records_by_name(wds_build)
     manifest = json.loads((wds_build / "manifest.json").read_text())
     seen = {}
     for split in ("train", "validation"):
@@ -204,8 +178,8 @@ def resized(small_download: Path, tmp_path_factory: pytest.TempPathFactory) -> P
 
 
 def test_resized_outputs_have_the_requested_sizes(resized: Path, small_download: Path) -> None:
-    source = _source_images(small_download)
-    records = _tf_records(resized)
+    source = source_images(small_download)
+    records = records_by_name(resized)
     assert set(records) == set(source)
     for name, ex in records.items():
         data = ex["image/encoded"].values[0]
@@ -241,14 +215,14 @@ def test_resize_longer_caps_the_long_side(small_download: Path, tmp_path: Path) 
             workers=1,
         )
     )
-    for ex in _tf_records(out).values():
+    for ex in records_by_name(out).values():
         assert max(ex["image/width"].values[0], ex["image/height"].values[0]) <= 100
 
 
 def test_resize_quality_against_pillow_lanczos(resized: Path, small_download: Path) -> None:
-    source = _source_images(small_download)
+    source = source_images(small_download)
     scores = []
-    for name, ex in _tf_records(resized).items():
+    for name, ex in records_by_name(resized).items():
         with Image.open(io.BytesIO(source[name])) as im:
             if im.format != "JPEG" or im.mode not in ("RGB", "L") or min(im.size) <= 128:
                 continue

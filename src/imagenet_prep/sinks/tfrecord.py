@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 from .. import tfrecord_io
 from ..errors import DataError
-from ..fsutil import HashingWriter, hash_file, temp_name, write_bytes_atomic, xxh3_of
 from ..labels import load_synsets
 from ..plan import ShardSpec
 from ..sample import Sample
 from . import SinkOptions, VerifyReport
+from .shardfile import ShardFile, check_file, check_index, finalize_shards, unlisted
 
 DIRNAME = "tfrecord"
 
@@ -41,10 +40,7 @@ class TFRecordShardWriter:
 
     def __init__(self, path: Path, options: SinkOptions) -> None:
         self.path = path
-        self._tmp = temp_name(path)
-        self._tmp.parent.mkdir(parents=True, exist_ok=True)
-        self._file: BinaryIO = open(self._tmp, "wb", buffering=1 << 20)  # noqa: SIM115
-        self._out = HashingWriter(self._file)
+        self._shard = ShardFile(path, DIRNAME)
         self._offset = options.label_offset
         self._texts = load_synsets().texts
         self._dali = options.dali_index
@@ -63,33 +59,26 @@ class TFRecordShardWriter:
             filename=ref.filename,
             boxes=[(b.xmin, b.ymin, b.xmax, b.ymax) for b in ref.boxes],
         )
-        start = self._out.nbytes
-        size = tfrecord_io.write_record_parts(self._out, parts)
+        start = self._shard.out.nbytes
+        size = tfrecord_io.write_record_parts(self._shard.out, parts)
         if self._dali:
             self._index.append(f"{start} {size}\n")
         self.records += 1
 
     def commit(self) -> dict[str, Any]:
-        self._file.close()
-        result: dict[str, Any] = {
-            "file": f"{DIRNAME}/{self.path.name}",
-            "records": self.records,
-            "bytes": self._out.nbytes,
-            "xxh3_128": self._out.hexdigest(),
-        }
+        index = None
         if self._dali:
             # DALI's tfrecord2idx format: "offset size" per record, size including framing.
-            index = self.path.with_name(self.path.name + ".idx")
-            data = "".join(self._index).encode("ascii")
-            write_bytes_atomic(index, data)
-            result["index"] = {"file": f"{DIRNAME}/{index.name}", "bytes": len(data)}
-            result["index"]["xxh3_128"] = xxh3_of(data)
-        os.replace(self._tmp, self.path)
-        return result
+            index = (index_path(self.path), "".join(self._index).encode("ascii"))
+        return self._shard.finish(self.records, index)
 
     def abort(self) -> None:
-        self._file.close()
-        self._tmp.unlink(missing_ok=True)
+        self._shard.abort()
+
+
+def index_path(shard: Path) -> Path:
+    """Where a shard's DALI index goes: beside it, with ``.idx`` appended."""
+    return shard.with_name(shard.name + ".idx")
 
 
 class TFRecordSink:
@@ -105,25 +94,14 @@ class TFRecordSink:
         return TFRecordShardWriter(self.root / spec.name, self.options)
 
     def finalize(self, results: list[dict[str, Any]]) -> dict[str, Any]:
-        shards = sorted(results, key=lambda r: r["file"])
-        return {
-            "label_offset": self.options.label_offset,
-            "records": sum(r["records"] for r in shards),
-            "bytes": sum(r["bytes"] for r in shards),
-            "shards": shards,
-        }
+        return finalize_shards(results, label_offset=self.options.label_offset)
 
     def verify(self, section: dict[str, Any], *, decode: bool) -> VerifyReport:
         report = VerifyReport()
         offset = int(section.get("label_offset", self.options.label_offset))
-        expected = {s["file"] for s in section["shards"]}
-        expected |= {s["index"]["file"] for s in section["shards"] if "index" in s}
         for shard in section["shards"]:
             report.extend(check_shard(self.options.out, shard, offset, decode=decode))
-        if self.root.is_dir():
-            for name in sorted(os.listdir(self.root)):
-                if f"{DIRNAME}/{name}" not in expected:
-                    report.problems.append(f"{self.root / name}: not listed in the manifest")
+        report.problems.extend(unlisted(self.root, DIRNAME, section["shards"]))
         return report
 
 
@@ -136,12 +114,7 @@ def check_shard(
     if not path.is_file():
         report.problems.append(f"{path}: missing")
         return report
-    size, digest = hash_file(path)
-    if size != shard["bytes"] or digest != shard["xxh3_128"]:
-        report.problems.append(
-            f"{path}: {size} bytes with checksum {digest}, the manifest says {shard['bytes']} "
-            f"bytes with {shard['xxh3_128']}"
-        )
+    report.problems.extend(check_file(path, shard))
     synsets = load_synsets()
     count = 0
     try:
@@ -156,29 +129,13 @@ def check_shard(
     if count != shard["records"]:
         report.problems.append(f"{path}: {count} records, the manifest says {shard['records']}")
     if "index" in shard:
-        report.problems.extend(_check_index(out, shard))
+        report.problems.extend(check_index(out, shard, dali_index))
     return report
 
 
 def dali_index(path: Path) -> bytes:
     """DALI's tfrecord2idx index of a shard, computed by reading the shard itself."""
     return "".join(f"{o} {s}\n" for o, s in tfrecord_io.record_index(path)).encode("ascii")
-
-
-def _check_index(out: Path, shard: dict[str, Any]) -> list[str]:
-    entry = shard["index"]
-    path = out / entry["file"]
-    try:
-        data = path.read_bytes()
-    except OSError:
-        return [f"{path}: missing"]
-    if xxh3_of(data) != entry["xxh3_128"]:
-        return [f"{path}: contents differ from the manifest"]
-    try:
-        expected = dali_index(out / shard["file"])
-    except DataError as exc:
-        return [str(exc)]
-    return [] if data == expected else [f"{path}: does not match its shard"]
 
 
 def _check_example(data: bytes, synsets: Any, label_offset: int, decode: bool) -> str | None:

@@ -11,17 +11,17 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import tarfile
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 from ..errors import DataError
-from ..fsutil import HashingWriter, hash_file, temp_name, write_bytes_atomic, xxh3_of
+from ..fsutil import HashingWriter
 from ..labels import load_synsets
 from ..plan import ShardSpec
 from ..sample import Sample
 from . import SinkOptions, VerifyReport
+from .shardfile import ShardFile, check_file, check_index, finalize_shards, unlisted
 
 DIRNAME = "webdataset"
 MEMBER_ORDER = ("cls", "jpg", "json")
@@ -74,12 +74,9 @@ class WebDatasetShardWriter:
 
     def __init__(self, path: Path, options: SinkOptions) -> None:
         self.path = path
-        self._tmp = temp_name(path)
-        self._tmp.parent.mkdir(parents=True, exist_ok=True)
-        self._file: BinaryIO = open(self._tmp, "wb", buffering=1 << 20)  # noqa: SIM115
-        self._out = HashingWriter(self._file)
+        self._shard = ShardFile(path, DIRNAME)
         self._tar = tarfile.TarFile(
-            fileobj=_Tell(self._out),  # type: ignore[arg-type]
+            fileobj=_Tell(self._shard.out),  # type: ignore[arg-type]
             mode="w",
             format=tarfile.USTAR_FORMAT,
         )
@@ -116,28 +113,17 @@ class WebDatasetShardWriter:
 
     def commit(self) -> dict[str, Any]:
         self._tar.close()
-        self._file.close()
-        result: dict[str, Any] = {
-            "file": f"{DIRNAME}/{self.path.name}",
-            "records": self.records,
-            "bytes": self._out.nbytes,
-            "xxh3_128": self._out.hexdigest(),
-        }
+        index = None
         if self._dali:
-            index = self.path.with_name(index_file(self.path.name))
-            text = f"{WDS_INDEX_VERSION} {len(self._index)}\n" + "".join(
-                line + "\n" for line in self._index
+            lines = [f"{WDS_INDEX_VERSION} {len(self._index)}", *self._index]
+            index = (
+                self.path.with_name(index_file(self.path.name)),
+                "".join(line + "\n" for line in lines).encode("utf-8"),
             )
-            data = text.encode("utf-8")
-            write_bytes_atomic(index, data)
-            result["index"] = {"file": f"{DIRNAME}/{index.name}", "bytes": len(data)}
-            result["index"]["xxh3_128"] = xxh3_of(data)
-        os.replace(self._tmp, self.path)
-        return result
+        return self._shard.finish(self.records, index)
 
     def abort(self) -> None:
-        self._file.close()
-        self._tmp.unlink(missing_ok=True)
+        self._shard.abort()
 
 
 class WebDatasetSink:
@@ -153,25 +139,13 @@ class WebDatasetSink:
         return WebDatasetShardWriter(self.root / shard_file(spec.split, spec.index), self.options)
 
     def finalize(self, results: list[dict[str, Any]]) -> dict[str, Any]:
-        shards = sorted(results, key=lambda r: r["file"])
-        return {
-            "records": sum(r["records"] for r in shards),
-            "bytes": sum(r["bytes"] for r in shards),
-            "shards": shards,
-        }
+        return finalize_shards(results)
 
     def verify(self, section: dict[str, Any], *, decode: bool) -> VerifyReport:
         report = VerifyReport()
-        expected = set()
         for shard in section["shards"]:
-            expected.add(shard["file"])
-            if "index" in shard:
-                expected.add(shard["index"]["file"])
             report.extend(check_shard(self.options.out, shard, decode=decode))
-        if self.root.is_dir():
-            for name in sorted(os.listdir(self.root)):
-                if f"{DIRNAME}/{name}" not in expected:
-                    report.problems.append(f"{self.root / name}: not listed in the manifest")
+        report.problems.extend(unlisted(self.root, DIRNAME, section["shards"]))
         return report
 
 
@@ -201,9 +175,7 @@ def check_shard(out: Path, shard: dict[str, Any], *, decode: bool) -> VerifyRepo
     if not path.is_file():
         report.problems.append(f"{path}: missing")
         return report
-    size, digest = hash_file(path)
-    if size != shard["bytes"] or digest != shard["xxh3_128"]:
-        report.problems.append(f"{path}: contents differ from the manifest")
+    report.problems.extend(check_file(path, shard))
     synsets = load_synsets()
     try:
         samples = read_samples(path)
@@ -241,11 +213,11 @@ def check_shard(out: Path, shard: dict[str, Any], *, decode: bool) -> VerifyRepo
                     f"{path}: sample {key}: decodes to {got}, the JSON says otherwise"
                 )
     if "index" in shard:
-        report.problems.extend(check_index(out, shard))
+        report.problems.extend(check_index(out, shard, wds_index))
     return report
 
 
-def wds_index(path: Path) -> str:
+def wds_index(path: Path) -> bytes:
     """DALI's wds2idx index of a tar, computed from the tar itself (not from our writer)."""
     lines: list[str] = []
     last = None
@@ -260,18 +232,5 @@ def wds_index(path: Path) -> str:
                 last = key
             else:
                 lines[-1] += " " + part
-    return f"{WDS_INDEX_VERSION} {len(lines)}\n" + "".join(line + "\n" for line in lines)
-
-
-def check_index(out: Path, shard: dict[str, Any]) -> list[str]:
-    entry = shard["index"]
-    path = out / entry["file"]
-    try:
-        data = path.read_bytes()
-    except OSError:
-        return [f"{path}: missing"]
-    if xxh3_of(data) != entry["xxh3_128"]:
-        return [f"{path}: contents differ from the manifest"]
-    if data.decode("utf-8") != wds_index(out / shard["file"]):
-        return [f"{path}: does not match its shard"]
-    return []
+    text = f"{WDS_INDEX_VERSION} {len(lines)}\n" + "".join(line + "\n" for line in lines)
+    return text.encode("utf-8")

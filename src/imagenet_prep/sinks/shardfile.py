@@ -1,0 +1,105 @@
+"""What the sharded file formats (TFRecord, WebDataset) share: writing and checking a shard.
+
+A shard is written under a temporary name through a hashing writer; ``finish`` writes its
+optional index file, renames the shard into place and returns the manifest entry.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from ..errors import DataError
+from ..fsutil import HashingWriter, hash_file, temp_name, write_bytes_atomic, xxh3_of
+
+
+class ShardFile:
+    """One shard file being written: ``out`` takes the bytes, ``finish`` or ``abort`` ends it."""
+
+    def __init__(self, path: Path, dirname: str) -> None:
+        self.path = path
+        self._dirname = dirname
+        self._tmp = temp_name(path)
+        self._tmp.parent.mkdir(parents=True, exist_ok=True)
+        self._file: BinaryIO = open(self._tmp, "wb", buffering=1 << 20)  # noqa: SIM115
+        self.out = HashingWriter(self._file)
+
+    def finish(self, records: int, index: tuple[Path, bytes] | None = None) -> dict[str, Any]:
+        """Close, write the index file (if any), rename into place; the manifest entry."""
+        self._file.close()
+        entry: dict[str, Any] = {
+            "file": f"{self._dirname}/{self.path.name}",
+            "records": records,
+            "bytes": self.out.nbytes,
+            "xxh3_128": self.out.hexdigest(),
+        }
+        if index is not None:
+            index_path, data = index
+            write_bytes_atomic(index_path, data)
+            entry["index"] = {
+                "file": f"{self._dirname}/{index_path.name}",
+                "bytes": len(data),
+                "xxh3_128": xxh3_of(data),
+            }
+        os.replace(self._tmp, self.path)
+        return entry
+
+    def abort(self) -> None:
+        self._file.close()
+        self._tmp.unlink(missing_ok=True)
+
+
+def finalize_shards(results: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
+    """A format's manifest section from its shards' entries."""
+    shards = sorted(results, key=lambda r: r["file"])
+    return {
+        **extra,
+        "records": sum(r["records"] for r in shards),
+        "bytes": sum(r["bytes"] for r in shards),
+        "shards": shards,
+    }
+
+
+def check_file(path: Path, entry: dict[str, Any]) -> list[str]:
+    """Size and checksum of a listed file against its manifest entry."""
+    if not path.is_file():
+        return [f"{path}: missing"]
+    size, digest = hash_file(path)
+    if size != entry["bytes"] or digest != entry["xxh3_128"]:
+        return [
+            f"{path}: {size} bytes with checksum {digest}, the manifest says {entry['bytes']} "
+            f"bytes with {entry['xxh3_128']}"
+        ]
+    return []
+
+
+def check_index(out: Path, shard: dict[str, Any], expected: Callable[[Path], bytes]) -> list[str]:
+    """A shard's index file: listed checksum, and equal to the index computed from the shard."""
+    entry = shard["index"]
+    path = out / entry["file"]
+    problems = check_file(path, entry)
+    if problems:
+        return problems
+    try:
+        computed = expected(out / shard["file"])
+    except DataError as exc:
+        return [str(exc)]
+    return [] if path.read_bytes() == computed else [f"{path}: does not match its shard"]
+
+
+def unlisted(root: Path, dirname: str, shards: Iterable[dict[str, Any]]) -> list[str]:
+    """Files in a format's folder that the manifest does not list."""
+    listed = set()
+    for shard in shards:
+        listed.add(shard["file"])
+        if "index" in shard:
+            listed.add(shard["index"]["file"])
+    if not root.is_dir():
+        return []
+    return [
+        f"{root / name}: not listed in the manifest"
+        for name in sorted(os.listdir(root))
+        if f"{dirname}/{name}" not in listed
+    ]

@@ -1,0 +1,39 @@
+"""Readers of generated downloads and build outputs that tests share."""
+
+from __future__ import annotations
+
+import tarfile
+from pathlib import Path
+from typing import Any
+
+from imagenet_prep.sinks.tfrecord import read_examples
+
+
+def source_images(download: Path, *, validation: bool = True) -> dict[str, bytes]:
+    """Every image of a generated archive download, by file name, read with ``tarfile``."""
+    out = {}
+    with tarfile.open(download / "ILSVRC2012_img_train.tar") as outer:
+        for member in outer:
+            f = outer.extractfile(member)
+            assert f is not None
+            with tarfile.open(fileobj=f) as inner:
+                for m in inner:
+                    g = inner.extractfile(m)
+                    assert g is not None
+                    out[m.name] = g.read()
+    if validation:
+        with tarfile.open(download / "ILSVRC2012_img_val.tar") as val:
+            for m in val:
+                g = val.extractfile(m)
+                assert g is not None
+                out[m.name] = g.read()
+    return out
+
+
+def records_by_name(out: Path, split: str = "*") -> dict[str, dict[str, Any]]:
+    """Every Example of a build's TFRecord shards (not their index files), by image file name."""
+    records = {}
+    for path in sorted((out / "tfrecord").glob(f"{split}-*-of-?????")):
+        for ex in read_examples(path):
+            records[ex["image/filename"].values[0].decode()] = ex
+    return records
