@@ -20,5 +20,9 @@ class UsageError(ImagenetPrepError, ValueError):
     """Options that cannot work together, or an output path that cannot be used."""
 
 
+class ResourceError(ImagenetPrepError):
+    """The machine lacks something the build needs (disk space)."""
+
+
 class VerifyError(DataError):
     """Output written earlier does not match its manifest."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import time
 from collections.abc import Iterator
 from concurrent.futures import Future
@@ -12,29 +11,31 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
-from . import __version__, imagefix
-from .archive import read_at
+from . import __version__
 from .config import OFFICIAL_BOX_FILES, BuildConfig
-from .errors import DataError, ImagenetPrepError, UsageError
+from .errors import DataError
 from .executors import Executor, WorkerDied, make_executor
-from .fsutil import write_bytes_atomic, xxh3_of
+from .fsutil import xxh3_of
 from .labels import Synsets, load_synsets, read_devkit, validation_labels
 from .manifest import (
     FORMAT_VERSION,
-    MANIFEST,
-    OPTIONS_FILE,
-    STATE_DIR,
     Journal,
-    read_json,
     state_dir,
-    write_json,
     write_manifest,
 )
+from .outdir import (
+    BOX_CSV,
+    LABELS_TXT,
+    check_disk,
+    prepare_output,
+    recorded_options,
+    remove_temporaries,
+    write_if_changed,
+)
 from .plan import ShardSpec, plan_split, shuffled_order
-from .resize import ResizeSpec, resize_jpeg
-from .sample import ImageRef, Sample
+from .resize import ResizeSpec
 from .sinks import SinkOptions, get_sink
 from .sources import (
     TRAIN_ARCHIVE,
@@ -46,49 +47,15 @@ from .sources import (
     index_validation,
     load_boxes,
 )
+from .worker import ShardJob, ShardResult, process_shard
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-BOX_CSV = "imagenet_2012_bounding_boxes.csv"
-LABELS_TXT = "labels.txt"
 _EXPECTED_INPUT = {
     "train": "ILSVRC2012_img_train.tar or a train/ folder",
     "validation": "ILSVRC2012_img_val.tar, or a validation/ or val/ folder",
 }
-# Output bytes per input byte, per image format, for the disk-space estimate.
-_SIZE_FACTOR = {"tfrecord": 1.01, "imagefolder": 1.0, "webdataset": 1.03}
-_DISK_MARGIN = 64 << 20
-
-
-class ResourceError(ImagenetPrepError):
-    """The machine lacks something the build needs (disk space)."""
-
-
-@dataclass(frozen=True)
-class ShardJob:
-    """One unit of work: a shard's images, where to write them, and the error policy."""
-
-    spec: ShardSpec
-    refs: tuple[ImageRef, ...]
-    formats: tuple[str, ...]
-    options: SinkOptions
-    skip_bad: bool = False
-    decode_check: bool = False
-    resize: ResizeSpec | None = None
-
-
-@dataclass(frozen=True)
-class ShardResult:
-    """What a finished shard reports back (and what its done marker keeps)."""
-
-    shard: str
-    split: str
-    images: int
-    bytes_in: int
-    reencoded: list[list[str]]
-    skipped: list[list[str]]
-    outputs: dict[str, dict[str, Any]]
 
 
 @dataclass
@@ -128,156 +95,6 @@ class _Silent:
 
     def close(self) -> None:
         pass
-
-
-def _read_fixed(
-    f: BinaryIO, ref: ImageRef, decode_check: bool
-) -> tuple[bytes, imagefix.FixedImage]:
-    raw = read_at(f, ref.offset, ref.size, ref.origin)
-    imagefix.check(raw, ref.origin)
-    if decode_check:
-        imagefix.decode_check(raw, ref.origin)
-    return raw, imagefix.fix(raw, ref.origin)
-
-
-def process_shard(job: ShardJob) -> ShardResult:
-    """Read a shard's images, fix their bytes, and hand each to every format's writer."""
-    sinks = [get_sink(name, job.options) for name in job.formats]
-    writers = [s.open_shard(job.spec) for s in sinks]
-    reencoded: list[list[str]] = []
-    skipped: list[list[str]] = []
-    bytes_in = 0
-    written = 0
-    current: tuple[str, BinaryIO] | None = None
-    try:
-        for ref in job.refs:
-            if current is None or current[0] != ref.path:
-                if current is not None:
-                    current[1].close()
-                    current = None
-                try:
-                    current = (ref.path, open(ref.path, "rb"))  # noqa: SIM115
-                except OSError as exc:
-                    raise DataError(f"{ref.origin}: cannot read ({exc.strerror})") from None
-            try:
-                raw, fixed = _read_fixed(current[1], ref, job.decode_check)
-            except DataError as exc:
-                if not job.skip_bad:
-                    raise
-                skipped.append([ref.origin, str(exc)])
-                continue
-            bytes_in += len(raw)
-            if fixed.reencoded is not None:
-                reencoded.append([ref.origin, fixed.reencoded])
-            data, width, height = fixed.data, fixed.width, fixed.height
-            resized = None
-            if job.resize is not None:
-                resized = resize_jpeg(data, width, height, job.resize, ref.origin)
-                if resized is not None:
-                    data, width, height = resized
-            sample = Sample(
-                ref=ref,
-                raw=raw,
-                data=data,
-                width=width,
-                height=height,
-                reencoded=fixed.reencoded,
-                resized=resized is not None,
-            )
-            for writer in writers:
-                writer.add(sample)
-            written += 1
-        outputs = {s.name: w.commit() for s, w in zip(sinks, writers, strict=True)}
-    except BaseException:
-        for writer in writers:
-            writer.abort()
-        raise
-    finally:
-        if current is not None:
-            current[1].close()
-    return ShardResult(
-        shard=job.spec.name,
-        split=job.spec.split,
-        images=written,
-        bytes_in=bytes_in,
-        reencoded=reencoded,
-        skipped=skipped,
-        outputs=outputs,
-    )
-
-
-# --- the output folder ---------------------------------------------------------------
-
-
-def _recorded_options(config: BuildConfig, layout: SourceLayout) -> dict[str, Any]:
-    """What decides the output's bytes: the options and the identity of the input archives."""
-    return {
-        **config.output_options(),
-        "source_archives": {p.name: p.stat().st_size for p in layout.archives()},
-    }
-
-
-def _prepare_output(config: BuildConfig, options: dict[str, Any]) -> bool:
-    """Create OUT, or check it holds a build with the same options. True if it is finished."""
-    out = config.output
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"{out}: output path exists and is not a folder")
-    recorded_path = state_dir(out) / OPTIONS_FILE
-    if out.is_dir():
-        try:
-            recorded = read_json(recorded_path)
-        except DataError:
-            recorded = {}
-        if recorded is None and any(out.iterdir()):
-            raise UsageError(
-                f"{out}: output folder is not empty and holds no imagenet-prep build; "
-                "choose a new or empty folder"
-            )
-        if recorded is not None and recorded != options:
-            if not config.overwrite:
-                changed = sorted(k for k in options if recorded.get(k) != options[k])
-                raise UsageError(
-                    f"{out}: holds a build made with different options "
-                    f"({', '.join(changed) or 'unreadable record'}); use --overwrite to replace "
-                    "it, or a new output folder"
-                )
-            _clear_output(out)
-        elif recorded is not None and (out / MANIFEST).is_file():
-            return True
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        write_json(recorded_path, options)
-    except OSError as exc:
-        raise UsageError(f"{out}: cannot write to the output folder ({exc.strerror})") from None
-    return False
-
-
-def _clear_output(out: Path) -> None:
-    """Remove what an earlier build wrote (only the names this tool writes)."""
-    log.info("removing the earlier build in %s", out)
-    (out / MANIFEST).unlink(missing_ok=True)
-    for name in ("tfrecord", "imagefolder", STATE_DIR):
-        shutil.rmtree(out / name, ignore_errors=True)
-    for name in (BOX_CSV, LABELS_TXT):
-        (out / name).unlink(missing_ok=True)
-
-
-def _remove_temporaries(out: Path) -> None:
-    """Delete files left under temporary names by an interrupted run."""
-    for dirpath, _dirs, files in os.walk(out):
-        for name in files:
-            if name.startswith(".") and name.endswith(".incomplete"):
-                os.unlink(os.path.join(dirpath, name))
-
-
-def _write_if_changed(path: Path, data: bytes) -> None:
-    """Write ``data`` atomically unless ``path`` already holds exactly it."""
-    try:
-        if path.stat().st_size == len(data) and path.read_bytes() == data:
-            return
-    except OSError:
-        pass
-    write_bytes_atomic(path, data)
 
 
 def _labels_txt(synsets: Synsets, offset: int) -> bytes:
@@ -330,20 +147,6 @@ def _aside_result(future: Future[T]) -> T:
 def _load_boxes(layout: SourceLayout, skip_bad: bool) -> BoxTable | None:
     """Picklable entry point: the training boxes, parsed in whichever process runs it."""
     return load_boxes(layout, load_synsets(), skip_bad=skip_bad)
-
-
-def _check_disk(config: BuildConfig, indexes: dict[str, SplitIndex], done_bytes: int) -> None:
-    need = sum(_SIZE_FACTOR[f] for f in config.formats) * sum(
-        i.total_bytes() for i in indexes.values()
-    )
-    need = int(need) - done_bytes + _DISK_MARGIN
-    free = shutil.disk_usage(config.output).free
-    if need > free and not config.force:
-        raise ResourceError(
-            f"{config.output}: the build needs about {need / 1e9:,.1f} GB more and the file "
-            f"system has {free / 1e9:,.1f} GB free; free some space, or pass --force to start "
-            "anyway"
-        )
 
 
 # --- build ---------------------------------------------------------------------------
@@ -482,9 +285,9 @@ def build(
                 f"{config.source}: the {split} split was requested but its input is missing "
                 f"({_EXPECTED_INPUT[split]})"
             )
-    if _prepare_output(config, _recorded_options(config, layout)):
+    if prepare_output(config, recorded_options(config, layout)):
         return _complete_result(config, started)
-    _remove_temporaries(out)
+    remove_temporaries(out)
     # Entering the executor starts its workers, which boot while the inputs are indexed.
     with executor or make_executor(config.workers) as pool:
         return _build(config, layout, pool, reporter or _Silent(), started)
@@ -536,7 +339,7 @@ def _build(
     boxes = _aside_result(boxes_future)
     if boxes is not None:
         csv = boxes.csv_bytes()
-        _write_if_changed(out / BOX_CSV, csv)
+        write_if_changed(out / BOX_CSV, csv)
         extra["bounding_boxes"] = _file_entry(
             BOX_CSV, csv, images=len(boxes), **asdict(boxes.stats)
         )
@@ -556,7 +359,7 @@ def _build(
     for message in warnings:
         log.warning("%s", message)
 
-    _write_if_changed(out / LABELS_TXT, _labels_txt(synsets, config.label_offset))
+    write_if_changed(out / LABELS_TXT, _labels_txt(synsets, config.label_offset))
 
     journal = Journal(out)
     records = journal.load()
@@ -572,7 +375,7 @@ def _build(
     done_bytes = sum(r.bytes_in for r in done.values())
     if reused:
         log.info("resuming: %d shards (%d images) already finished", reused, done_images)
-    _check_disk(config, indexes, sum(_output_bytes(r) for r in done.values()))
+    check_disk(config, indexes, sum(_output_bytes(r) for r in done.values()))
 
     results = dict(done)
     written = 0

@@ -15,8 +15,7 @@ import pytest
 
 from imagenet_prep import BuildConfig, build, verify
 from imagenet_prep.config import KnownArchive
-from imagenet_prep.errors import DataError
-from imagenet_prep.pipeline import ResourceError
+from imagenet_prep.errors import DataError, ResourceError
 
 
 def cli(*args: object) -> subprocess.CompletedProcess[str]:

@@ -6,7 +6,7 @@ import sys
 import time
 from typing import TextIO
 
-from ..pipeline import ShardResult
+from ..worker import ShardResult
 
 
 class BarReporter:

@@ -65,7 +65,7 @@ class ProcessExecutor:
         workers: int,
         *,
         start_method: str = "forkserver",
-        preload: Sequence[str] = ("imagenet_prep.pipeline",),
+        preload: Sequence[str] = ("imagenet_prep.worker",),
     ) -> None:
         if workers < 1:
             raise ValueError(f"workers must be at least 1, not {workers}")
