@@ -137,7 +137,7 @@ class SplitIndex:
     def total_bytes(self) -> int:
         return sum(self.sizes)
 
-    def sort(self, synsets: Synsets) -> None:
+    def sort(self) -> None:
         """Put images in canonical order (wnid, then file name); duplicate names are an error."""
         order = sorted(range(len(self.names)), key=lambda i: (self.labels[i], self.names[i]))
         self.names = [self.names[i] for i in order]
@@ -155,8 +155,6 @@ class SplitIndex:
                     f"(also {self.origin(j)})"
                 )
             seen[key] = i
-        del seen
-        _ = synsets
 
     def origin(self, i: int) -> str:
         """Where image ``i`` comes from, for messages: ``archive:nested.tar:name`` or a path."""
@@ -304,7 +302,7 @@ def index_train(
         )
     if not out.names:
         raise DataError(f"{src}: no training images found")
-    out.sort(synsets)
+    out.sort()
     return out
 
 
@@ -388,7 +386,7 @@ def index_validation(
         )
     if not out.names:
         raise DataError(f"{src}: no validation images found")
-    out.sort(synsets)
+    out.sort()
     return out
 
 
