@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 DEMO ?= demo
 # Images in the demo download: 10 classes x 50 training images + 10 x 10 validation images.
 DEMO_FIXTURE ?= --classes 10 --per-class 50 --val-per-class 10
-DEMO_BUILD ?= --formats tfrecord,imagefolder --train-shards 8 --validation-shards 2
+DEMO_BUILD ?= --formats tfrecord,imagefolder,webdataset --train-shards 8 --validation-shards 2 --shard-size 100
 
 .PHONY: demo test lint unit bench clean
 
@@ -31,6 +31,7 @@ demo: $(VENV)/.stamp-base
 	@echo "Demo download (ILSVRC2012-shaped archives): $(DEMO)/download"
 	@echo "TFRecords:   $(DEMO)/out/tfrecord/"
 	@echo "ImageFolder: $(DEMO)/out/imagefolder/"
+	@echo "WebDataset:  $(DEMO)/out/webdataset/"
 	@echo "Boxes CSV:   $(DEMO)/out/imagenet_2012_bounding_boxes.csv"
 	@echo "Labels:      $(DEMO)/out/labels.txt"
 	@echo "Manifest:    $(DEMO)/out/manifest.json"
