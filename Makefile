@@ -18,6 +18,14 @@ $(VENV)/.stamp-base: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e .
 	touch $@
 
+$(VENV)/.stamp-bench: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+	touch $@ $(VENV)/.stamp-base
+
+bench: $(VENV)/.stamp-bench
+	$(BIN)/python bench/run.py --write-docs $(BENCH_ARGS)
+	$(BIN)/python bench/resize.py --download bench/out/download-100x200x10 --write-docs
+
 $(VENV)/.stamp-test: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@ $(VENV)/.stamp-base

@@ -1,0 +1,304 @@
+#!/usr/bin/env python3
+"""Loader throughput: images/s per worker for each format and transform, side by side with
+torchvision's ImageFolder pipeline on the same images and the bare JPEG decode floor.
+
+    python bench/loaders.py                       # generates a download, builds it, measures
+    python bench/loaders.py --root OUT --workers 2 --write-docs
+
+Every figure is the best of ``--repeat`` runs (other processes on the machine only ever
+slow a run down). Per row:
+
+- *1 process*: the loader iterated in this process (one core, no DataLoader).
+- *DataLoader*: ``--workers`` DataLoader workers, batches of ``--batch-size``; images/s
+  in the steady state (after the first batch) divided by the number of workers.
+  Ours batch in the worker (``ImageNetLoader``); torchvision's is ``ImageFolder`` +
+  ``RandomResizedCrop`` + ``RandomHorizontalFlip`` + ``PILToTensor`` with the default
+  collate and ``shuffle=True``.
+- *decode floor*: the records' JPEG bytes decoded (nothing else) with simplejpeg in one
+  process; OpenCV and Pillow are shown for the decoder choice.
+
+Targets (issue 6): ``train`` at least 1.6x torchvision per worker and at least 85% of the
+decode floor.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import platform
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+FORMATS = ("tfrecord", "webdataset", "imagefolder")
+TRANSFORMS = (None, "train", "train-inception", "eval")
+DOCS = ROOT / "docs" / "LOADERS_BENCH.md"
+TRAIN_SPEEDUP = 1.6
+TRAIN_FLOOR = 0.85
+
+
+@dataclass
+class Row:
+    loader: str
+    format: str
+    transform: str
+    in_process: float  # images/s, one process
+    per_worker: float  # images/s per DataLoader worker
+
+
+def best_rate(run: Callable[[], tuple[int, float]], repeat: int) -> float:
+    """The highest images/s of ``repeat`` runs; ``run`` returns (images, seconds)."""
+    rates = []
+    for _ in range(repeat):
+        n, seconds = run()
+        rates.append(n / seconds)
+    return max(rates)
+
+
+def timed(items: Iterable[object]) -> tuple[int, float]:
+    start = time.perf_counter()
+    n = sum(1 for _ in items)
+    return n, time.perf_counter() - start
+
+
+def steady(batches: Iterable[tuple[object, object]]) -> tuple[int, float]:
+    """Images and seconds after the first batch (workers started, pipelines full)."""
+    it = iter(batches)
+    next(it)
+    start = time.perf_counter()
+    n = sum(len(labels) for _, labels in it)  # type: ignore[arg-type]
+    return n, time.perf_counter() - start
+
+
+def prepare(args: argparse.Namespace, scratch: Path) -> Path:
+    """The build to read: ``--root``, or a generated download built in all three formats."""
+    if args.root:
+        return Path(args.root)
+    from imagenet_prep import BuildConfig, build
+    from imagenet_prep.fixture import FixtureConfig, generate
+
+    download = scratch / "download"
+    out = scratch / "out"
+    print(f"generating {args.classes} x {args.per_class} training images ...", file=sys.stderr)
+    generate(
+        FixtureConfig(out=download, classes=args.classes, per_class=args.per_class, val_per_class=1)
+    )
+    build(
+        BuildConfig(
+            source=download,
+            output=out,
+            formats=FORMATS,
+            train_shards=8,
+            validation_shards=1,
+            workers=os.cpu_count() or 1,
+        )
+    )
+    return out
+
+
+def record_bytes(root: Path) -> list[bytes]:
+    """The training images' bytes as the TFRecords and WebDataset shards hold them."""
+    from imagenet_prep.loaders import open_reader
+
+    reader = open_reader(root, "train", "webdataset")
+    return [
+        raw.data
+        for unit in range(len(reader.sizes))
+        for _, raw in reader.read(unit, 0, int(reader.sizes[unit]))
+    ]
+
+
+def decode_floors(data: list[bytes], repeat: int) -> dict[str, float]:
+    import cv2
+    import simplejpeg
+    from PIL import Image
+
+    cv2.setNumThreads(1)
+    flags = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
+    decoders: dict[str, Callable[[bytes], object]] = {
+        "simplejpeg": lambda b: simplejpeg.decode_jpeg(b, colorspace="RGB"),
+        "opencv": lambda b: cv2.cvtColor(
+            cv2.imdecode(np.frombuffer(b, np.uint8), flags), cv2.COLOR_BGR2RGB
+        ),
+        "pillow": lambda b: np.asarray(Image.open(io.BytesIO(b)).convert("RGB")),
+    }
+    return {
+        name: best_rate(lambda f=f: timed(f(b) for b in data), repeat)  # type: ignore[misc]
+        for name, f in decoders.items()
+    }
+
+
+def measure_ours(root: Path, args: argparse.Namespace) -> list[Row]:
+    from torch.utils.data import DataLoader
+
+    from imagenet_prep.loaders import iterate
+    from imagenet_prep.loaders.torch import ImageNetDataset, ImageNetLoader
+
+    rows = []
+    for fmt in FORMATS:
+        for transform in TRANSFORMS:
+            common = dict(format=fmt, transform=transform, image_size=args.image_size)
+            one = best_rate(lambda c=common: timed(iterate(root, "train", **c)), args.repeat)  # type: ignore[misc]
+            if transform is None:  # images of every size: one per DataLoader item
+                dataset = ImageNetDataset(root, "train", **common)  # type: ignore[arg-type]
+
+                def run(d: ImageNetDataset = dataset) -> tuple[int, float]:
+                    loader = DataLoader(d, batch_size=None, num_workers=args.workers)
+                    return steady((x, [x]) for x in loader)
+            else:
+
+                def run(c: dict[str, object] = common) -> tuple[int, float]:
+                    loader = ImageNetLoader(
+                        root, "train", batch_size=args.batch_size, num_workers=args.workers, **c
+                    )  # type: ignore[arg-type]
+                    return steady(loader)
+
+            per_worker = best_rate(run, args.repeat) / args.workers
+            rows.append(Row("imagenet_prep", fmt, str(transform), one, per_worker))
+            print(f"  {fmt:11} {transform!s:15} {one:7.0f} {per_worker:7.0f}", file=sys.stderr)
+    return rows
+
+
+def measure_torchvision(root: Path, args: argparse.Namespace) -> Row:
+    import torch
+    from torch.utils.data import DataLoader
+    from torchvision import transforms
+    from torchvision.datasets import ImageFolder
+
+    dataset = ImageFolder(
+        str(root / "imagefolder" / "train"),
+        transform=transforms.Compose(
+            [
+                transforms.RandomResizedCrop(args.image_size),
+                transforms.RandomHorizontalFlip(),
+                transforms.PILToTensor(),
+            ]
+        ),
+    )
+    order = torch.randperm(len(dataset)).tolist()
+    one = best_rate(lambda: timed(dataset[i] for i in order), args.repeat)
+
+    def run() -> tuple[int, float]:
+        loader = DataLoader(
+            dataset, batch_size=args.batch_size, shuffle=True, num_workers=args.workers
+        )
+        return steady(loader)
+
+    per_worker = best_rate(run, args.repeat) / args.workers
+    return Row("torchvision ImageFolder", "imagefolder", "RandomResizedCrop+flip", one, per_worker)
+
+
+def table(rows: list[Row], tv: Row, floors: dict[str, float], args: argparse.Namespace) -> str:
+    floor = floors["simplejpeg"]
+    lines = [
+        f"| loader | format | transform | 1 process (img/s) | DataLoader, {args.workers} "
+        "worker(s) (img/s per worker) | vs torchvision | vs decode floor |",
+        "|---|---|---|---:|---:|---:|---:|",
+    ]
+    for r in [*rows, tv]:
+        lines.append(
+            f"| {r.loader} | {r.format} | {r.transform} | {r.in_process:.0f} | "
+            f"{r.per_worker:.0f} | {r.per_worker / tv.per_worker:.2f}x | "
+            f"{r.per_worker / floor:.0%} |"
+        )
+    for name, rate in floors.items():
+        lines.append(f"| decode only ({name}) | records | none | {rate:.0f} | | | |")
+    return "\n".join(lines)
+
+
+def verdict(rows: list[Row], tv: Row, floor: float) -> list[str]:
+    out = []
+    for r in rows:
+        if r.transform != "train":
+            continue
+        speedup, share = r.per_worker / tv.per_worker, r.per_worker / floor
+        ok = speedup >= TRAIN_SPEEDUP and share >= TRAIN_FLOOR
+        out.append(
+            f"{r.format} train: {speedup:.2f}x torchvision (target {TRAIN_SPEEDUP}x), "
+            f"{share:.0%} of the decode floor (target {TRAIN_FLOOR:.0%}): "
+            + ("meets the targets" if ok else "MISSES a target")
+        )
+    return out
+
+
+def environment(root: Path, images: int, args: argparse.Namespace) -> str:
+    import cv2
+    import PIL
+    import simplejpeg
+    import torch
+    import torchvision
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return (
+        f"{images} training images ({'--root ' + str(root) if args.root else 'generated: '}"
+        f"{'' if args.root else f'{args.classes} classes x {args.per_class}, about 110 KB each'}"
+        f"), image size {args.image_size}, batch {args.batch_size}; {cpu}, "
+        f"{os.cpu_count()} cores; Python {platform.python_version()}, simplejpeg "
+        f"{simplejpeg.__version__}, OpenCV {cv2.__version__}, Pillow {PIL.__version__}, "
+        f"torch {torch.__version__}, torchvision {torchvision.__version__}; best of "
+        f"{args.repeat} runs."
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--root", help="a build with tfrecord, webdataset and imagefolder")
+    parser.add_argument("--classes", type=int, default=10)
+    parser.add_argument("--per-class", type=int, default=100)
+    parser.add_argument("--workers", type=int, default=1, help="DataLoader workers")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--image-size", type=int, default=224)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--write-docs", action="store_true", help=f"write {DOCS}")
+    args = parser.parse_args(argv)
+    if args.workers < 1:
+        parser.error("--workers must be at least 1")
+
+    with tempfile.TemporaryDirectory(prefix="bench-loaders-") as scratch:
+        root = prepare(args, Path(scratch))
+        data = record_bytes(root)
+        print("decode floors ...", file=sys.stderr)
+        floors = decode_floors(data, args.repeat)
+        print("torchvision ...", file=sys.stderr)
+        tv = measure_torchvision(root, args)
+        print("imagenet_prep loaders (format, transform, 1 process, per worker):", file=sys.stderr)
+        rows = measure_ours(root, args)
+        text = table(rows, tv, floors, args)
+        notes = verdict(rows, tv, floors["simplejpeg"])
+        env = environment(root, len(data), args)
+    print(text)
+    print()
+    for line in notes:
+        print(line)
+    print(env)
+    if args.write_docs:
+        DOCS.parent.mkdir(parents=True, exist_ok=True)
+        DOCS.write_text(
+            "# Loader throughput\n\n"
+            "`python bench/loaders.py"
+            + (f" --workers {args.workers}" if args.workers != 1 else "")
+            + "`: images/s per worker, each loader on the same images with the same number "
+            "of DataLoader workers.\n\n"
+            + text
+            + "\n\n"
+            + "\n".join(f"- {line}" for line in notes)
+            + f"\n\n{env}\n"
+        )
+        print(f"wrote {DOCS}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,337 @@
+#!/usr/bin/env python3
+"""The benchmark suite: `imagenet-prep build` against the I/O floor, the seed's work and real peers.
+
+    python bench/run.py [--classes 100 --per-class 200 --val-per-class 10] [--runs 3]
+                        [--skip-baseline] [--skip-peers] [--write-docs]
+
+Generates its download with `imagenet-prep fixture` (kept in bench/out/ between runs), warms
+the page cache, then measures each command (median of --runs runs: wall time, images/s, MB/s
+of image input, peak memory summed over all its processes) and prints ratios measured in the
+same run, a projection to the full 1,331,167 images, and PASS/FAIL for issue 4's targets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tarfile
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from peak_memory import measure
+
+from imagenet_prep.labels import shipped_validation_labels, validation_number
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ROOT / "docs" / "BENCHMARKS.md"
+FULL_IMAGES = 1_331_167
+OFFICIAL_BYTES = 147_897_477_120 + 6_744_924_160
+MD5_GBPS = 0.6
+SEED_SECONDS_21K = 31.0  # the seed's own pipeline here, 21,000 generated images, 2 threads
+PY = sys.executable
+
+
+@dataclass
+class Row:
+    name: str
+    note: str
+    seconds: list[float] = field(default_factory=list)
+    peak_mb: list[float] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.seconds) if self.seconds else float("nan")
+
+    @property
+    def peak(self) -> float:
+        return max(self.peak_mb) if self.peak_mb else float("nan")
+
+
+def run(command: list[str], *, env: dict[str, str] | None = None) -> None:
+    proc = subprocess.run(command, capture_output=True, text=True, env=env)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(command[:4])} ... failed: {proc.stderr[-2000:]}")
+
+
+def fixture(args: argparse.Namespace, out: Path) -> Path:
+    key = f"{args.classes}x{args.per_class}x{args.val_per_class}"
+    download = out / f"download-{key}"
+    if not (download / "ILSVRC2012_img_train.tar").exists():
+        shutil.rmtree(download, ignore_errors=True)
+        print(f"generating the download ({key}) in {download}", flush=True)
+        run(
+            [
+                PY,
+                "-m",
+                "imagenet_prep",
+                "fixture",
+                str(download),
+                "--classes",
+                str(args.classes),
+                "--per-class",
+                str(args.per_class),
+                "--val-per-class",
+                str(args.val_per_class),
+            ]
+        )
+    return download
+
+
+def image_stats(download: Path) -> tuple[int, int]:
+    """(images, bytes of image data) in the download's two image archives."""
+    images = nbytes = 0
+    with tarfile.open(download / "ILSVRC2012_img_train.tar") as outer:
+        for member in outer:
+            f = outer.extractfile(member)
+            if f is None:
+                continue
+            with tarfile.open(fileobj=f) as inner:
+                for m in inner:
+                    images += 1
+                    nbytes += m.size
+    with tarfile.open(download / "ILSVRC2012_img_val.tar") as val:
+        for m in val:
+            images += 1
+            nbytes += m.size
+    return images, nbytes
+
+
+def archives(download: Path) -> list[Path]:
+    names = (
+        "ILSVRC2012_img_train.tar",
+        "ILSVRC2012_img_val.tar",
+        "ILSVRC2012_bbox_train_v2.tar.gz",
+    )
+    return [download / n for n in names]
+
+
+def warm(download: Path) -> None:
+    for path in archives(download):
+        with open(path, "rb") as f:
+            while f.read(16 << 20):
+                pass
+
+
+def extract_tree(download: Path, out: Path) -> Path:
+    """The seed recipe's extraction step (untimed): the raw-data layout its builder reads."""
+    tree = out / (download.name.replace("download", "extracted"))
+    if (tree / ".done").exists():
+        return tree
+    shutil.rmtree(tree, ignore_errors=True)
+    with tarfile.open(download / "ILSVRC2012_img_train.tar") as outer:
+        for member in outer:
+            f = outer.extractfile(member)
+            if f is None:
+                continue
+            wnid = member.name.split(".")[0]
+            with tarfile.open(fileobj=f) as inner:
+                inner.extractall(tree / "train" / wnid, filter="data")
+    labels = shipped_validation_labels()
+    with tarfile.open(download / "ILSVRC2012_img_val.tar") as val:
+        for m in val:
+            number = validation_number(m.name.rsplit(".", 1)[0])
+            assert number is not None
+            target = tree / "validation" / labels[number - 1] / m.name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            g = val.extractfile(m)
+            assert g is not None
+            target.write_bytes(g.read())
+    with tarfile.open(download / "ILSVRC2012_bbox_train_v2.tar.gz") as boxes:
+        boxes.extractall(tree / "bounding_boxes", filter="data")
+    (tree / ".done").touch()
+    return tree
+
+
+def timed(row: Row, command: list[str], runs: int, scratch: Path) -> None:
+    for _ in range(runs):
+        shutil.rmtree(scratch, ignore_errors=True)
+        scratch.mkdir(parents=True)
+        result = measure(command, 0.01)
+        if result["returncode"] != 0:
+            row.error = f"exit {result['returncode']}"
+            return
+        row.seconds.append(float(result["seconds"]))
+        row.peak_mb.append(float(result["peak_rss_mb"]))
+    shutil.rmtree(scratch, ignore_errors=True)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--classes", type=int, default=100)
+    parser.add_argument("--per-class", type=int, default=200)
+    parser.add_argument("--val-per-class", type=int, default=10)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out")
+    parser.add_argument("--skip-baseline", action="store_true")
+    parser.add_argument("--skip-peers", action="store_true")
+    parser.add_argument("--write-docs", action="store_true")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    download = fixture(args, args.out)
+    images, nbytes = image_stats(download)
+    print(f"download: {images:,} images, {nbytes / 1e9:.2f} GB of image data", flush=True)
+    scratch = args.out / "scratch"
+    warm(download)
+
+    rows = []
+    ours = Row("imagenet-prep build", f"tfrecord + box CSV, {args.workers} workers")
+    timed(
+        ours,
+        [
+            PY,
+            "-m",
+            "imagenet_prep",
+            "build",
+            "--source",
+            str(download),
+            "--output",
+            str(scratch / "out"),
+            "--workers",
+            str(args.workers),
+            "--quiet",
+        ],
+        args.runs,
+        scratch,
+    )
+    rows.append(ours)
+    floor = Row("I/O floor: cat", "cat of the three archives into one file")
+    cat = " ".join(f"'{p}'" for p in archives(download))
+    timed(floor, ["sh", "-c", f"cat {cat} > '{scratch}/cat.bin'"], args.runs, scratch)
+    rows.append(floor)
+    baseline = None
+    if not args.skip_baseline:
+        tree = extract_tree(download, args.out)
+        baseline = Row("seed's per-image work", "TF decode + Example objects, 2 threads")
+        timed(
+            baseline,
+            [PY, str(ROOT / "bench" / "baseline_seed.py"), str(tree), str(scratch / "out")],
+            1 if args.runs < 3 else 2,
+            scratch,
+        )
+        rows.append(baseline)
+    if not args.skip_peers:
+        for peer, note in (
+            ("tfds", "tensorflow-datasets imagenet2012 builder, manual_dir"),
+            ("torchvision", "torchvision ImageNet archive parsing into folders"),
+        ):
+            row = Row(peer, note)
+            timed(
+                row,
+                [PY, str(ROOT / "bench" / "peers.py"), peer, str(download), str(scratch)],
+                1,
+                scratch,
+            )
+            rows.append(row)
+
+    text = report(rows, images, nbytes, ours, floor, baseline)
+    print(text)
+    if args.write_docs:
+        write_docs(text, args)
+    return 0
+
+
+def report(
+    rows: list[Row], images: int, nbytes: int, ours: Row, floor: Row, baseline: Row | None
+) -> str:
+    lines = [
+        f"{images:,} images, {nbytes / 1e9:.2f} GB of image data; page cache warm; "
+        "median of the runs.",
+        "",
+        "| command | what | wall s | images/s | MB/s | peak MB (all processes) | ours is |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        if r.error or not r.seconds:
+            lines.append(f"| {r.name} | {r.note} | failed: {r.error} | | | | |")
+            continue
+        ratio = "" if r is ours else f"{r.median / ours.median:.1f}x faster"
+        if r is floor:
+            ratio = f"{ours.median / r.median:.2f}x the floor"
+        lines.append(
+            f"| {r.name} | {r.note} | {r.median:.2f} | {images / r.median:,.0f} "
+            f"| {nbytes / 1e6 / r.median:,.0f} | {r.peak:,.0f} | {ratio} |"
+        )
+    lines += [
+        "",
+        f"Projection to the full {FULL_IMAGES:,} images (measured seconds per image):",
+        "",
+    ]
+    for r in rows:
+        if r.seconds and r is not floor:
+            projected = r.median / images * FULL_IMAGES
+            lines.append(f"- {r.name}: {projected / 60:,.0f} min")
+    lines.append(
+        f"- imagenet-prep also hashes the official archives (MD5, {OFFICIAL_BYTES / 1e9:.0f} GB "
+        f"at about {MD5_GBPS} GB/s) in its indexing pass: about "
+        f"{OFFICIAL_BYTES / (MD5_GBPS * 1e9) / 60:.0f} min more, or none with --no-md5."
+    )
+    lines += ["", "Targets (issue 4):", ""]
+    seed_speedup = SEED_SECONDS_21K / ours.median * images / 21_000
+    checks = [
+        (
+            f"10x faster than the seed's own pipeline (31 s here): {seed_speedup:.1f}x",
+            seed_speedup >= 10,
+        ),
+        (
+            f"at most 3x the I/O floor: {ours.median / floor.median:.2f}x",
+            ours.median <= 3 * floor.median,
+        ),
+        (f"peak memory under 500 MB: {ours.peak:.0f} MB", ours.peak < 500),
+    ]
+    if baseline is not None and baseline.seconds:
+        scaled = baseline.median * 21_000 / images
+        checks.append(
+            (
+                f"baseline within 25% of the seed's 31 s: {scaled:.1f} s "
+                f"({scaled / SEED_SECONDS_21K:.2f}x)",
+                abs(scaled / SEED_SECONDS_21K - 1) <= 0.25,
+            )
+        )
+    lines += [f"- {'PASS' if ok else 'FAIL'}: {text}" for text, ok in checks]
+    return "\n".join(lines)
+
+
+def write_docs(text: str, args: argparse.Namespace) -> None:
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    mem = next(
+        line.split()[1]
+        for line in Path("/proc/meminfo").read_text().splitlines()
+        if "MemTotal" in line
+    )
+    command = "python bench/run.py " + " ".join(sys.argv[1:])
+    block = (
+        "<!-- build-bench:begin -->\n## Build\n\n"
+        f"Machine: {platform.platform()}; {cpu}; {os.cpu_count()} cores; "
+        f"{int(mem) / 1e6:.0f} GB RAM. Date: {date.today()}. Command: `{command}` "
+        f"(`make bench`).\n\n{text}\n<!-- build-bench:end -->\n"
+    )
+    current = DOCS.read_text() if DOCS.exists() else "# Benchmarks\n\n"
+    if "<!-- build-bench:begin -->" in current:
+        head, rest = current.split("<!-- build-bench:begin -->", 1)
+        current = head + block + rest.split("<!-- build-bench:end -->", 1)[1].lstrip("\n")
+    else:
+        current = current.rstrip("\n") + "\n\n" + block
+    DOCS.parent.mkdir(parents=True, exist_ok=True)
+    DOCS.write_text(current)
+    print(json.dumps({"wrote": str(DOCS)}))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
