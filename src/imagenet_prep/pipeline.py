@@ -47,10 +47,35 @@ from .sources import (
     index_validation,
     load_boxes,
 )
-from .worker import ShardJob, ShardResult, process_shard
+from .worker import ShardJob, ShardResult, process_shards
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+# Consecutive small shards go to a worker together, up to about this many images.
+TASK_IMAGES = 256
+
+
+def batched(jobs: Iterator[ShardJob], images: int) -> Iterator[tuple[ShardJob, ...]]:
+    """Group consecutive jobs until a group holds at least ``images`` images.
+
+    >>> from imagenet_prep.plan import plan_split
+    >>> from imagenet_prep.sinks import SinkOptions
+    >>> opts = SinkOptions(out=Path("o"))
+    >>> jobs = [ShardJob(s, (None,) * s.size, (), opts) for s in plan_split("train", 100, 10)]
+    >>> [len(g) for g in batched(iter(jobs), 25)]
+    [3, 3, 3, 1]
+    """
+    group: list[ShardJob] = []
+    count = 0
+    for job in jobs:
+        group.append(job)
+        count += len(job.refs)
+        if count >= images:
+            yield tuple(group)
+            group, count = [], 0
+    if group:
+        yield tuple(group)
+
 
 _EXPECTED_INPUT = {
     "train": "ILSVRC2012_img_train.tar or a train/ folder",
@@ -386,13 +411,13 @@ def _build(
         done_bytes,
     )
     try:
-        for result in executor.map_unordered(
-            process_shard, _jobs(config, indexes, synsets, boxes, done)
-        ):
-            journal.append(asdict(result))
-            results[result.shard] = result
-            written += 1
-            reporter.update(result)
+        jobs = _jobs(config, indexes, synsets, boxes, done)
+        for batch in executor.map_unordered(process_shards, batched(jobs, TASK_IMAGES)):
+            for result in batch:
+                journal.append(asdict(result))
+                results[result.shard] = result
+                written += 1
+                reporter.update(result)
     finally:
         reporter.close()
         journal.close()
