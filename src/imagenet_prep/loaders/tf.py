@@ -1,0 +1,219 @@
+"""A ``tf.data`` pipeline over the TFRecords: the inception feature spec, the loaders' crops.
+
+The rank's share and the shard order are the framework-free loader's (``order.py``): the
+same ranks get the same images for the same (seed, epoch). Records are read in that order,
+shuffled through ``tf.data``'s buffer (so the order within a rank differs from the PyTorch
+loader's; the images and labels do not), parsed as the inception models parse them, and
+cropped while decoding (``decode_and_crop_jpeg``). Random crops use stateless ops seeded by
+(seed, epoch, position), so a pipeline is reproducible. Labels are 0-based whatever
+``--label-offset`` the records were built with.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .iterator import DEFAULT_BUFFER, LoaderConfig
+from .order import Consumer, consumer_range, locate, unit_order
+from .readers import TFRecordReader, open_reader
+
+
+def _tf() -> Any:
+    """TensorFlow, imported when a pipeline is built (never when this module is imported)."""
+    try:
+        import tensorflow
+    except ImportError as exc:
+        raise ImportError(
+            "imagenet_prep.loaders.tf needs TensorFlow: pip install 'imagenet-prep[tensorflow]'"
+        ) from exc
+    return tensorflow
+
+
+def feature_spec() -> dict[str, Any]:
+    """research/inception's ``parse_example_proto`` spec, plus the fields slim reads."""
+    tf = _tf()
+    spec = {
+        "image/encoded": tf.io.FixedLenFeature([], tf.string, default_value=""),
+        "image/class/label": tf.io.FixedLenFeature([], tf.int64, default_value=-1),
+        "image/class/text": tf.io.FixedLenFeature([], tf.string, default_value=""),
+        "image/class/synset": tf.io.FixedLenFeature([], tf.string, default_value=""),
+        "image/filename": tf.io.FixedLenFeature([], tf.string, default_value=""),
+        "image/height": tf.io.FixedLenFeature([], tf.int64, default_value=0),
+        "image/width": tf.io.FixedLenFeature([], tf.int64, default_value=0),
+    }
+    for k in ("xmin", "ymin", "xmax", "ymax"):
+        spec[f"image/object/bbox/{k}"] = tf.io.VarLenFeature(tf.float32)
+    spec["image/object/bbox/label"] = tf.io.VarLenFeature(tf.int64)
+    return spec
+
+
+def rank_segments(
+    reader: TFRecordReader, config: LoaderConfig, consumer: Consumer, epoch: int
+) -> tuple[list[str], list[int], list[int], int]:
+    """(file, first record, record count) of each piece of a rank's share, and its start."""
+    sizes = reader.sizes
+    order = unit_order(len(sizes), config.seed, epoch, bool(config.shuffle))
+    ordered = sizes[order]
+    cumulative = ordered.cumsum()
+    total = int(sizes.sum())
+    lo, hi = consumer_range(total, consumer, config.balance)
+    files: list[str] = []
+    skips: list[int] = []
+    takes: list[int] = []
+    v = lo
+    while v < hi:
+        index, record = locate(cumulative, v % total)
+        take = min(int(ordered[index]) - record, hi - v)
+        files.append(reader.files[int(order[index])])
+        skips.append(record)
+        takes.append(take)
+        v += take
+    return files, skips, takes, lo
+
+
+def _crop_window(
+    features: dict[str, Any], transform: str, image_size: int, seed: Any
+) -> tuple[Any, Any]:
+    """(offset_y, offset_x, height, width) to decode, and whether to flip."""
+    tf = _tf()
+    encoded = features["image/encoded"]
+    shape = tf.io.extract_jpeg_shape(encoded)
+    height, width = shape[0], shape[1]
+    crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+    flip = tf.random.stateless_uniform([], seed=flip_seed) < 0.5
+    if transform == "eval":
+        resize = round(image_size / 0.875)
+        short = tf.minimum(height, width)
+        side = tf.cast(tf.round(tf.cast(short, tf.float64) * image_size / resize), tf.int32)
+        side = tf.clip_by_value(side, 1, short)
+        top = tf.cast(tf.round(tf.cast(height - side, tf.float64) / 2), tf.int32)
+        left = tf.cast(tf.round(tf.cast(width - side, tf.float64) / 2), tf.int32)
+        return tf.stack([top, left, side, side]), tf.constant(False)
+    if transform == "train-inception":
+        boxes = tf.stack(
+            [
+                tf.sparse.to_dense(features[f"image/object/bbox/{k}"])
+                for k in ("ymin", "xmin", "ymax", "xmax")
+            ],
+            axis=1,
+        )[tf.newaxis]
+        options = {
+            "min_object_covered": 0.1,
+            "aspect_ratio_range": (0.75, 1.33),
+            "area_range": (0.05, 1.0),
+            "max_attempts": 100,
+        }
+    else:  # "train": RandomResizedCrop's ranges over the whole image
+        boxes = tf.constant([[[0.0, 0.0, 1.0, 1.0]]])
+        options = {
+            "min_object_covered": 0.0,
+            "aspect_ratio_range": (3 / 4, 4 / 3),
+            "area_range": (0.08, 1.0),
+            "max_attempts": 10,
+        }
+    begin, size, _ = tf.image.stateless_sample_distorted_bounding_box(
+        shape, bounding_boxes=boxes, seed=crop_seed, use_image_if_no_bounding_boxes=True, **options
+    )
+    return tf.stack([begin[0], begin[1], size[0], size[1]]), flip
+
+
+def _parse(
+    serialized: Any,
+    position: Any,
+    *,
+    transform: str | None,
+    image_size: int,
+    seed: int,
+    epoch: int,
+    label_offset: int,
+    with_keys: bool,
+) -> tuple[Any, ...]:
+    tf = _tf()
+    features = tf.io.parse_single_example(serialized, feature_spec())
+    label = features["image/class/label"] - label_offset
+    if transform is None:
+        image = tf.io.decode_jpeg(features["image/encoded"], channels=3)
+    else:
+        op_seed = tf.stack([tf.constant(seed, tf.int64), epoch * (1 << 32) + position])
+        window, flip = _crop_window(features, transform, image_size, op_seed)
+        image = tf.io.decode_and_crop_jpeg(features["image/encoded"], window, channels=3)
+        image = tf.image.resize(image, [image_size, image_size], antialias=True)
+        image = tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
+        image = tf.cond(flip, lambda: tf.image.flip_left_right(image), lambda: image)
+    if not with_keys:
+        return image, label
+    key = tf.strings.regex_replace(features["image/filename"], r"\.[^.]*$", "")
+    return image, label, key
+
+
+def dataset(
+    root: str | Path,
+    split: str,
+    *,
+    transform: str | None = None,
+    image_size: int = 224,
+    seed: int = 0,
+    epoch: int = 0,
+    shuffle: bool | None = None,
+    buffer_size: int = DEFAULT_BUFFER,
+    balance: str = "none",
+    rank: int = 0,
+    world_size: int = 1,
+    batch_size: int | None = None,
+    drop_remainder: bool = False,
+    num_parallel_calls: int | None = None,
+    with_keys: bool = False,
+) -> Any:
+    """A ``tf.data.Dataset`` of ``(image uint8 HxWx3, label int64)`` (and ``key`` with keys).
+
+    One rank's share of one epoch: build a new one per epoch (``epoch`` changes the shard
+    order, the shuffle and the crops). ``num_parallel_calls`` defaults to AUTOTUNE.
+    """
+    tf = _tf()
+    config = LoaderConfig(
+        root=Path(root),
+        split=split,
+        format="tfrecord",
+        transform=transform,
+        image_size=image_size,
+        seed=seed,
+        shuffle=shuffle,
+        buffer_size=buffer_size,
+        balance=balance,
+    )
+    if batch_size is not None and transform is None:
+        raise ValueError("batching needs a transform (images of one size)")
+    reader = open_reader(config.root, config.split, "tfrecord")
+    if not isinstance(reader, TFRecordReader):  # pragma: no cover - open_reader's contract
+        raise TypeError("expected a TFRecord reader")
+    consumer = Consumer(rank=rank, world_size=world_size)
+    files, skips, takes, start = rank_segments(reader, config, consumer, epoch)
+    pieces = tf.data.Dataset.from_tensor_slices(
+        (tf.constant(files, tf.string), tf.constant(skips, tf.int64), tf.constant(takes, tf.int64))
+    )
+    records = pieces.flat_map(
+        lambda f, s, t: tf.data.TFRecordDataset(f, buffer_size=1 << 20).skip(s).take(t)
+    ).apply(tf.data.experimental.assert_cardinality(sum(takes)))  # Keras then knows the steps
+    # Positions in the epoch's sequence seed each image's crop, as in the PyTorch loader.
+    ds = tf.data.Dataset.zip((records, tf.data.Dataset.range(start, 1 << 62)))
+    if config.shuffle:
+        ds = ds.shuffle(buffer_size, seed=(seed * 1_000_003 + epoch * 1009 + rank) & 0x7FFFFFFF)
+    parallel = tf.data.AUTOTUNE if num_parallel_calls is None else num_parallel_calls
+    ds = ds.map(
+        lambda serialized, position: _parse(
+            serialized,
+            position,
+            transform=transform,
+            image_size=image_size,
+            seed=seed,
+            epoch=epoch,
+            label_offset=reader.label_offset,
+            with_keys=with_keys,
+        ),
+        num_parallel_calls=parallel,
+        deterministic=True,
+    )
+    if batch_size is not None:
+        ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+    return ds.prefetch(tf.data.AUTOTUNE)

@@ -1,0 +1,200 @@
+"""Loaders without a build: order and sharding arithmetic, crops, decoders."""
+
+from __future__ import annotations
+
+import io
+import random
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from imagenet_prep.errors import DataError
+from imagenet_prep.loaders.decode import make_decoder
+from imagenet_prep.loaders.order import (
+    BufferShuffle,
+    Consumer,
+    consumer_range,
+    epoch_length,
+    unit_order,
+)
+from imagenet_prep.loaders.transforms import (
+    Crop,
+    center_crop,
+    crop_resize,
+    distorted_bbox_crop,
+    make_transform,
+    random_resized_crop,
+)
+
+
+@pytest.mark.parametrize("total", [0, 1, 7, 48, 101])
+@pytest.mark.parametrize("world,workers", [(1, 1), (2, 3), (4, 2), (3, 5), (8, 1)])
+def test_consumers_cover_the_epoch_once(total: int, world: int, workers: int) -> None:
+    covered: list[int] = []
+    for rank in range(world):
+        sizes = []
+        for worker in range(workers):
+            lo, hi = consumer_range(total, Consumer(rank, world, worker, workers))
+            covered.extend(range(lo, hi))
+            sizes.append(hi - lo)
+        assert max(sizes) - min(sizes) <= 1
+    assert covered == list(range(total))
+
+
+@pytest.mark.parametrize("total,world", [(10, 4), (3, 8), (48, 5), (12, 4)])
+def test_pad_and_drop_give_every_rank_the_same_count(total: int, world: int) -> None:
+    for balance in ("pad", "drop"):
+        counts = set()
+        seen: list[int] = []
+        for rank in range(world):
+            lo, hi = consumer_range(total, Consumer(rank, world), balance)
+            counts.add(hi - lo)
+            seen.extend(p % total for p in range(lo, hi))
+        assert len(counts) == 1
+        assert len(seen) == epoch_length(total, world, balance)
+        if balance == "pad":
+            assert set(seen) == set(range(total))
+        else:
+            assert len(set(seen)) == len(seen)
+
+
+def test_consumer_and_balance_are_validated() -> None:
+    with pytest.raises(ValueError, match="rank 2"):
+        Consumer(rank=2, world_size=2)
+    with pytest.raises(ValueError, match="worker"):
+        Consumer(worker=1, num_workers=1)
+    with pytest.raises(ValueError, match="balance"):
+        epoch_length(10, 2, "even")
+
+
+def test_unit_order_depends_on_seed_and_epoch() -> None:
+    a = unit_order(100, 1, 0, True).tolist()
+    assert a == unit_order(100, 1, 0, True).tolist()
+    assert a != unit_order(100, 1, 1, True).tolist()
+    assert a != unit_order(100, 2, 0, True).tolist()
+    assert sorted(a) == list(range(100))
+
+
+@pytest.mark.parametrize("n,size", [(0, 5), (1, 5), (50, 1), (50, 7), (200, 64), (10, 100)])
+def test_buffer_shuffle_is_a_bounded_permutation(n: int, size: int) -> None:
+    out = list(BufferShuffle(n, size, "x"))
+    assert sorted(out) == list(range(n))
+    assert all(p < i + size for i, p in enumerate(out))
+    assert out == list(BufferShuffle(n, size, "x"))
+
+
+def test_buffer_shuffle_replay_knows_what_is_left() -> None:
+    full = list(BufferShuffle(100, 10, "k"))
+    s = BufferShuffle(100, 10, "k")
+    s.skip(37)
+    left = set(s.buffer) | set(range(s.frontier, 100))
+    assert left == set(full[37:])
+    assert list(s) == full[37:]
+
+
+def test_random_resized_crop_stays_inside_and_matches_torchvision() -> None:
+    torch = pytest.importorskip("torch")
+    from torchvision.transforms import RandomResizedCrop
+
+    torch.manual_seed(0)
+    rng = random.Random(0)
+    ours, theirs = [], []
+    for _ in range(3000):
+        h, w = rng.randint(100, 600), rng.randint(100, 600)
+        c = random_resized_crop(h, w, rng)
+        assert c.top >= 0 and c.top + c.height <= h and c.left >= 0 and c.left + c.width <= w
+        assert c.height > 0 and c.width > 0
+        ours.append((c.height * c.width / (h * w), c.width / c.height))
+        _, _, th, tw = RandomResizedCrop.get_params(
+            torch.empty(1, h, w), scale=[0.08, 1.0], ratio=[3 / 4, 4 / 3]
+        )
+        theirs.append((th * tw / (h * w), tw / th))
+    a, b = np.array(ours), np.array(theirs)
+    assert a[:, 0].min() >= 0.07 and a[:, 0].max() <= 1.0  # 0.08 up to rounding
+    assert np.allclose(a.mean(axis=0), b.mean(axis=0), atol=0.02)
+    assert np.allclose(a.std(axis=0), b.std(axis=0), atol=0.02)
+
+
+def test_distorted_bbox_crop_covers_a_box_or_takes_the_image() -> None:
+    rng = random.Random(1)
+    box = (0.6, 0.6, 0.9, 0.95)  # xmin, ymin, xmax, ymax
+    h, w = 375, 500
+    bx0, by0, bx1, by1 = int(box[0] * w), int(box[1] * h), int(box[2] * w), int(box[3] * h)
+    whole = 0
+    for _ in range(500):
+        c = distorted_bbox_crop(h, w, [box], rng)
+        if c == Crop(0, 0, h, w):
+            whole += 1
+            continue
+        area = c.height * c.width / (h * w)
+        assert 0.05 - 1e-3 <= area <= 1.0
+        assert 0.74 <= c.width / c.height <= 1.34 + 1 / c.height
+        iw = min(c.left + c.width, bx1) - max(c.left, bx0)
+        ih = min(c.top + c.height, by1) - max(c.top, by0)
+        assert iw > 0 and ih > 0 and iw * ih / ((bx1 - bx0) * (by1 - by0)) >= 0.1
+    assert whole < 50
+
+
+def test_center_crop_is_resize_then_center_crop() -> None:
+    # Resize(256) then CenterCrop(224) of 375x500 keeps the centre 328x328 of the original.
+    assert center_crop(375, 500, 224) == Crop(24, 86, 328, 328)
+    c = center_crop(500, 375, 64)
+    assert c.height == c.width and c.top * 2 + c.height in (500, 501)
+
+
+def test_crop_resize_flips_and_fills_out() -> None:
+    image = np.random.default_rng(0).integers(0, 255, (300, 400, 3), dtype=np.uint8)
+    crop = Crop(10, 20, 200, 250)
+    plain = crop_resize(image, crop, 64)
+    out = np.zeros((64, 64, 3), np.uint8)
+    flipped = crop_resize(image, crop, 64, flip=True, out=out)
+    assert flipped is out and plain.shape == (64, 64, 3) and plain.dtype == np.uint8
+    assert np.array_equal(flipped, plain[:, ::-1])
+    # A crop more than twice the output goes through the area pre-shrink: flat stays flat.
+    flat = np.full((600, 800, 3), 77, np.uint8)
+    assert (crop_resize(flat, Crop(0, 0, 600, 800), 32) == 77).all()
+
+
+def test_transforms_give_the_requested_shape() -> None:
+    image = np.zeros((120, 90, 3), np.uint8)
+    for name in ("train", "train-inception", "eval"):
+        t = make_transform(name, 48)
+        assert t is not None
+        out = t(image, [(0.1, 0.1, 0.5, 0.5)], random.Random(0))
+        assert out.shape == (48, 48, 3) and out.dtype == np.uint8
+    assert make_transform(None, 48) is None
+    with pytest.raises(ValueError, match="transform"):
+        make_transform("random", 48)
+
+
+def _encode(image: Image.Image, fmt: str, **options: object) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, fmt, **options)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("decoder", ["auto", "simplejpeg", "cv2", "pillow"])
+def test_decoders_give_rgb_for_every_kind_of_image(decoder: str) -> None:
+    decode = make_decoder(decoder)
+    rgb = Image.fromarray(
+        np.random.default_rng(0).integers(0, 255, (30, 40, 3), dtype=np.uint8), "RGB"
+    )
+    reference = np.asarray(Image.open(io.BytesIO(_encode(rgb, "JPEG", quality=95))))
+    images = {
+        "rgb": _encode(rgb, "JPEG", quality=95),
+        "gray": _encode(rgb.convert("L"), "JPEG"),
+        "cmyk": _encode(rgb.convert("CMYK"), "JPEG"),
+        "png": _encode(rgb, "PNG"),
+        "rgba png": _encode(rgb.convert("RGBA"), "PNG"),
+        "progressive": _encode(rgb, "JPEG", progressive=True),
+    }
+    for name, data in images.items():
+        out = decode(data)
+        assert out.shape == (30, 40, 3) and out.dtype == np.uint8, name
+    assert np.abs(decode(images["rgb"]).astype(int) - reference).mean() < 2
+    assert np.array_equal(decode(images["png"]), np.asarray(rgb))
+    with pytest.raises(DataError):
+        decode(b"not an image")
+    with pytest.raises(ValueError, match="decoder"):
+        make_decoder("libjpeg")
