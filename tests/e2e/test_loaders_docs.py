@@ -1,4 +1,4 @@
-"""The PyTorch and TensorFlow training inputs of docs/LOADERS.md run as written (scaled down)."""
+"""The README's PyTorch and TensorFlow training inputs (loaders) run as written, scaled down."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 from imagenet_prep import BuildConfig, build
 
 ROOT = Path(__file__).resolve().parents[2]
-DOCS = ROOT / "docs" / "LOADERS.md"
+DOCS = ROOT / "README.md"
 PLACEHOLDER = 'ROOT = "/data/imagenet-prepared"'
 
 
