@@ -39,12 +39,12 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from docsection import DOCS, write_section
+
 ROOT = Path(__file__).resolve().parents[1]
 FORMATS = ("tfrecord", "webdataset", "imagefolder")
 TRANSFORMS = (None, "train", "train-inception", "eval")
-DOCS = ROOT / "docs" / "BENCHMARKS.md"
-MARK_BEGIN = "<!-- loader-bench:begin -->"
-MARK_END = "<!-- loader-bench:end -->"
 TRAIN_SPEEDUP = 1.6
 TRAIN_FLOOR = 0.85
 
@@ -332,8 +332,9 @@ def main(argv: list[str] | None = None) -> int:
         print(line)
     print(env)
     if args.write_docs:
-        block = (
-            f"{MARK_BEGIN}\n## Loader throughput\n\n"
+        write_section(
+            "loader-bench",
+            "## Loader throughput\n\n"
             "`python bench/loaders.py"
             + (f" --workers {args.workers}" if args.workers != 1 else "")
             + "`: images/s per worker, each loader on the same images with the same number "
@@ -341,16 +342,8 @@ def main(argv: list[str] | None = None) -> int:
             + text
             + "\n\n"
             + "\n".join(f"- {line}" for line in notes)
-            + f"\n\n{env}\n{MARK_END}\n"
+            + f"\n\n{env}",
         )
-        current = DOCS.read_text() if DOCS.exists() else "# Benchmarks\n"
-        if MARK_BEGIN in current:
-            head, rest = current.split(MARK_BEGIN, 1)
-            current = head + block + rest.split(MARK_END, 1)[1].lstrip("\n")
-        else:
-            current = current.rstrip("\n") + "\n\n" + block
-        DOCS.parent.mkdir(parents=True, exist_ok=True)
-        DOCS.write_text(current)
         print(f"wrote {DOCS}", file=sys.stderr)
     return 0
 

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -29,13 +27,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from docsection import machine, write_section
+
 from imagenet_prep.imagefix import fix, inspect
 from imagenet_prep.resize import ResizeSpec, resize_jpeg
 
 TARGETS = (("shorter", 256), ("shorter", 160), ("longer", 384))
-DOCS = Path(__file__).resolve().parents[1] / "docs" / "BENCHMARKS.md"
-MARK_BEGIN = "<!-- resize-bench:begin -->"
-MARK_END = "<!-- resize-bench:end -->"
 
 
 def load_images(download: Path, limit: int) -> list[bytes]:
@@ -178,27 +176,11 @@ def report(rows: list[dict[str, float | str]], builds: dict[str, float], images:
 
 
 def write_docs(text: str, command: str) -> None:
-    cpu = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ),
-        platform.processor(),
+    write_section(
+        "resize-bench",
+        f"## Resizing at write time\n\nMachine: {machine()}; {date.today()}.\n"
+        f"Command: `{command}`\n\n{text}",
     )
-    block = (
-        f"{MARK_BEGIN}\n## Resizing at write time\n\n"
-        f"Machine: {platform.platform()}, {cpu}, {os.cpu_count()} cores; {date.today()}.\n"
-        f"Command: `{command}`\n\n{text}\n{MARK_END}\n"
-    )
-    current = DOCS.read_text() if DOCS.exists() else "# Benchmarks\n"
-    if MARK_BEGIN in current:
-        head, rest = current.split(MARK_BEGIN, 1)
-        current = head + block + rest.split(MARK_END, 1)[1].lstrip("\n")
-    else:
-        current = current.rstrip("\n") + "\n\n" + block
-    DOCS.parent.mkdir(parents=True, exist_ok=True)
-    DOCS.write_text(current)
 
 
 def main() -> int:

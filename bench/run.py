@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -26,12 +24,12 @@ from datetime import date
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from docsection import DOCS, machine, write_section
 from peak_memory import measure
 
 from imagenet_prep.labels import shipped_validation_labels, validation_number
 
 ROOT = Path(__file__).resolve().parents[1]
-DOCS = ROOT / "docs" / "BENCHMARKS.md"
 FULL_IMAGES = 1_331_167
 OFFICIAL_BYTES = 147_897_477_120 + 6_744_924_160
 MD5_GBPS = 0.6
@@ -302,34 +300,12 @@ def report(
 
 
 def write_docs(text: str, args: argparse.Namespace) -> None:
-    cpu = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ),
-        platform.processor(),
-    )
-    mem = next(
-        line.split()[1]
-        for line in Path("/proc/meminfo").read_text().splitlines()
-        if "MemTotal" in line
-    )
     command = "python bench/run.py " + " ".join(sys.argv[1:])
-    block = (
-        "<!-- build-bench:begin -->\n## Build\n\n"
-        f"Machine: {platform.platform()}; {cpu}; {os.cpu_count()} cores; "
-        f"{int(mem) / 1e6:.0f} GB RAM. Date: {date.today()}. Command: `{command}` "
-        f"(`make bench`).\n\n{text}\n<!-- build-bench:end -->\n"
+    write_section(
+        "build-bench",
+        f"## Build\n\nMachine: {machine()}. Date: {date.today()}. Command: `{command}` "
+        f"(`make bench`).\n\n{text}",
     )
-    current = DOCS.read_text() if DOCS.exists() else "# Benchmarks\n\n"
-    if "<!-- build-bench:begin -->" in current:
-        head, rest = current.split("<!-- build-bench:begin -->", 1)
-        current = head + block + rest.split("<!-- build-bench:end -->", 1)[1].lstrip("\n")
-    else:
-        current = current.rstrip("\n") + "\n\n" + block
-    DOCS.parent.mkdir(parents=True, exist_ok=True)
-    DOCS.write_text(current)
     print(json.dumps({"wrote": str(DOCS)}))
 
 
