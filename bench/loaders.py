@@ -268,7 +268,7 @@ def verdict(rows: list[Row], tv: Row) -> list[str]:
         ok = speedup >= TRAIN_SPEEDUP and share >= TRAIN_FLOOR
         out.append(
             f"{r.format} train: {speedup:.2f}x torchvision (target {TRAIN_SPEEDUP}x), "
-            f"{share:.0%} of the decode floor (target {TRAIN_FLOOR:.0%}): "
+            f"{share:.1%} of the decode floor (target {TRAIN_FLOOR:.0%}): "
             + ("meets the targets" if ok else "MISSES a target")
         )
     return out

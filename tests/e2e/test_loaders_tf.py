@@ -1,4 +1,4 @@
-"""The tf.data loader (in a TensorFlow client process) against the framework-free loader."""
+"""The tf.data loader (in a TensorFlow client process) against the Python and PyTorch loaders."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def built(small_download: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
     return out
 
 
-def test_tf_data_and_the_python_loader_deliver_the_same_labels(built: Path) -> None:
+def test_tf_data_python_and_pytorch_loaders_deliver_the_same_labels(built: Path) -> None:
     report = run_client("loaders_tf", str(built))
     for split in ("train", "validation"):
         ours = [(key, label) for _, label, key in iterate(built, split, decoder="pillow")]
@@ -44,6 +44,16 @@ def test_tf_data_and_the_python_loader_deliver_the_same_labels(built: Path) -> N
                 assert all(shape == [40, 40, 3] for _, _, shape, _ in rows)
         if split == "validation":  # not shuffled: the files' order, as ours
             assert theirs == unshuffled
+    # The PyTorch adapter: the same labels, in the same order where neither shuffles.
+    torch_loaders = pytest.importorskip("imagenet_prep.loaders.torch")
+    unshuffled_tf = [label for _, label, _, _ in report["validation/eval"]]
+    dataset = torch_loaders.ImageNetDataset(built, "validation", transform="eval", image_size=40)
+    assert [label for _, label in dataset] == unshuffled_tf
+    loader = torch_loaders.ImageNetLoader(
+        built, "train", batch_size=5, transform="train", image_size=40, num_workers=2
+    )
+    from_torch = sorted(int(label) for _, labels in loader for label in labels)
+    assert from_torch == sorted(label for _, label, _, _ in report["train/train"])
     # Ranks split the epoch as the Python loader's ranks do.
     for rank, keys in enumerate(report["ranks"]):
         ours_rank = {key for _, _, key in iterate(built, "train", rank=rank, world_size=2)}

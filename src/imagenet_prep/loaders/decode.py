@@ -20,10 +20,12 @@ from ..errors import DataError
 
 DECODERS = ("auto", "simplejpeg", "cv2", "pillow")
 
-Decoder = Callable[[bytes], np.ndarray]
+# Bytes, or a memoryview into a record (the TFRecord reader hands out the image uncopied).
+ImageBytes = bytes | memoryview
+Decoder = Callable[[ImageBytes], np.ndarray]
 
 
-def _pillow(data: bytes) -> np.ndarray:
+def _pillow(data: ImageBytes) -> np.ndarray:
     from PIL import Image
 
     try:
@@ -36,7 +38,7 @@ def _pillow(data: bytes) -> np.ndarray:
 def _simplejpeg(module: Any) -> Decoder:
     decode_jpeg = module.decode_jpeg
 
-    def decode(data: bytes) -> np.ndarray:
+    def decode(data: ImageBytes) -> np.ndarray:
         if data[:2] == b"\xff\xd8":
             try:
                 image: np.ndarray = decode_jpeg(data, colorspace="RGB")
@@ -52,7 +54,7 @@ def _cv2(module: Any) -> Decoder:
     flags = module.IMREAD_COLOR | module.IMREAD_IGNORE_ORIENTATION
     imdecode, cvt, bgr2rgb = module.imdecode, module.cvtColor, module.COLOR_BGR2RGB
 
-    def decode(data: bytes) -> np.ndarray:
+    def decode(data: ImageBytes) -> np.ndarray:
         if data[:2] == b"\xff\xd8":
             image = imdecode(np.frombuffer(data, np.uint8), flags)
             if image is not None:

@@ -1,0 +1,84 @@
+"""Raw samples (key, 0-based label, image bytes, boxes) from a build's output, per format.
+
+A reader divides a split into *units*, the pieces it reads sequentially: TFRecord and
+WebDataset shards as listed in ``manifest.json``, or single files for ImageFolder (which
+allows a full per-epoch shuffle). ``read(unit, start, stop, want)`` yields the unit's
+records ``start:stop`` with their index, skipping without reading those ``want`` refuses.
+Readers hold only file names and counts, so they pickle cheaply into worker processes.
+One module per format, registered by name below.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ...errors import DataError
+from ...manifest import read_manifest
+from .base import RawSample, Reader, Want
+from .imagefolder import ImageFolderReader
+from .tfrecord import TFRecordReader
+from .webdataset import WebDatasetReader
+
+READERS: dict[str, type[TFRecordReader | WebDatasetReader | ImageFolderReader]] = {
+    "tfrecord": TFRecordReader,
+    "webdataset": WebDatasetReader,
+    "imagefolder": ImageFolderReader,
+}
+FORMATS = tuple(READERS)
+SPLITS = ("train", "validation")
+
+__all__ = [
+    "FORMATS",
+    "READERS",
+    "SPLITS",
+    "ImageFolderReader",
+    "RawSample",
+    "Reader",
+    "TFRecordReader",
+    "Want",
+    "WebDatasetReader",
+    "detect_format",
+    "normalize_split",
+    "open_reader",
+]
+
+
+def normalize_split(split: str) -> str:
+    """``train`` or ``validation`` (``val`` is accepted for the latter).
+
+    >>> normalize_split("val")
+    'validation'
+    """
+    split = {"val": "validation"}.get(split, split)
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {', '.join(SPLITS)}, not {split!r}")
+    return split
+
+
+def detect_format(root: str | Path, manifest: dict[str, Any] | None = None) -> str:
+    """The first format the build at ``root`` wrote, in the order its ``--formats`` gave."""
+    manifest = manifest if manifest is not None else read_manifest(Path(root))
+    written = manifest.get("formats", {})
+    for name in manifest.get("options", {}).get("formats", FORMATS):
+        if name in written and name in FORMATS:
+            return str(name)
+    raise DataError(f"{root}: the build wrote none of {', '.join(FORMATS)}")
+
+
+def open_reader(
+    root: str | Path, split: str, format: str | None = None, *, boxes: bool = False
+) -> Reader:
+    """The reader of ``split`` in the build at ``root``; ``boxes`` loads the training boxes."""
+    root = Path(root)
+    split = normalize_split(split)
+    manifest = read_manifest(root)
+    format = format or detect_format(root, manifest)
+    if format not in FORMATS:
+        raise ValueError(f"format must be one of {', '.join(FORMATS)}, not {format!r}")
+    section = manifest.get("formats", {}).get(format)
+    if section is None:
+        raise DataError(f"{root}: the build has no {format} output")
+    if split not in manifest.get("splits", {}):
+        raise DataError(f"{root}: the build has no {split} split")
+    return READERS[format](root, split, section, boxes=boxes)

@@ -1,0 +1,66 @@
+"""What every format's reader shares: the raw sample, the reader protocol, file helpers."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, NamedTuple, Protocol
+
+import numpy as np
+
+from ...errors import DataError
+from ..transforms import Box
+
+Want = Callable[[int], bool]
+
+
+class RawSample(NamedTuple):
+    """One record before decoding."""
+
+    key: str
+    label: int
+    data: bytes | memoryview  # TFRecords: a view into the record, not a copy
+    boxes: tuple[Box, ...]
+
+
+class Reader(Protocol):
+    """The split of one format, as units of records."""
+
+    format: str
+    split: str
+    sizes: np.ndarray  # records per unit, in the split's own order
+
+    def read(
+        self, unit: int, start: int, stop: int, want: Want | None = None
+    ) -> Iterator[tuple[int, RawSample]]: ...
+
+
+def shard_files(root: Path, split: str, section: dict[str, Any]) -> tuple[list[str], np.ndarray]:
+    """The split's shard paths (sorted) and record counts, from a format's manifest section."""
+    shards = sorted(
+        (s for s in section["shards"] if Path(s["file"]).name.startswith(f"{split}-")),
+        key=lambda s: str(s["file"]),
+    )
+    files = [str(root / s["file"]) for s in shards]
+    return files, np.array([int(s["records"]) for s in shards], dtype=np.int64)
+
+
+def stem(filename: str) -> str:
+    """A file name without its extension: the sample's key.
+
+    >>> stem("n01440764_10026.JPEG")
+    'n01440764_10026'
+    """
+    return filename.rsplit(".", 1)[0] if "." in filename else filename
+
+
+def pread(fd: int, size: int, offset: int, where: str) -> bytes:
+    """Exactly ``size`` bytes at ``offset`` (read straight into the result: one copy)."""
+    data = os.pread(fd, size, offset)
+    while len(data) < size:
+        more = os.pread(fd, size - len(data), offset + len(data))
+        if not more:
+            raise DataError(f"{where}: truncated: {size} bytes expected at byte {offset}")
+        data += more
+    return data

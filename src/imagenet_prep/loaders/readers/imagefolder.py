@@ -1,0 +1,99 @@
+"""``OUT/imagefolder/{train,val}/<wnid>/<file>``: one unit per file, labels by synset."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ...errors import DataError
+from ...labels import load_synsets
+from ..transforms import Box
+from .base import RawSample, Want, stem
+
+BOXES_CSV = "imagenet_2012_bounding_boxes.csv"
+
+
+def load_boxes(path: Path) -> dict[str, tuple[Box, ...]]:
+    """The box CSV as {file stem: boxes}; empty when the build wrote none."""
+    out: dict[str, list[Box]] = {}
+    try:
+        text = path.read_text("utf-8")
+    except FileNotFoundError:
+        return {}
+    for n, line in enumerate(text.splitlines(), 1):
+        name, *coords = line.split(",")
+        if len(coords) != 4:
+            raise DataError(f"{path}: line {n} is not name,xmin,ymin,xmax,ymax")
+        x0, y0, x1, y1 = (float(c) for c in coords)
+        out.setdefault(stem(name), []).append((x0, y0, x1, y1))
+    return {k: tuple(v) for k, v in out.items()}
+
+
+def _read_file(path: str) -> bytes:
+    """A whole file, with the fewest system calls (open, fstat, read, close)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        size = os.fstat(fd).st_size
+        data = os.read(fd, size)
+        while len(data) < size:  # a short read: read on to the end
+            more = os.read(fd, size - len(data))
+            if not more:
+                break
+            data += more
+        return data
+    finally:
+        os.close(fd)
+
+
+class ImageFolderReader:
+    """``OUT/imagefolder/{train,val}/<wnid>/<file>``: one unit per file, labels by synset."""
+
+    format = "imagefolder"
+
+    def __init__(
+        self, root: Path, split: str, section: dict[str, Any], *, boxes: bool = False
+    ) -> None:
+        self.split = split
+        folder = {"train": "train", "validation": "val"}[split]
+        self.root = root / "imagefolder" / folder
+        self._root = str(self.root)
+        synsets = load_synsets()
+        names: list[str] = []
+        labels: list[int] = []
+        for entry, info in sorted(section["classes"].items()):
+            top, _, wnid = entry.partition("/")
+            if top != folder:
+                continue
+            try:
+                files = sorted(n for n in os.listdir(self.root / wnid) if not n.startswith("."))
+            except OSError as exc:
+                raise DataError(f"{self.root / wnid}: cannot list ({exc.strerror})") from None
+            if len(files) != info["count"]:
+                raise DataError(
+                    f"{self.root / wnid}: {len(files)} files, the manifest says {info['count']}"
+                )
+            names.extend(f"{wnid}/{n}" for n in files)
+            labels.extend([synsets.index(wnid)] * len(files))
+        # Fixed-width byte strings: one buffer, no per-file Python objects to copy into workers.
+        self.names = np.array([n.encode("utf-8") for n in names], dtype=np.bytes_)
+        self.labels = np.array(labels, dtype=np.int32)
+        self.sizes = np.ones(len(names), dtype=np.int64)
+        self.boxes = load_boxes(root / BOXES_CSV) if boxes else {}
+
+    def read(
+        self, unit: int, start: int, stop: int, want: Want | None = None
+    ) -> Iterator[tuple[int, RawSample]]:
+        if start > 0 or stop < 1 or (want is not None and not want(0)):
+            return
+        relpath = self.names[unit].decode("utf-8")
+        path = os.path.join(self._root, relpath)
+        try:
+            data = _read_file(path)
+        except OSError as exc:
+            raise DataError(f"{path}: cannot read ({exc.strerror})") from None
+        key = stem(relpath.rsplit("/", 1)[1])
+        yield 0, RawSample(key, int(self.labels[unit]), data, self.boxes.get(key, ()))
