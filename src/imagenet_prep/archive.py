@@ -100,6 +100,7 @@ class _Reader:
 
     def __init__(self, f: io.BufferedReader, path: str, size: int, md5: bool) -> None:
         self._f = f
+        self._fd = f.fileno()
         self.path = path
         self.size = size
         self.pos = 0
@@ -107,7 +108,8 @@ class _Reader:
         self._buf = bytearray(_CHUNK) if md5 else bytearray()
 
     def read(self, n: int) -> bytes:
-        data = self._f.read(n)
+        # Without MD5 nothing needs every byte: a positional read per header, no seeks.
+        data = self._f.read(n) if self._md5 is not None else os.pread(self._fd, n, self.pos)
         if len(data) != n:
             raise DataError(
                 f"{self.path}: truncated archive (ends at byte {self.pos + len(data)}, "
@@ -127,7 +129,6 @@ class _Reader:
                 f"{self.pos + n})"
             )
         if self._md5 is None:
-            self._f.seek(n, os.SEEK_CUR)
             self.pos += n
             return
         view = memoryview(self._buf)

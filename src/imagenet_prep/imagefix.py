@@ -29,6 +29,7 @@ __all__ = [
     "ImageInfo",
     "check",
     "decode_check",
+    "examine",
     "fix",
     "inspect",
     "reencode_reason",
@@ -301,23 +302,40 @@ def _inspect_other(data: bytes, name: str) -> ImageInfo:
 def check(data: bytes, name: str) -> None:
     """Cheap structural integrity check without decoding; DataError when damaged.
 
-    JPEG: SOI, well-formed segments, one frame header, at least one scan, and markers
-    through EOI (bytes after EOI are tolerated). PNG: signature, IHDR first, chunk lengths
-    and CRCs, IDAT and IEND. Other formats have no cheap check and are decoded in full.
+    JPEG: SOI, well-formed segments up to the first scan, one frame header, a well-formed
+    scan header, and an end-of-image marker after it (bytes after EOI are tolerated).
+    A cut or zero-padded file ends without EOI, and entropy-coded data cannot contain
+    one, so truncation is caught without reading the image data. PNG: signature, IHDR
+    first, chunk lengths and CRCs, IDAT and IEND. Other formats have no cheap check and
+    are decoded in full. :func:`decode_check` also walks every marker between the scans.
     """
+    examine(data, name)
+
+
+def examine(data: bytes, name: str) -> ImageInfo:
+    """:func:`check` and :func:`inspect` in one pass over the header: the hot path's call."""
     if data.startswith(JPEG_SOI):
-        _check_jpeg(data, name)
-    elif data.startswith(PNG_SIGNATURE):
+        return _walk_jpeg(data, name, scans=False)
+    if data.startswith(PNG_SIGNATURE):
         _check_png(data, name)
-    else:
-        decode_check(data, name)
+        return _inspect_png(data, name)
+    decode_check(data, name)
+    return _inspect_other(data, name)
 
 
-def _check_jpeg(data: bytes, name: str) -> None:
+def _walk_jpeg(data: bytes, name: str, *, scans: bool) -> ImageInfo:
+    """Strict walk of the marker segments to the first scan, then to end-of-image.
+
+    With ``scans`` every marker after the first scan is walked too (DHT/SOS between the
+    scans of a progressive JPEG, restart markers), searching the entropy-coded data for
+    them; without it, the walk looks only for the EOI marker after the first scan.
+    """
     n = len(data)
     pos = 2
-    frame = False
-    scans = 0
+    jfif = False
+    adobe = -1
+    frame: tuple[int, int, int, int, int, bytes] | None = None
+    scan_count = 0
     while True:
         if pos >= n or data[pos] != 0xFF:
             # libjpeg skips extraneous bytes before a marker with a warning; so do we.
@@ -332,18 +350,18 @@ def _check_jpeg(data: bytes, name: str) -> None:
         at = pos - 1
         pos += 1
         if marker == _EOI:
-            if not frame:
+            if frame is None:
                 raise DataError(f"{name}: JPEG has no frame header (SOFn) before end-of-image")
-            if scans == 0:
+            if scan_count == 0:
                 raise DataError(f"{name}: JPEG has no scan (SOS) before end-of-image")
-            return
+            return _frame_info(frame, jfif, adobe)
         if 0xD0 <= marker <= 0xD7 or marker == 0x01:
             continue
         if marker < 0xC0 or marker == 0xD8:
             raise DataError(f"{name}: invalid JPEG marker 0xFF{marker:02X} at offset {at}")
         if pos + 2 > n:
             break
-        length = unpack_from(">H", data, pos)[0]
+        length = _U16(data, pos)[0]
         end = pos + length
         if length < 2:
             raise DataError(
@@ -354,31 +372,52 @@ def _check_jpeg(data: bytes, name: str) -> None:
                 f"{name}: truncated: JPEG segment 0xFF{marker:02X} at offset {at} runs past "
                 f"the end of the file"
             )
-        if marker in _SOF_MARKERS:
-            if frame:
+        if marker == _APP0:
+            if data.startswith(b"JFIF\x00", pos + 2):
+                jfif = True
+        elif marker == _APP14:
+            if length >= 14 and data.startswith(b"Adobe", pos + 2):
+                adobe = data[pos + 13]
+        elif marker in _SOF_MARKERS:
+            if frame is not None:
                 raise DataError(f"{name}: second JPEG frame header at offset {at}")
             ncomp = data[pos + 7] if length >= 8 else 0
             if ncomp == 0 or length != 8 + 3 * ncomp:
                 raise DataError(f"{name}: malformed JPEG frame header at offset {at}")
-            _, height, width = unpack_from(">BHH", data, pos + 2)
+            precision, height, width = _SOF_FIELDS(data, pos + 2)[:3]
             if width == 0 or height == 0:
                 raise DataError(f"{name}: JPEG frame header gives an empty size {width}x{height}")
-            frame = True
+            frame = (marker, precision, height, width, ncomp, data[pos + 8 : end : 3])
         elif marker == _SOS:
-            if not frame:
+            if frame is None:
                 raise DataError(f"{name}: JPEG scan at offset {at} comes before the frame header")
             ns = data[pos + 2] if length >= 3 else 0
             if not 1 <= ns <= 4 or length != 6 + 2 * ns:
                 raise DataError(f"{name}: malformed JPEG scan header at offset {at}")
-            scans += 1
+            scan_count += 1
+            if not scans:
+                # Entropy-coded data holds no marker but RSTn: the last EOI in the file
+                # (anything after it is tolerated) must come after this scan header.
+                if data.rfind(b"\xff\xd9", end) < 0:
+                    break
+                return _frame_info(frame, jfif, adobe)
             found = _SCAN_END.search(data, end)
             if found is None:
                 break
             pos = found.start()
             continue
         pos = end
-    where = f"in scan {scans}" if scans else "before the first scan"
+    if scan_count:
+        where = f"in scan {scan_count}" if scans else "after the first scan"
+    else:
+        where = "before the first scan"
     raise DataError(f"{name}: truncated: no end-of-image marker (the data ends {where})")
+
+
+def _frame_info(frame: tuple[int, int, int, int, int, bytes], jfif: bool, adobe: int) -> ImageInfo:
+    marker, precision, height, width, ncomp, ids = frame
+    colorspace = _jpeg_colorspace(ncomp, jfif, adobe, ids[:ncomp])
+    return _jpeg_info(width, height, ncomp, colorspace, precision, marker)
 
 
 def _check_png(data: bytes, name: str) -> None:
@@ -439,7 +478,7 @@ def _load(data: bytes, name: str) -> Image.Image:
     ``warnings.catch_warnings`` is process-wide: decode from one thread per process.
     """
     if data.startswith(JPEG_SOI):
-        _check_jpeg(data, name)
+        _walk_jpeg(data, name, scans=True)
     elif data.startswith(PNG_SIGNATURE):
         _check_png(data, name)
     im = _open(data, name)
@@ -476,17 +515,19 @@ def reencode_reason(info: ImageInfo) -> str | None:
     return None
 
 
-def fix(data: bytes, name: str, *, quality: int = 100) -> FixedImage:
+def fix(data: bytes, name: str, *, quality: int = 100, info: ImageInfo | None = None) -> FixedImage:
     """Pass 8-bit gray/YCbCr/RGB JPEGs through; re-encode anything else as a baseline RGB JPEG.
 
     Re-encoding decodes with Pillow (after the structural check), converts to RGB (alpha
     dropped, 16-bit samples keep their high byte, no EXIF rotation) and writes 4:2:0 JPEG
     with ``quality`` and no metadata. Pass-through bytes are not checked here: run
-    :func:`check` or :func:`decode_check` as the error policy asks.
+    :func:`check` or :func:`decode_check` as the error policy asks; ``info`` is what
+    :func:`examine` returned for ``data``, to spare a second look at the header.
     """
     if not 1 <= quality <= 100:
         raise ValueError(f"JPEG quality must be in 1..100, got {quality}")
-    info = inspect(data, name)
+    if info is None:
+        info = inspect(data, name)
     reason = reencode_reason(info)
     if reason is None:
         return FixedImage(

@@ -43,9 +43,9 @@ from .sources import (
     SourceLayout,
     SplitIndex,
     discover,
-    index_train,
+    index_train_detached,
     index_validation,
-    load_boxes,
+    load_training_boxes,
 )
 from .worker import ShardJob, ShardResult, process_shards
 
@@ -169,9 +169,14 @@ def _aside_result(future: Future[T]) -> T:
         raise WorkerDied("a helper process died (killed, or out of memory)") from None
 
 
-def _load_boxes(layout: SourceLayout, skip_bad: bool) -> BoxTable | None:
-    """Picklable entry point: the training boxes, parsed in whichever process runs it."""
-    return load_boxes(layout, load_synsets(), skip_bad=skip_bad)
+def _md5_wanted(config: BuildConfig, archive: Path | None) -> bool:
+    """Hash an archive in its index pass only when it could be an official one."""
+    return (
+        config.check_md5
+        and archive is not None
+        and archive.is_file()
+        and config.known_archive(archive.name, archive.stat().st_size) is not None
+    )
 
 
 # --- build ---------------------------------------------------------------------------
@@ -331,37 +336,39 @@ def _build(
     warnings: list[str] = []
     skipped: list[dict[str, str]] = []
 
-    # The box XMLs are parsed beside the pool while this process indexes the image archives.
-    boxes_future = executor.run_aside(_load_boxes, layout, config.on_error == "skip")
+    # The training archive is indexed beside the pool (its fork server boots meanwhile)
+    # while this process parses the box XMLs, then indexes the small validation archive.
+    train_future = None
+    if "train" in config.splits:
+        train_future = executor.run_aside(
+            index_train_detached, layout, state, _md5_wanted(config, layout.train)
+        )
     devkit_future = (
         executor.run_aside(read_devkit, layout.devkit)
         if layout.devkit is not None and "validation" in config.splits
         else None
     )
-    indexes: dict[str, SplitIndex] = {}
-    downloads = []
+    boxes = load_training_boxes(layout, config.on_error == "skip", executor.map_unordered)
+    found: dict[str, SplitIndex] = {}
+    download_of: dict[str, dict[str, Any]] = {}
     extra: dict[str, Any] = {}
-    for split in config.splits:
-        archive = layout.train if split == "train" else layout.validation
-        if archive is None:  # pragma: no cover - build() checked every requested split
-            raise DataError(f"{layout.root}: no input for the {split} split")
-        md5 = (
-            config.check_md5
-            and archive.is_file()
-            and config.known_archive(archive.name, archive.stat().st_size) is not None
-        )
+    # Validation first: it is indexed here while the training archive still is over there.
+    for split in sorted(config.splits, key=lambda name: name == "train"):
         if split == "train":
-            indexes[split] = index_train(layout, synsets, state, md5=md5)
+            assert train_future is not None
+            found[split] = _aside_result(train_future)
         else:
             devkit = _aside_result(devkit_future) if devkit_future is not None else None
             extra["validation_labels"] = "devkit" if devkit is not None else "shipped"
             labels = validation_labels(devkit)
-            indexes[split] = index_validation(layout, synsets, labels, state, md5=md5)
-        entry = _check_download(config, indexes[split], warnings)
+            md5 = _md5_wanted(config, layout.validation)
+            found[split] = index_validation(layout, synsets, labels, state, md5=md5)
+        entry = _check_download(config, found[split], warnings)
         if entry is not None:
-            downloads.append(entry)
-        log.info("%s: %d images", split, len(indexes[split]))
-    boxes = _aside_result(boxes_future)
+            download_of[split] = entry
+        log.info("%s: %d images", split, len(found[split]))
+    indexes = {split: found[split] for split in config.splits}
+    downloads = [download_of[split] for split in config.splits if split in download_of]
     if boxes is not None:
         csv = boxes.csv_bytes()
         write_if_changed(out / BOX_CSV, csv)

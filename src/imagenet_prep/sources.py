@@ -13,15 +13,16 @@ import logging
 import os
 import zlib
 from array import array
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from . import boxes as boxmod
 from .archive import ArchiveIndex, TarMember, index_tar, iter_tar_stream
 from .errors import DataError
 from .fsutil import write_bytes_atomic
-from .labels import Synsets, is_wnid, validation_number
+from .labels import Synsets, is_wnid, load_synsets, validation_number
 from .sample import BBox, ImageRef
 
 log = logging.getLogger(__name__)
@@ -417,6 +418,17 @@ class BoxTable:
         self._boxes[key] = tuple(boxes)
         self._lines.append((key, lines))
 
+    def merge(self, other: BoxTable) -> None:
+        """Take in a partial table parsed elsewhere (its boxes, lines, counts and skips)."""
+        for key, boxes in other._boxes.items():
+            if key in self._boxes:
+                raise DataError(f"two box files for the image {key}")
+            self._boxes[key] = boxes
+        self._lines.extend(other._lines)
+        for name, value in asdict(other.stats).items():
+            setattr(self.stats, name, getattr(self.stats, name) + value)
+        self.skipped.extend(other.skipped)
+
     def get(self, key: str) -> tuple[BBox, ...]:
         return self._boxes.get(key, ())
 
@@ -453,47 +465,117 @@ def _iter_box_folder(path: Path) -> Iterator[tuple[str, str, bytes]]:
                     yield entry.name, stem(sub.name), f.read()
 
 
+#: Box XMLs per parsing task when the parsing is spread over a pool.
+BOX_BATCH = 500
+
+# A function like Executor.map_unordered: apply fn to every item, results in any order.
+MapUnordered = Callable[[Callable[[Any], Any], Iterable[Any]], Iterator[Any]]
+
+
 def load_boxes(
     layout: SourceLayout,
     synsets: Synsets,
     *,
     skip_bad: bool = False,
     progress: Callable[[int], None] | None = None,
+    map_unordered: MapUnordered | None = None,
 ) -> BoxTable | None:
     """Parse every training box XML with the seed's rules; None when SRC has no boxes.
 
     A damaged XML file is an error, or with ``skip_bad`` is left out and listed in
-    ``BoxTable.skipped``. A damaged archive is always an error.
+    ``BoxTable.skipped``. A damaged archive is always an error. With ``map_unordered``
+    (an executor's), this process reads the archive and the XMLs are parsed in batches
+    by the executor's workers; the table is the same either way.
     """
     src = layout.boxes
     if src is None:
         return None
     table = BoxTable()
-    items = _iter_box_archive(src) if src.is_file() else _iter_box_folder(src)
+    batches = _box_batches(src, synsets, table.stats, skip_bad)
+    results: Iterable[BoxTable] = (
+        map(parse_box_batch, batches)
+        if map_unordered is None
+        else map_unordered(parse_box_batch, batches)
+    )
+    for part in results:
+        table.merge(part)
+        if progress is not None:
+            progress(table.stats.files)
+    table.skipped.sort()
+    return table
+
+
+@dataclass(frozen=True)
+class _BoxBatch:
+    files: list[tuple[str, str, str, bytes]]  # (folder wnid, stem, where, XML bytes)
+    skip_bad: bool
+
+
+def _box_batches(
+    src: Path, synsets: Synsets, stats: BoxStats, skip_bad: bool
+) -> Iterator[_BoxBatch]:
+    """The XMLs of challenge synsets in batches; the others are only counted."""
+    archive = src.is_file()
+    items = _iter_box_archive(src) if archive else _iter_box_folder(src)
+    batch: list[tuple[str, str, str, bytes]] = []
     for folder, key, data in items:
-        table.stats.files += 1
+        stats.files += 1
         if folder not in synsets:
             # The seed keeps only annotations of challenge synsets (by folder).
-            table.stats.files_other_synset += 1
+            stats.files_other_synset += 1
             continue
-        where = f"{src}:{folder}/{key}.xml" if src.is_file() else str(src / folder / f"{key}.xml")
+        where = f"{src}:{folder}/{key}.xml" if archive else str(src / folder / f"{key}.xml")
+        batch.append((folder, key, where, data))
+        if len(batch) >= BOX_BATCH:
+            yield _BoxBatch(batch, skip_bad)
+            batch = []
+    if batch:
+        yield _BoxBatch(batch, skip_bad)
+
+
+def parse_box_batch(batch: _BoxBatch) -> BoxTable:
+    """Parse a batch of box XMLs into a partial table (picklable: runs in any process).
+
+    Its ``stats.files`` stays 0: the reader of the archive counts the files.
+    """
+    synsets = load_synsets()
+    table = BoxTable()
+    stats = table.stats
+    for folder, key, where, data in batch.files:
         try:
             annotation = boxmod.parse_annotation(data, where)
         except DataError as exc:
-            if not skip_bad:
+            if not batch.skip_bad:
                 raise
             table.skipped.append((where, str(exc)))
             continue
         result = boxmod.normalize_boxes(annotation, folder, synsets)
-        table.stats.boxes_other_synset += result.dropped_other_synset
-        table.stats.boxes_empty += result.dropped_empty
-        table.stats.boxes_kept += len(result.kept)
+        stats.boxes_other_synset += result.dropped_other_synset
+        stats.boxes_empty += result.dropped_empty
+        stats.boxes_kept += len(result.kept)
         if result.kept:
             table.add(
                 key,
                 [BBox(*boxmod.record_box(b)) for b in result.kept],
                 [boxmod.csv_line(key, b) for b in result.kept],
             )
-        if progress is not None and table.stats.files % 10000 == 0:
-            progress(table.stats.files)
     return table
+
+
+def load_training_boxes(
+    layout: SourceLayout, skip_bad: bool, map_unordered: MapUnordered | None = None
+) -> BoxTable | None:
+    """The training boxes with the challenge synsets (parsed by ``map_unordered``'s workers)."""
+    return load_boxes(layout, load_synsets(), skip_bad=skip_bad, map_unordered=map_unordered)
+
+
+def index_train_detached(layout: SourceLayout, state_dir: Path | None, md5: bool) -> SplitIndex:
+    """Picklable entry point: :func:`index_train` without the archive's member list.
+
+    The columns are all a build needs; leaving the members out keeps the result small
+    to send back from the process that did the indexing.
+    """
+    out = index_train(layout, load_synsets(), state_dir, md5=md5)
+    if out.archive is not None:
+        out.archive = replace(out.archive, members=())
+    return out

@@ -47,10 +47,10 @@ def _read_fixed(
     f: BinaryIO, ref: ImageRef, decode_check: bool
 ) -> tuple[bytes, imagefix.FixedImage]:
     raw = read_at(f, ref.offset, ref.size, ref.origin)
-    imagefix.check(raw, ref.origin)
+    info = imagefix.examine(raw, ref.origin)
     if decode_check:
         imagefix.decode_check(raw, ref.origin)
-    return raw, imagefix.fix(raw, ref.origin)
+    return raw, imagefix.fix(raw, ref.origin, info=info)
 
 
 def process_shard(job: ShardJob) -> ShardResult:

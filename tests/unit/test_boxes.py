@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
 import pytest
 
+from imagenet_prep import sources
 from imagenet_prep.boxes import (
     Annotation,
     BoxObject,
@@ -16,6 +21,7 @@ from imagenet_prep.boxes import (
 )
 from imagenet_prep.errors import DataError
 from imagenet_prep.labels import load_synsets
+from imagenet_prep.sources import discover, load_boxes
 
 WNID = "n01440764"
 OTHER = "n01443537"  # another challenge synset
@@ -207,3 +213,25 @@ def test_bad_files_raise_data_error_naming_the_source(data: bytes, message: str)
         parse_annotation(data, SOURCE)
     text = str(err.value)
     assert text.startswith(SOURCE + ": ") and message in text and "\n" not in text
+
+
+def test_parsing_spread_over_workers_gives_the_same_table(
+    small_download: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Batches parsed elsewhere and merged in any order make the same table and CSV."""
+    layout = discover(small_download)
+    alone = load_boxes(layout, CHALLENGE)
+    monkeypatch.setattr(sources, "BOX_BATCH", 7)
+
+    def backwards(fn: Callable[[Any], Any], items: Iterable[Any]) -> Iterator[Any]:
+        return iter([fn(item) for item in items][::-1])
+
+    spread = load_boxes(layout, CHALLENGE, map_unordered=backwards)
+    assert alone is not None and spread is not None
+    assert len(alone) > 7 * 3
+    assert spread.csv_bytes() == alone.csv_bytes()
+    assert spread.stats == alone.stats
+    assert spread.skipped == alone.skipped
+    assert [spread.get(k) for k in sorted(alone._boxes)] == [
+        alone.get(k) for k in sorted(alone._boxes)
+    ]

@@ -13,7 +13,15 @@ from PIL import Image, ImageFile, JpegImagePlugin
 
 from imagenet_prep import imagefix
 from imagenet_prep.errors import DataError
-from imagenet_prep.imagefix import FixedImage, ImageInfo, check, decode_check, fix, inspect
+from imagenet_prep.imagefix import (
+    FixedImage,
+    ImageInfo,
+    check,
+    decode_check,
+    examine,
+    fix,
+    inspect,
+)
 from imagenet_prep.labels import is_wnid, load_synsets
 
 NAME = "n01440764/n01440764_10026.JPEG"
@@ -457,3 +465,43 @@ def test_decisions_depend_on_bytes_not_names(
 def test_public_api() -> None:
     functions: list[Callable[..., object]] = [inspect, check, decode_check, fix]
     assert all(f.__name__ in imagefix.__all__ for f in functions)
+
+
+# --- examine: the hot path's single look ---------------------------------------------------
+
+
+@pytest.mark.parametrize("key", sorted(GOOD))
+def test_examine_is_check_and_inspect_in_one(key: str) -> None:
+    assert examine(GOOD[key], NAME) == inspect(GOOD[key], NAME)
+
+
+def _jpeg_with_marker_in_scan(data: bytes) -> bytes:
+    """A stray 0xFF 0xC8 (JPG, reserved) spliced into the entropy-coded data of the scan."""
+    sos = dict(_segments(data))[0xDA]
+    length = struct.unpack_from(">H", data, sos + 2)[0]
+    at = sos + 2 + length + 40
+    return data[:at] + b"\xff\xc8\x00\x04ab" + data[at:]
+
+
+def test_check_reads_headers_and_the_end_decode_check_reads_between() -> None:
+    """The cheap check never scans the image data; decode_check walks every marker."""
+    damaged = _jpeg_with_marker_in_scan(JPEG_PROGRESSIVE)
+    check(damaged, NAME)
+    with pytest.raises(DataError, match=NAME):
+        decode_check(damaged, NAME)
+
+
+def test_check_finds_no_end_of_image_in_a_zero_padded_cut() -> None:
+    """A download cut short and padded with zeros (a preallocated file) has no EOI."""
+    cut = JPEG_BASELINE[: len(JPEG_BASELINE) * 2 // 3]
+    padded = cut + bytes(len(JPEG_BASELINE) - len(cut))
+    with pytest.raises(DataError, match="truncated: no end-of-image marker"):
+        check(padded, NAME)
+
+
+def test_an_eoi_inside_a_header_segment_does_not_count() -> None:
+    """An EXIF thumbnail's EOI comes before the scan: a cut image is still truncated."""
+    thumb = b"\xff\xe1" + struct.pack(">H", 2 + 8) + b"Exif\x00\x00\xff\xd9"
+    cut = JPEG_BASELINE[:2] + thumb + JPEG_BASELINE[2:-200]
+    with pytest.raises(DataError, match="truncated"):
+        check(cut, NAME)

@@ -23,11 +23,12 @@ class ShardFile:
         self._dirname = dirname
         self._tmp = temp_name(path)
         self._tmp.parent.mkdir(parents=True, exist_ok=True)
-        self._file: BinaryIO = open(self._tmp, "wb", buffering=1 << 20)  # noqa: SIM115
+        self._file: BinaryIO = open(self._tmp, "wb", buffering=0)  # noqa: SIM115
         self.out = HashingWriter(self._file)
 
     def finish(self, records: int, index: tuple[Path, bytes] | None = None) -> dict[str, Any]:
         """Close, write the index file (if any), rename into place; the manifest entry."""
+        self.out.flush()
         self._file.close()
         entry: dict[str, Any] = {
             "file": f"{self._dirname}/{self.path.name}",
