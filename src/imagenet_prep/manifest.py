@@ -74,6 +74,10 @@ class Journal:
         return records
 
     def append(self, record: dict[str, Any]) -> None:
+        self.extend([record])
+
+    def extend(self, records: list[dict[str, Any]]) -> None:
+        """Append several lines with one write (the shards of one finished task)."""
         if self._fd is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
@@ -81,7 +85,8 @@ class Journal:
             if size and os.pread(self._fd, 1, size - 1) != b"\n":
                 data = os.pread(self._fd, size, 0)
                 os.ftruncate(self._fd, data.rfind(b"\n") + 1)
-        os.write(self._fd, (json.dumps(record, separators=(",", ":")) + "\n").encode("utf-8"))
+        lines = [json.dumps(r, separators=(",", ":")) + "\n" for r in records]
+        os.write(self._fd, "".join(lines).encode("utf-8"))
 
     def close(self) -> None:
         if self._fd is not None:

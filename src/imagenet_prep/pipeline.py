@@ -231,7 +231,7 @@ def _jobs(
             if spec.name in done:
                 continue
             index, order = indexes[spec.split], orders[spec.split]
-            refs = tuple(index.ref(order[j], synsets, boxes) for j in range(spec.start, spec.stop))
+            refs = index.block(order[spec.start : spec.stop], synsets, boxes)
             yield ShardJob(
                 spec=spec,
                 refs=refs,
@@ -420,8 +420,8 @@ def _build(
     try:
         jobs = _jobs(config, indexes, synsets, boxes, done)
         for batch in executor.map_unordered(process_shards, batched(jobs, TASK_IMAGES)):
+            journal.extend([vars(result) for result in batch])
             for result in batch:
-                journal.append(asdict(result))
                 results[result.shard] = result
                 written += 1
                 reporter.update(result)

@@ -13,10 +13,10 @@ import logging
 import os
 import zlib
 from array import array
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 from . import boxes as boxmod
 from .archive import ArchiveIndex, TarMember, index_tar, iter_tar_stream
@@ -164,24 +164,90 @@ class SplitIndex:
             return os.path.join(path, self.names[i])
         return f"{path}:{parent}:{self.names[i]}" if parent else f"{path}:{self.names[i]}"
 
-    def ref(self, i: int, synsets: Synsets, boxes: BoxTable | None) -> ImageRef:
-        path, _parent, is_dir = self.containers[self.where[i]]
+    def block(
+        self, indices: Sequence[int], synsets: Synsets, boxes: BoxTable | None
+    ) -> RefBlock:
+        """The images ``indices`` as compact columns, cheap to send to a worker."""
+        local: dict[int, int] = {}
+        containers: list[tuple[str, str, bool]] = []
+        where = array("I")
+        names: list[str] = []
+        labels = array("H")
+        offsets = array("q")
+        sizes = array("q")
+        found: list[tuple[BBox, ...]] = []
+        lookup = boxes.get if boxes is not None and self.split == "train" else None
+        for i in indices:
+            c = self.where[i]
+            if c not in local:
+                local[c] = len(containers)
+                containers.append(self.containers[c])
+            where.append(local[c])
+            name = self.names[i]
+            names.append(name)
+            labels.append(self.labels[i])
+            offsets.append(self.offsets[i])
+            sizes.append(self.sizes[i])
+            found.append(lookup(stem(name)) if lookup is not None else ())
+        wnids = {label: synsets.wnids[label] for label in set(labels)}
+        return RefBlock(
+            self.split, tuple(containers), where, names, labels, wnids, offsets, sizes, found
+        )
+
+
+@dataclass(frozen=True)
+class RefBlock(Sequence[ImageRef]):
+    """Some images of one split as columns; indexing makes the :class:`ImageRef`.
+
+    What a shard job carries to its worker: lists and arrays pickle in one C call each,
+    where a tuple of ImageRef objects would cost Python work per image on both sides.
+    """
+
+    split: str
+    containers: tuple[tuple[str, str, bool], ...]  # (file or folder, nested tar, is folder)
+    where: array[int]  # per image: its entry in ``containers``
+    names: list[str]
+    labels: array[int]
+    wnids: dict[int, str]
+    offsets: array[int]
+    sizes: array[int]
+    boxes: list[tuple[BBox, ...]]
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    @overload
+    def __getitem__(self, i: int) -> ImageRef: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> Sequence[ImageRef]: ...
+
+    def __getitem__(self, i: int | slice) -> ImageRef | Sequence[ImageRef]:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        path, parent, is_dir = self.containers[self.where[i]]
         name = self.names[i]
         label = self.labels[i]
-        key = stem(name)
+        if is_dir:
+            path = origin = os.path.join(path, name)
+        else:
+            origin = f"{path}:{parent}:{name}" if parent else f"{path}:{name}"
         return ImageRef(
             split=self.split,
-            key=key,
+            key=stem(name),
             filename=name,
-            wnid=synsets.wnids[label],
+            wnid=self.wnids[label],
             label=label,
-            path=os.path.join(path, name) if is_dir else path,
+            path=path,
             offset=self.offsets[i],
             size=self.sizes[i],
-            origin=self.origin(i),
+            origin=origin,
             standalone=is_dir,
-            boxes=boxes.get(key) if boxes is not None and self.split == "train" else (),
+            boxes=self.boxes[i],
         )
+
+    def __iter__(self) -> Iterator[ImageRef]:
+        return (self[i] for i in range(len(self.names)))
 
 
 # --- archive indexes, cached in the output folder -------------------------------------

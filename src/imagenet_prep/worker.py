@@ -5,6 +5,7 @@ Everything here is picklable and knows nothing of the plan or the other shards.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
@@ -22,7 +23,7 @@ class ShardJob:
     """One unit of work: a shard's images, where to write them, and the error policy."""
 
     spec: ShardSpec
-    refs: tuple[ImageRef, ...]
+    refs: Sequence[ImageRef]  # a RefBlock from the index, or any sequence
     formats: tuple[str, ...]
     options: SinkOptions
     skip_bad: bool = False
