@@ -314,9 +314,10 @@ def iter_tar_stream(f: BinaryIO, path: str) -> Iterator[tuple[TarMember, bytes]]
         yield member, reader.read(member.size)
 
 
-def read_at(f: BinaryIO, offset: int, size: int, what: str) -> bytes:
-    """Read ``size`` bytes at ``offset`` of an open file; a short read names ``what``."""
-    data = os.pread(f.fileno(), size, offset)
+def read_at(f: BinaryIO | int, offset: int, size: int, what: str) -> bytes:
+    """Read ``size`` bytes at ``offset`` of an open file (or descriptor); a short read names
+    ``what``."""
+    data = os.pread(f if isinstance(f, int) else f.fileno(), size, offset)
     if len(data) != size:
         raise DataError(f"{what}: truncated ({len(data)} of {size} bytes at byte {offset})")
     return data

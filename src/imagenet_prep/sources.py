@@ -164,9 +164,7 @@ class SplitIndex:
             return os.path.join(path, self.names[i])
         return f"{path}:{parent}:{self.names[i]}" if parent else f"{path}:{self.names[i]}"
 
-    def block(
-        self, indices: Sequence[int], synsets: Synsets, boxes: BoxTable | None
-    ) -> RefBlock:
+    def block(self, indices: Sequence[int], synsets: Synsets, boxes: BoxTable | None) -> RefBlock:
         """The images ``indices`` as compact columns, cheap to send to a worker."""
         local: dict[int, int] = {}
         containers: list[tuple[str, str, bool]] = []

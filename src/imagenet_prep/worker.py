@@ -5,9 +5,10 @@ Everything here is picklable and knows nothing of the plan or the other shards.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, BinaryIO
+from typing import Any
 
 from . import imagefix
 from .archive import read_at
@@ -44,37 +45,60 @@ class ShardResult:
     outputs: dict[str, dict[str, Any]]
 
 
-def _read_fixed(
-    f: BinaryIO, ref: ImageRef, decode_check: bool
-) -> tuple[bytes, imagefix.FixedImage]:
-    raw = read_at(f, ref.offset, ref.size, ref.origin)
+class OpenFiles:
+    """Source files kept open for a task's shards: an archive is opened once, not per shard."""
+
+    def __init__(self) -> None:
+        self._fds: dict[str, int] = {}
+
+    def fd(self, path: str, origin: str) -> int:
+        fd = self._fds.get(path)
+        if fd is None:
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            except OSError as exc:
+                raise DataError(f"{origin}: cannot read ({exc.strerror})") from None
+            if len(self._fds) >= 64:  # an extracted tree: one file per image
+                self.close()
+            self._fds[path] = fd
+        return fd
+
+    def close(self) -> None:
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds.clear()
+
+    def __enter__(self) -> OpenFiles:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _read_fixed(fd: int, ref: ImageRef, decode_check: bool) -> tuple[bytes, imagefix.FixedImage]:
+    raw = read_at(fd, ref.offset, ref.size, ref.origin)
     info = imagefix.examine(raw, ref.origin)
     if decode_check:
         imagefix.decode_check(raw, ref.origin)
     return raw, imagefix.fix(raw, ref.origin, info=info)
 
 
-def process_shard(job: ShardJob) -> ShardResult:
+def process_shard(job: ShardJob, files: OpenFiles | None = None) -> ShardResult:
     """Read a shard's images, fix their bytes, and hand each to every format's writer."""
+    if files is None:
+        with OpenFiles() as own:
+            return process_shard(job, own)
     sinks = [get_sink(name, job.options) for name in job.formats]
     writers = [s.open_shard(job.spec) for s in sinks]
     reencoded: list[list[str]] = []
     skipped: list[list[str]] = []
     bytes_in = 0
     written = 0
-    current: tuple[str, BinaryIO] | None = None
     try:
         for ref in job.refs:
-            if current is None or current[0] != ref.path:
-                if current is not None:
-                    current[1].close()
-                    current = None
-                try:
-                    current = (ref.path, open(ref.path, "rb"))  # noqa: SIM115
-                except OSError as exc:
-                    raise DataError(f"{ref.origin}: cannot read ({exc.strerror})") from None
+            fd = files.fd(ref.path, ref.origin)  # an unreadable source stops the run
             try:
-                raw, fixed = _read_fixed(current[1], ref, job.decode_check)
+                raw, fixed = _read_fixed(fd, ref, job.decode_check)
             except DataError as exc:
                 if not job.skip_bad:
                     raise
@@ -106,9 +130,6 @@ def process_shard(job: ShardJob) -> ShardResult:
         for writer in writers:
             writer.abort()
         raise
-    finally:
-        if current is not None:
-            current[1].close()
     return ShardResult(
         shard=job.spec.name,
         split=job.spec.split,
@@ -126,4 +147,5 @@ def process_shards(jobs: tuple[ShardJob, ...]) -> list[ShardResult]:
     Each shard is still finished (renamed into place) on its own; the caller records them
     one by one, so the shard stays the unit of resume.
     """
-    return [process_shard(job) for job in jobs]
+    with OpenFiles() as files:
+        return [process_shard(job, files) for job in jobs]
