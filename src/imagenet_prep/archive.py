@@ -153,24 +153,46 @@ class _Reader:
 
 
 class _StreamReader:
-    """The reader interface over a non-seekable stream (a gzip'd tar): skips read and discard."""
+    """The reader interface over a non-seekable stream (a gzip'd tar): skips read and discard.
 
-    def __init__(self, f: BinaryIO, path: str) -> None:
+    The stream is read in large chunks and members are sliced out of the current chunk,
+    so a small XML costs slicing, not a trip through the decompressor's read layers.
+    """
+
+    def __init__(self, f: BinaryIO, path: str, chunk: int = 1 << 20) -> None:
         self._f = f
         self.path = path
         self.pos = 0
-        self._pending = b""
+        self._buf = b""
+        self._at = 0  # where the next byte is in _buf
+        self._chunk = chunk
+
+    def _fill(self, n: int) -> None:
+        """Make at least ``n`` bytes available in the buffer (fewer at end of stream)."""
+        rest = self._buf[self._at :]
+        parts = [rest]
+        have = len(rest)
+        while have < n:
+            data = self._f.read(max(self._chunk, n - have))
+            if not data:
+                break
+            parts.append(data)
+            have += len(data)
+        self._buf = b"".join(parts) if len(parts) > 1 else rest
+        self._at = 0
 
     def at_end(self) -> bool:
-        if not self._pending:
-            self._pending = self._f.read(BLOCK)
-        return not self._pending
+        if self._at >= len(self._buf):
+            self._fill(1)
+        return self._at >= len(self._buf)
 
     def read(self, n: int) -> bytes:
-        head, self._pending = self._pending[:n], self._pending[n:]
-        data = head + self._f.read(n - len(head)) if len(head) < n else head
+        if self._at + n > len(self._buf):
+            self._fill(n)
+        data = self._buf[self._at : self._at + n]
         if len(data) != n:
             raise DataError(f"{self.path}: truncated archive (ends at byte {self.pos + len(data)})")
+        self._at += n
         self.pos += n
         return data
 

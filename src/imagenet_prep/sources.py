@@ -53,7 +53,11 @@ def stem(name: str) -> str:
     >>> stem("n01440764/n01440764_10026.JPEG")
     'n01440764_10026'
     """
-    return os.path.splitext(os.path.basename(name))[0]
+    base = name[name.rfind("/") + 1 :] if os.sep == "/" else os.path.basename(name)
+    dot = base.rfind(".")
+    if dot > 0 and base[0] != ".":  # the common case, without os.path's general rules
+        return base[:dot]
+    return os.path.splitext(base)[0]
 
 
 @dataclass(frozen=True)
