@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
-from ..fixture import LAYOUTS, FixtureConfig, FixtureReport, generate
+from ..fixture import LAYOUTS, FixtureConfig, FixtureReport
 
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
@@ -56,6 +56,8 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..fixture import generate  # numpy and PIL: imported only when the command runs
+
     try:
         config = FixtureConfig(
             out=args.out,
