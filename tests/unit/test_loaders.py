@@ -227,3 +227,21 @@ def test_tar_members_reads_names_and_offsets_like_tarfile(tmp_path: object, fmt:
         assert list(tar_members(fd, str(path))) == expected
     finally:
         os.close(fd)
+
+
+def test_crop_random_is_a_function_of_its_key() -> None:
+    from imagenet_prep.loaders.rng import CropRandom
+
+    a, b, c = CropRandom("crop/0/0/1"), CropRandom("crop/0/0/1"), CropRandom("crop/0/0/2")
+    first = [a.random() for _ in range(20)]
+    assert first == [b.random() for _ in range(20)]
+    assert first != [c.random() for _ in range(20)]
+    draws = [CropRandom(f"k{i}").random() for i in range(4000)]
+    assert all(0.0 <= x < 1.0 for x in draws)
+    assert abs(sum(draws) / len(draws) - 0.5) < 0.02
+    ints = [CropRandom(f"k{i}").randint(3, 5) for i in range(3000)]
+    assert set(ints) == {3, 4, 5}
+    assert all(abs(ints.count(v) - 1000) < 150 for v in (3, 4, 5))
+    assert CropRandom("x").randrange(1) == 0
+    with pytest.raises(ValueError):
+        CropRandom("x").randrange(0)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +13,7 @@ from ..errors import DataError
 from .decode import DECODERS, make_decoder
 from .order import BALANCE, BufferShuffle, Consumer, consumer_range, locate, unit_order
 from .readers import FORMATS, RawSample, Reader, normalize_split, open_reader
+from .rng import CropRandom
 from .transforms import TRANSFORMS, make_transform
 
 Sample = tuple[np.ndarray, int, str]
@@ -214,7 +214,7 @@ class ImageNetIterator(Iterator[Sample]):
         image = self.decode(raw.data)
         if self.transform is None:
             return image
-        rng = random.Random(f"crop/{self.config.seed}/{self.epoch}/{position}")
+        rng = CropRandom(f"crop/{self.config.seed}/{self.epoch}/{position}")
         return self.transform(image, raw.boxes, rng, out)
 
     def __next__(self) -> Sample:

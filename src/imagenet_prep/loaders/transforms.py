@@ -1,6 +1,6 @@
 """Training and evaluation crops on decoded uint8 images: crop first, then resize with OpenCV.
 
-Parameters are drawn from a ``random.Random`` per image (the loader seeds it from the
+Parameters are drawn from a generator per image (the loader keys it with the
 seed, the epoch and the image's position), so a crop can be replayed. No float images:
 the crop is a view of the decoded array and one ``cv2.resize`` writes the result, with an
 exact integer-factor area pre-shrink when the crop is more than twice the output size (a
@@ -10,13 +10,14 @@ plain bilinear resize would alias there).
 from __future__ import annotations
 
 import math
-import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 import cv2
 import numpy as np
+
+from .rng import CropRandom, Rng  # noqa: F401 - CropRandom for the doctests
 
 TRANSFORMS = ("train", "train-inception", "eval")
 
@@ -37,16 +38,16 @@ class Crop:
 def random_resized_crop(
     height: int,
     width: int,
-    rng: random.Random,
+    rng: Rng,
     scale: tuple[float, float] = (0.08, 1.0),
     ratio: tuple[float, float] = (3 / 4, 4 / 3),
 ) -> Crop:
     """torchvision's ``RandomResizedCrop.get_params``: 10 tries, then a centred crop.
 
-    >>> c = random_resized_crop(375, 500, random.Random(0))
+    >>> c = random_resized_crop(375, 500, CropRandom("0"))
     >>> 0 <= c.top <= 375 - c.height and 0 <= c.left <= 500 - c.width
     True
-    >>> random_resized_crop(10, 1000, random.Random(0), scale=(1.0, 1.0))
+    >>> random_resized_crop(10, 1000, CropRandom("0"), scale=(1.0, 1.0))
     Crop(top=0, left=493, height=10, width=13)
     """
     area = height * width
@@ -73,7 +74,7 @@ def _lrint(x: float) -> int:
 
 
 def _generate_crop(
-    width: int, height: int, min_area: float, max_area: float, aspect: float, rng: random.Random
+    width: int, height: int, min_area: float, max_area: float, aspect: float, rng: Rng
 ) -> Crop | None:
     """TensorFlow's ``GenerateRandomCrop`` (sample_distorted_bounding_box_op.cc)."""
     lo = min_area * width * height
@@ -126,7 +127,7 @@ def distorted_bbox_crop(
     height: int,
     width: int,
     boxes: Sequence[Box],
-    rng: random.Random,
+    rng: Rng,
     min_object_covered: float = 0.1,
     aspect_ratio_range: tuple[float, float] = (0.75, 1.33),
     area_range: tuple[float, float] = (0.05, 1.0),
@@ -136,10 +137,10 @@ def distorted_bbox_crop(
 
     Without boxes the whole image is the box; when no attempt fits, the whole image.
 
-    >>> c = distorted_bbox_crop(375, 500, [(0.1, 0.2, 0.5, 0.9)], random.Random(1))
+    >>> c = distorted_bbox_crop(375, 500, [(0.1, 0.2, 0.5, 0.9)], CropRandom("1"))
     >>> 0 <= c.top and c.top + c.height <= 375 and 0 <= c.left and c.left + c.width <= 500
     True
-    >>> distorted_bbox_crop(375, 500, [], random.Random(1), area_range=(2.0, 3.0))
+    >>> distorted_bbox_crop(375, 500, [], CropRandom("1"), area_range=(2.0, 3.0))
     Crop(top=0, left=0, height=375, width=500)
     """
     pixel_boxes = [
@@ -196,7 +197,7 @@ class Transform(Protocol):
         self,
         image: np.ndarray,
         boxes: Sequence[Box],
-        rng: random.Random,
+        rng: Rng,
         out: np.ndarray | None = None,
     ) -> np.ndarray: ...
 
@@ -211,7 +212,7 @@ class RandomResizedCropFlip:
         self,
         image: np.ndarray,
         boxes: Sequence[Box],
-        rng: random.Random,
+        rng: Rng,
         out: np.ndarray | None = None,
     ) -> np.ndarray:
         crop = random_resized_crop(image.shape[0], image.shape[1], rng)
@@ -228,7 +229,7 @@ class InceptionCropFlip:
         self,
         image: np.ndarray,
         boxes: Sequence[Box],
-        rng: random.Random,
+        rng: Rng,
         out: np.ndarray | None = None,
     ) -> np.ndarray:
         crop = distorted_bbox_crop(image.shape[0], image.shape[1], boxes, rng)
@@ -245,7 +246,7 @@ class CenterCropResize:
         self,
         image: np.ndarray,
         boxes: Sequence[Box],
-        rng: random.Random,
+        rng: Rng,
         out: np.ndarray | None = None,
     ) -> np.ndarray:
         crop = center_crop(image.shape[0], image.shape[1], self.size)
