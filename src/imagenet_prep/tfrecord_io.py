@@ -31,11 +31,15 @@ def masked_crc32c(data: bytes | bytearray | memoryview) -> int:
     >>> hex(masked_crc32c(b""))
     '0xa282ead8'
     """
-    return _mask(google_crc32c.value(bytes(data)))
+    return mask_crc(google_crc32c.value(data if type(data) is bytes else bytes(data)))
 
 
-def _mask(crc: int) -> int:
+def mask_crc(crc: int) -> int:
+    """TFRecord's masking of a CRC32C value (``masked_crc32c`` is this of the data's CRC)."""
     return ((((crc >> 15) | (crc << 17)) & _U32) + _MASK_DELTA) & _U32
+
+
+_mask = mask_crc
 
 
 # --- the typed feature values ----------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import mmap
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -53,6 +54,21 @@ def stem(filename: str) -> str:
     'n01440764_10026'
     """
     return filename.rsplit(".", 1)[0] if "." in filename else filename
+
+
+def map_file(path: str) -> memoryview:
+    """A whole file, memory-mapped: records are sliced out of it, never copied.
+
+    The mapping lives as long as a slice of it does (a record waiting in a shuffle buffer);
+    the file itself is closed at once.
+    """
+    try:
+        with open(path, "rb") as f:
+            if os.fstat(f.fileno()).st_size == 0:
+                return memoryview(b"")
+            return memoryview(mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ))
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc.strerror})") from None
 
 
 def pread(fd: int, size: int, offset: int, where: str) -> bytes:

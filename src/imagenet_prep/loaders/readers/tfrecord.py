@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-import os
 import struct
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import google_crc32c
+import numpy as np
+
 from ... import tfrecord_io
 from ...errors import DataError
-from .base import RawSample, Want, pread, shard_files, stem
+from .base import RawSample, Want, map_file, shard_files, stem
 
 
 class TFRecordReader:
@@ -32,22 +34,21 @@ class TFRecordReader:
         index = tfrecord_io.record_index(path)
         if len(index) != self.sizes[unit]:
             raise DataError(f"{path}: {len(index)} records, the manifest says {self.sizes[unit]}")
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            for i in range(start, stop):
-                if want is not None and not want(i):
-                    continue
-                offset, size = index[i]
-                # The header's length CRC was checked by record_index.
-                data = pread(fd, size - 16, offset + 12, path)
-                crc = pread(fd, 4, offset + size - 4, path)
-                if tfrecord_io.masked_crc32c(data) != int.from_bytes(crc, "little"):
-                    raise DataError(f"{path}: record {i} at byte {offset}: data CRC mismatch")
-                yield i, self._sample(data, f"{path}: record {i}")
-        finally:
-            os.close(fd)
+        view = map_file(path)
+        for i in range(start, stop):
+            if want is not None and not want(i):
+                continue
+            offset, size = index[i]
+            end = offset + size
+            if end > len(view):
+                raise DataError(f"{path}: record {i} at byte {offset}: truncated")
+            # The header's length CRC was checked by record_index; this is the data's.
+            data = view[offset + 12 : end - 4]
+            if _masked_crc(data) != int.from_bytes(view[end - 4 : end], "little"):
+                raise DataError(f"{path}: record {i} at byte {offset}: data CRC mismatch")
+            yield i, self._sample(data, f"{path}: record {i}")
 
-    def _sample(self, data: bytes, where: str) -> RawSample:
+    def _sample(self, data: memoryview, where: str) -> RawSample:
         try:
             fields = _example_fields(data)
         except (IndexError, ValueError):
@@ -72,8 +73,8 @@ class TFRecordReader:
         except (DataError, ValueError, KeyError, IndexError, TypeError, UnicodeDecodeError) as exc:
             raise DataError(f"{where}: {exc}") from None
 
-    def _sample_slow(self, data: bytes) -> RawSample:
-        ex = tfrecord_io.decode_example(data)
+    def _sample_slow(self, data: memoryview) -> RawSample:
+        ex = tfrecord_io.decode_example(bytes(data))
         coords = [ex.get(f"image/object/bbox/{k}") for k in ("xmin", "ymin", "xmax", "ymax")]
         boxes = tuple(zip(*(c.values for c in coords if c is not None), strict=True))
         return RawSample(
@@ -82,6 +83,19 @@ class TFRecordReader:
             tfrecord_io.first_bytes(ex, "image/encoded"),
             boxes if len(boxes) and len(boxes[0]) == 4 else (),
         )
+
+
+def _masked_crc(data: memoryview) -> int:
+    """The record data's masked CRC32C, read in place.
+
+    google-crc32c takes only buffers that need no release; a read-only NumPy array over the
+    mapping is one, so the data is not copied to be checked (bytes() is the fallback).
+    """
+    try:
+        crc = google_crc32c.value(np.frombuffer(data, np.uint8))
+    except TypeError:
+        crc = google_crc32c.value(bytes(data))
+    return tfrecord_io.mask_crc(crc)
 
 
 _WANTED = {
@@ -95,7 +109,7 @@ _WANTED = {
 }
 
 
-def _varint(data: bytes, pos: int) -> tuple[int, int]:
+def _varint(data: bytes | memoryview, pos: int) -> tuple[int, int]:
     byte = data[pos]
     if byte < 0x80:
         return byte, pos + 1
@@ -109,7 +123,7 @@ def _varint(data: bytes, pos: int) -> tuple[int, int]:
         shift += 7
 
 
-def _example_fields(data: bytes) -> dict[str, list[Any]] | None:
+def _example_fields(data: bytes | memoryview) -> dict[str, list[Any]] | None:
     """The loader's features of a serialized Example, or None when it is laid out otherwise.
 
     Reads only what the loader needs and skips the other features' values: about a tenth
@@ -131,7 +145,7 @@ def _example_fields(data: bytes) -> dict[str, list[Any]] | None:
         if data[pos] != 0x0A or length >= 0x80:
             return None
         pos += 2
-        key = data[pos : pos + length]
+        key = bytes(data[pos : pos + length])
         pos += length
         kind = _WANTED.get(key)
         if kind is not None:

@@ -10,7 +10,7 @@ from typing import Any
 
 from ...errors import DataError
 from ..transforms import Box
-from .base import RawSample, Want, pread, shard_files
+from .base import RawSample, Want, map_file, pread, shard_files
 
 
 def _octal(field: bytes) -> int:
@@ -79,6 +79,7 @@ class WebDatasetReader:
         self, unit: int, start: int, stop: int, want: Want | None = None
     ) -> Iterator[tuple[int, RawSample]]:
         path = self.files[unit]
+        view = map_file(path)
         fd = os.open(path, os.O_RDONLY)
         try:
             samples: list[tuple[str, dict[str, tuple[int, int]]]] = []
@@ -93,24 +94,26 @@ class WebDatasetReader:
                 )
             for i in range(start, stop):
                 if want is None or want(i):
-                    yield i, self._sample(fd, path, *samples[i])
+                    yield i, self._sample(view, path, *samples[i])
         finally:
             os.close(fd)
 
     def _sample(
-        self, fd: int, path: str, key: str, members: dict[str, tuple[int, int]]
+        self, view: memoryview, path: str, key: str, members: dict[str, tuple[int, int]]
     ) -> RawSample:
-        def member(ext: str) -> bytes:
+        def member(ext: str) -> memoryview:
             if ext not in members:
                 raise DataError(f"{path}: sample {key} has no .{ext}")
             offset, size = members[ext]
-            return pread(fd, size, offset, f"{path}: sample {key}.{ext}")
+            if offset + size > len(view):
+                raise DataError(f"{path}: sample {key}.{ext}: truncated")
+            return view[offset : offset + size]  # the image is not copied
 
         try:
-            label = int(member("cls"))
+            label = int(bytes(member("cls")))
             boxes: tuple[Box, ...] = ()
             if self.boxes:
-                boxes = tuple(tuple(b) for b in json.loads(member("json"))["boxes"])
+                boxes = tuple(tuple(b) for b in json.loads(bytes(member("json")))["boxes"])
         except (ValueError, KeyError, TypeError) as exc:
             raise DataError(f"{path}: sample {key}: unreadable .cls or .json ({exc})") from None
         return RawSample(key, label, member("jpg"), boxes)
