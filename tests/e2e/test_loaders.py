@@ -227,3 +227,38 @@ def test_the_fast_example_parser_agrees_with_the_codec(built: Path) -> None:
     assert boxes > 0
     # Laid out otherwise (a feature missing): the fast parser declines.
     assert _example_fields(tfrecord_io.encode_example({})) is None
+
+
+def _damaged_copy(built: Path, tmp_path: Path, fmt: str, damage: str) -> Path:
+    """A copy of the build whose first training shard of ``fmt`` is damaged."""
+    import shutil
+
+    out = tmp_path / "out"
+    shutil.copytree(built, out)
+    shard = sorted((out / fmt).glob("train-*"))[0]
+    data = bytearray(shard.read_bytes())
+    if damage == "flip":
+        data[len(data) // 2] ^= 0x40  # inside some image's bytes
+    else:
+        del data[len(data) * 2 // 3 :]
+    shard.write_bytes(bytes(data))
+    return out
+
+
+@pytest.mark.parametrize("damage", ["flip", "cut"])
+def test_a_damaged_tfrecord_shard_is_an_error_naming_it(
+    built: Path, tmp_path: Path, damage: str
+) -> None:
+    out = _damaged_copy(built, tmp_path, "tfrecord", damage)
+    with pytest.raises(
+        DataError, match=r"tfrecord/train-00000-of-00004: .*(CRC|truncated|manifest says)"
+    ):
+        for _ in iterate(out, "train", format="tfrecord", decoder="pillow", shuffle=False):
+            pass
+
+
+def test_a_cut_webdataset_shard_is_an_error_naming_it(built: Path, tmp_path: Path) -> None:
+    out = _damaged_copy(built, tmp_path, "webdataset", "cut")
+    with pytest.raises(DataError, match=r"webdataset/train-000000\.tar"):
+        for _ in iterate(out, "train", format="webdataset", decoder="pillow", shuffle=False):
+            pass
