@@ -422,7 +422,9 @@ def main(argv: list[str] | None = None) -> int:
             "`python bench/loaders.py"
             + (f" --workers {args.workers}" if args.workers != 1 else "")
             + "`: images/s per worker, each loader on the same images with the same number "
-            "of DataLoader workers.\n\n"
+            "of DataLoader workers. Each rate is compared with the decode floor measured in "
+            "the same harness (one process, or DataLoader workers that only decode), re-measured "
+            "beside it; the docstring of bench/loaders.py has the method.\n\n"
             + text
             + "\n\n"
             + "\n".join(f"- {line}" for line in notes)
