@@ -16,10 +16,12 @@ import zlib
 from dataclasses import dataclass
 from functools import lru_cache
 from struct import Struct, unpack_from
-
-from PIL import Image, UnidentifiedImageError
+from typing import TYPE_CHECKING
 
 from .errors import DataError
+
+if TYPE_CHECKING:  # Pillow is imported where an image is decoded: rarely, on the hot path
+    from PIL import Image
 
 __all__ = [
     "KNOWN_CMYK_TRAIN",
@@ -275,6 +277,8 @@ def _inspect_png(data: bytes, name: str) -> ImageInfo:
 
 def _open(data: bytes, name: str) -> Image.Image:
     """Open with Pillow (header only) among the supported formats."""
+    from PIL import Image, UnidentifiedImageError
+
     try:
         return Image.open(io.BytesIO(data), formats=_PIL_FORMATS)
     except UnidentifiedImageError:
@@ -548,6 +552,8 @@ def _to_rgb(im: Image.Image, name: str) -> Image.Image:
         import numpy as np
 
         gray = np.asarray(im).astype(np.int64) >> 8
+        from PIL import Image
+
         im = Image.fromarray(np.clip(gray, 0, 255).astype(np.uint8))
     elif im.mode == "PA":
         im = im.convert("RGBA")
