@@ -340,9 +340,14 @@ def _build(
     # while this process parses the box XMLs, then indexes the small validation archive.
     train_future = None
     if "train" in config.splits:
-        train_future = executor.run_aside(
-            index_train_detached, layout, state, _md5_wanted(config, layout.train)
+        md5 = _md5_wanted(config, layout.train)
+        # Said here: the helper process has no log handler of its own.
+        log.info(
+            "indexing %s%s in a helper process (or reusing its index from an earlier run)",
+            layout.train,
+            " and computing its MD5" if md5 else "",
         )
+        train_future = executor.run_aside(index_train_detached, layout, state, md5)
     devkit_future = (
         executor.run_aside(read_devkit, layout.devkit)
         if layout.devkit is not None and "validation" in config.splits
