@@ -10,7 +10,7 @@ plain bilinear resize would alias there).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -202,44 +202,39 @@ class Transform(Protocol):
     ) -> np.ndarray: ...
 
 
-@dataclass(frozen=True)
-class RandomResizedCropFlip:
+# Where the crop goes and whether it is mirrored, for an image of (height, width).
+Placement = tuple[Crop, bool]
+
+
+def _train(height: int, width: int, boxes: Sequence[Box], rng: Rng, size: int) -> Placement:
     """``"train"``: RandomResizedCrop (scale 0.08-1, ratio 3/4-4/3) and a horizontal flip."""
-
-    size: int
-
-    def __call__(
-        self,
-        image: np.ndarray,
-        boxes: Sequence[Box],
-        rng: Rng,
-        out: np.ndarray | None = None,
-    ) -> np.ndarray:
-        crop = random_resized_crop(image.shape[0], image.shape[1], rng)
-        return crop_resize(image, crop, self.size, rng.random() < 0.5, out)
+    return random_resized_crop(height, width, rng), rng.random() < 0.5
 
 
-@dataclass(frozen=True)
-class InceptionCropFlip:
-    """``"train-inception"``: the seed's bbox-aware distorted crop, resize and flip."""
+def _train_inception(
+    height: int, width: int, boxes: Sequence[Box], rng: Rng, size: int
+) -> Placement:
+    """``"train-inception"``: the seed's bbox-aware distorted crop, and a horizontal flip."""
+    return distorted_bbox_crop(height, width, boxes, rng), rng.random() < 0.5
 
-    size: int
 
-    def __call__(
-        self,
-        image: np.ndarray,
-        boxes: Sequence[Box],
-        rng: Rng,
-        out: np.ndarray | None = None,
-    ) -> np.ndarray:
-        crop = distorted_bbox_crop(image.shape[0], image.shape[1], boxes, rng)
-        return crop_resize(image, crop, self.size, rng.random() < 0.5, out)
+def _eval(height: int, width: int, boxes: Sequence[Box], rng: Rng, size: int) -> Placement:
+    """``"eval"``: the centre 87.5% of the short side, never flipped."""
+    return center_crop(height, width, size), False
+
+
+_PLACEMENTS: dict[str, Callable[[int, int, Sequence[Box], Rng, int], Placement]] = {
+    "train": _train,
+    "train-inception": _train_inception,
+    "eval": _eval,
+}
 
 
 @dataclass(frozen=True)
-class CenterCropResize:
-    """``"eval"``: the centre 87.5% of the short side, resized to ``size``."""
+class CropResize:
+    """One of :data:`TRANSFORMS`: place a crop (and a flip), then :func:`crop_resize`."""
 
+    name: str
     size: int
 
     def __call__(
@@ -249,28 +244,20 @@ class CenterCropResize:
         rng: Rng,
         out: np.ndarray | None = None,
     ) -> np.ndarray:
-        crop = center_crop(image.shape[0], image.shape[1], self.size)
-        return crop_resize(image, crop, self.size, False, out)
+        crop, flip = _PLACEMENTS[self.name](image.shape[0], image.shape[1], boxes, rng, self.size)
+        return crop_resize(image, crop, self.size, flip, out)
 
 
 def make_transform(name: str | None, size: int) -> Transform | None:
     """The transform called ``name`` (None: the decoded image unchanged).
 
     >>> make_transform("eval", 224)
-    CenterCropResize(size=224)
+    CropResize(name='eval', size=224)
     """
     if name is None:
         return None
     if size < 1:
         raise ValueError(f"image_size must be at least 1, not {size}")
-    kinds: dict[str, type[RandomResizedCropFlip | InceptionCropFlip | CenterCropResize]] = {
-        "train": RandomResizedCropFlip,
-        "train-inception": InceptionCropFlip,
-        "eval": CenterCropResize,
-    }
-    try:
-        return kinds[name](size)
-    except KeyError:
-        raise ValueError(
-            f"transform must be None or one of {', '.join(TRANSFORMS)}, not {name!r}"
-        ) from None
+    if name not in _PLACEMENTS:
+        raise ValueError(f"transform must be None or one of {', '.join(TRANSFORMS)}, not {name!r}")
+    return CropResize(name, size)
