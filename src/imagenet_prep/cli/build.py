@@ -91,9 +91,6 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..pipeline import build
-    from .progress import BarReporter, LineReporter
-
     try:
         config = BuildConfig(
             source=args.source,
@@ -119,6 +116,13 @@ def run(args: argparse.Namespace) -> int:
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    if config.workers > 1:
+        from ..executors import start_fork_server
+
+        start_fork_server()  # it boots while the pipeline's modules load
+    from ..pipeline import build
+    from .progress import BarReporter, LineReporter
+
     if args.quiet:
         logging.getLogger("imagenet_prep").setLevel(logging.ERROR)
         reporter = None

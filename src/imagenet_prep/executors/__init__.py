@@ -7,7 +7,7 @@ from concurrent.futures import Future
 from types import TracebackType
 from typing import Protocol, TypeVar
 
-from .local import InlineExecutor, ProcessExecutor, WorkerDied
+from .local import InlineExecutor, ProcessExecutor, WorkerDied, start_fork_server
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -36,4 +36,11 @@ def make_executor(workers: int) -> Executor:
     return InlineExecutor() if workers <= 1 else ProcessExecutor(workers)
 
 
-__all__ = ["Executor", "InlineExecutor", "ProcessExecutor", "WorkerDied", "make_executor"]
+__all__ = [
+    "Executor",
+    "InlineExecutor",
+    "ProcessExecutor",
+    "WorkerDied",
+    "make_executor",
+    "start_fork_server",
+]
