@@ -104,7 +104,7 @@ class ProcessExecutor:
         self._start_method = start_method
         self._preload = list(preload)
         self._pool: ProcessPoolExecutor | None = None
-        self._aside: list[ProcessPoolExecutor] = []
+        self._aside: list[list[multiprocessing.process.BaseProcess]] = []
         self._starting: list[threading.Thread] = []
 
     def _context(self) -> multiprocessing.context.BaseContext:
@@ -140,8 +140,15 @@ class ProcessExecutor:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
-        for aside in self._aside:
-            aside.shutdown(wait=True, cancel_futures=True)
+        for processes in self._aside:
+            if kind is not None:
+                # The run failed: a one-off task may have minutes left (hashing a 138 GB
+                # archive) and nobody will use its result, so it is stopped, not left to
+                # run on after this process has gone.
+                for process in processes:
+                    process.terminate()
+            for process in processes:
+                process.join(timeout=10)
         self._aside.clear()
 
     def run_aside(self, fn: Callable[..., R], *args: object) -> Future[R]:
@@ -157,8 +164,9 @@ class ProcessExecutor:
         def start() -> None:
             try:
                 aside = ProcessPoolExecutor(max_workers=1, mp_context=context)
-                self._aside.append(aside)
-                inner = aside.submit(fn, *args)
+                inner = aside.submit(fn, *args)  # starts the process
+                # Kept to stop it if the run fails: concurrent.futures has no public way.
+                self._aside.append(list((getattr(aside, "_processes", None) or {}).values()))
                 aside.shutdown(wait=False)
             except BaseException as exc:  # e.g. the fork server could not start
                 outer.set_exception(exc)
