@@ -60,6 +60,17 @@ def stem(name: str) -> str:
     return os.path.splitext(base)[0]
 
 
+def _origin(path: str, parent: str, is_dir: bool, name: str) -> str:
+    """An image's place for messages: ``archive:nested.tar:name``, ``archive:name`` or a path.
+
+    >>> _origin("train.tar", "n1.tar", False, "n1_1.JPEG"), _origin("val.tar", "", False, "v.JPEG")
+    ('train.tar:n1.tar:n1_1.JPEG', 'val.tar:v.JPEG')
+    """
+    if is_dir:
+        return os.path.join(path, name)
+    return f"{path}:{parent}:{name}" if parent else f"{path}:{name}"
+
+
 @dataclass(frozen=True)
 class SourceLayout:
     """The inputs found in SRC; each is an archive file, a folder, or absent."""
@@ -163,10 +174,7 @@ class SplitIndex:
 
     def origin(self, i: int) -> str:
         """Where image ``i`` comes from, for messages: ``archive:nested.tar:name`` or a path."""
-        path, parent, is_dir = self.containers[self.where[i]]
-        if is_dir:
-            return os.path.join(path, self.names[i])
-        return f"{path}:{parent}:{self.names[i]}" if parent else f"{path}:{self.names[i]}"
+        return _origin(*self.containers[self.where[i]], self.names[i])
 
     def block(self, indices: Sequence[int], synsets: Synsets, boxes: BoxTable | None) -> RefBlock:
         """The images ``indices`` as compact columns, cheap to send to a worker."""
@@ -230,17 +238,14 @@ class RefBlock(Sequence[ImageRef]):
         path, parent, is_dir = self.containers[self.where[i]]
         name = self.names[i]
         label = self.labels[i]
-        if is_dir:
-            path = origin = os.path.join(path, name)
-        else:
-            origin = f"{path}:{parent}:{name}" if parent else f"{path}:{name}"
+        origin = _origin(path, parent, is_dir, name)
         return ImageRef(
             split=self.split,
             key=stem(name),
             filename=name,
             wnid=self.wnids[label],
             label=label,
-            path=path,
+            path=origin if is_dir else path,
             offset=self.offsets[i],
             size=self.sizes[i],
             origin=origin,
