@@ -45,7 +45,7 @@ from .sources import (
     discover,
     index_train_detached,
     index_validation,
-    load_training_boxes,
+    load_boxes,
 )
 from .worker import ShardJob, ShardResult, process_shards
 
@@ -353,7 +353,9 @@ def _build(
         if layout.devkit is not None and "validation" in config.splits
         else None
     )
-    boxes = load_training_boxes(layout, config.on_error == "skip", executor.map_unordered)
+    boxes = load_boxes(
+        layout, synsets, skip_bad=config.on_error == "skip", map_unordered=executor.map_unordered
+    )
     found: dict[str, SplitIndex] = {}
     download_of: dict[str, dict[str, Any]] = {}
     extra: dict[str, Any] = {}

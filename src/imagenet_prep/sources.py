@@ -581,6 +581,7 @@ def load_boxes(
 @dataclass(frozen=True)
 class _BoxBatch:
     files: list[tuple[str, str, str, bytes]]  # (folder wnid, stem, where, XML bytes)
+    challenge: frozenset[str]  # the synsets whose other-synset boxes are dropped
     skip_bad: bool
 
 
@@ -590,6 +591,7 @@ def _box_batches(
     """The XMLs of challenge synsets in batches; the others are only counted."""
     archive = src.is_file()
     items = _iter_box_archive(src) if archive else _iter_box_folder(src)
+    challenge = frozenset(synsets.wnids)
     batch: list[tuple[str, str, str, bytes]] = []
     for folder, key, data in items:
         stats.files += 1
@@ -600,10 +602,10 @@ def _box_batches(
         where = f"{src}:{folder}/{key}.xml" if archive else str(src / folder / f"{key}.xml")
         batch.append((folder, key, where, data))
         if len(batch) >= BOX_BATCH:
-            yield _BoxBatch(batch, skip_bad)
+            yield _BoxBatch(batch, challenge, skip_bad)
             batch = []
     if batch:
-        yield _BoxBatch(batch, skip_bad)
+        yield _BoxBatch(batch, challenge, skip_bad)
 
 
 def parse_box_batch(batch: _BoxBatch) -> BoxTable:
@@ -611,7 +613,6 @@ def parse_box_batch(batch: _BoxBatch) -> BoxTable:
 
     Its ``stats.files`` stays 0: the reader of the archive counts the files.
     """
-    synsets = load_synsets()
     table = BoxTable()
     stats = table.stats
     for folder, key, where, data in batch.files:
@@ -622,7 +623,7 @@ def parse_box_batch(batch: _BoxBatch) -> BoxTable:
                 raise
             table.skipped.append((where, str(exc)))
             continue
-        result = boxmod.normalize_boxes(annotation, folder, synsets)
+        result = boxmod.normalize_boxes(annotation, folder, batch.challenge)
         stats.boxes_other_synset += result.dropped_other_synset
         stats.boxes_empty += result.dropped_empty
         stats.boxes_kept += len(result.kept)
@@ -633,13 +634,6 @@ def parse_box_batch(batch: _BoxBatch) -> BoxTable:
                 [boxmod.csv_line(key, b) for b in result.kept],
             )
     return table
-
-
-def load_training_boxes(
-    layout: SourceLayout, skip_bad: bool, map_unordered: MapUnordered | None = None
-) -> BoxTable | None:
-    """The training boxes with the challenge synsets (parsed by ``map_unordered``'s workers)."""
-    return load_boxes(layout, load_synsets(), skip_bad=skip_bad, map_unordered=map_unordered)
 
 
 def index_train_detached(layout: SourceLayout, state_dir: Path | None, md5: bool) -> SplitIndex:
