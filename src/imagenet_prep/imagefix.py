@@ -213,11 +213,10 @@ def _inspect_jpeg(data: bytes, name: str) -> ImageInfo:
         pos = end
     if frame is None:
         raise DataError(f"{name}: truncated or damaged JPEG: no frame header before the image data")
-    marker, precision, height, width, ncomp, ids = frame
+    _, _, height, width, _, _ = frame
     if width == 0 or height == 0:
         raise DataError(f"{name}: JPEG frame header gives an empty size {width}x{height}")
-    colorspace = _jpeg_colorspace(ncomp, jfif, adobe, ids[:ncomp])
-    return _jpeg_info(width, height, ncomp, colorspace, precision, marker)
+    return _frame_info(frame, jfif, adobe)
 
 
 @lru_cache(maxsize=4096)

@@ -31,15 +31,12 @@ def masked_crc32c(data: bytes | bytearray | memoryview) -> int:
     >>> hex(masked_crc32c(b""))
     '0xa282ead8'
     """
-    return mask_crc(google_crc32c.value(data if type(data) is bytes else bytes(data)))
+    return mask_crc(google_crc32c.value(bytes(data)))
 
 
 def mask_crc(crc: int) -> int:
     """TFRecord's masking of a CRC32C value (``masked_crc32c`` is this of the data's CRC)."""
     return ((((crc >> 15) | (crc << 17)) & _U32) + _MASK_DELTA) & _U32
-
-
-_mask = mask_crc
 
 
 # --- the typed feature values ----------------------------------------------------------
@@ -407,8 +404,8 @@ def write_record_parts(f: _Writable, parts: Sequence[bytes]) -> int:
     crc = 0
     for part in parts:
         crc = google_crc32c.extend(crc, part)
-    footer = _CRC.pack(_mask(crc))
-    head = header + _CRC.pack(_mask(google_crc32c.value(header)))
+    footer = _CRC.pack(mask_crc(crc))
+    head = header + _CRC.pack(mask_crc(google_crc32c.value(header)))
     if len(parts) == 1:
         f.write(head)
         f.write(parts[0])
@@ -443,13 +440,14 @@ def _iter(f: IO[bytes], name: str, check_crc: bool) -> Iterator[tuple[int, bytes
         if len(header) < 12:
             raise DataError(f"{where}: truncated record header")
         length = _LEN.unpack_from(header)[0]
-        if check_crc and _CRC.unpack_from(header, 8)[0] != _mask(google_crc32c.value(header[:8])):
+        stored = _CRC.unpack_from(header, 8)[0]
+        if check_crc and stored != mask_crc(google_crc32c.value(header[:8])):
             raise DataError(f"{where}: length CRC mismatch (corrupt record header)")
         data = f.read(length)
         footer = f.read(4)
         if len(data) < length or len(footer) < 4:
             raise DataError(f"{where}: truncated record data ({length} bytes expected)")
-        if check_crc and _CRC.unpack(footer)[0] != _mask(google_crc32c.value(data)):
+        if check_crc and _CRC.unpack(footer)[0] != mask_crc(google_crc32c.value(data)):
             raise DataError(f"{where}: data CRC mismatch (corrupt record)")
         yield offset, data
         offset += 16 + length
@@ -469,7 +467,7 @@ def record_index(path: str | Path) -> list[tuple[int, int]]:
             if len(header) < 12:
                 raise DataError(f"{name}: record {len(out)} at byte {offset}: truncated header")
             length = _LEN.unpack_from(header)[0]
-            if _CRC.unpack_from(header, 8)[0] != _mask(google_crc32c.value(header[:8])):
+            if _CRC.unpack_from(header, 8)[0] != mask_crc(google_crc32c.value(header[:8])):
                 raise DataError(f"{name}: record {len(out)} at byte {offset}: length CRC mismatch")
             out.append((offset, length + 16))
             offset += length + 16
