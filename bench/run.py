@@ -20,6 +20,7 @@ import statistics
 import subprocess
 import sys
 import tarfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -168,19 +169,40 @@ def busy_seconds() -> float:
     return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
 
 
-def timed(row: Row, command: list[str], runs: int, scratch: Path) -> None:
-    for _ in range(runs):
-        shutil.rmtree(scratch, ignore_errors=True)
-        scratch.mkdir(parents=True)
+def _release(tree: Path) -> None:
+    """Free the data of every file under ``tree`` (truncate to 0) but keep the files."""
+    for path in [tree] if tree.is_file() else tree.rglob("*"):
+        if path.is_file():
+            os.truncate(path, 0)
+
+
+def timed(row: Row, command: Callable[[Path], list[str]], runs: int, scratch: Path) -> None:
+    """Run ``command(out)`` ``runs`` times, each into a folder of its own under ``scratch``.
+
+    After each run its output files are truncated, which frees their memory as deleting
+    them would, and the files themselves are deleted after the row's last run. Deleting
+    each output just before the next run would time ext4 rather than the command: on a
+    file system without a journal (as here) ext4 skips every inode freed in the last
+    minute or more when it allocates one, a scan that grows with each file deleted and cost
+    a 1,158-file build about 0.3 CPU s (``recently_deleted`` in ``perf``), which a first
+    build never pays. Writing the output out and dropping it from the page cache instead
+    made every command slower: this VM hands freed memory back to its host, and new page
+    cache then has to be faulted in again, unless it reuses pages just freed.
+    """
+    shutil.rmtree(scratch, ignore_errors=True)
+    for run_no in range(runs):
+        out = scratch / f"run-{run_no}"
+        out.mkdir(parents=True)
         busy = busy_seconds()
-        result = measure(command, 0.01)
+        result = measure(command(out), 0.01)
         busy = busy_seconds() - busy
         if result["returncode"] != 0:
             row.error = f"exit {result['returncode']}"
-            return
+            break
         row.seconds.append(float(result["seconds"]))
         row.cpu.append(busy)
         row.peak_mb.append(float(result["peak_rss_mb"]))
+        _release(out)
     shutil.rmtree(scratch, ignore_errors=True)
 
 
@@ -207,7 +229,7 @@ def main() -> int:
     ours = Row("imagenet-prep build", f"tfrecord + box CSV, {args.workers} workers")
     timed(
         ours,
-        [
+        lambda out: [
             PY,
             "-m",
             "imagenet_prep",
@@ -215,7 +237,7 @@ def main() -> int:
             "--source",
             str(download),
             "--output",
-            str(scratch / "out"),
+            str(out / "out"),
             "--workers",
             str(args.workers),
             "--quiet",
@@ -226,14 +248,14 @@ def main() -> int:
     rows.append(ours)
     floor = Row("I/O floor: cat", "cat of the three archives into one file")
     cat = " ".join(f"'{p}'" for p in archives(download))
-    timed(floor, ["sh", "-c", f"cat {cat} > '{scratch}/cat.bin'"], args.runs, scratch)
+    timed(floor, lambda out: ["sh", "-c", f"cat {cat} > '{out}/cat.bin'"], args.runs, scratch)
     rows.append(floor)
     # GNU cat copies with copy_file_range (in the kernel, nothing read into user space);
     # dd reads each block into a buffer and writes it back: the floor for a program that
     # must look at every byte, shown beside the issue's (cat) for context.
     copy = Row("I/O floor: dd", "dd bs=1M of the same archives (read into memory, write)")
     dd = "; ".join(f"dd if='{p}' bs=1M status=none" for p in archives(download))
-    timed(copy, ["sh", "-c", f"{{ {dd}; }} > '{scratch}/dd.bin'"], args.runs, scratch)
+    timed(copy, lambda out: ["sh", "-c", f"{{ {dd}; }} > '{out}/dd.bin'"], args.runs, scratch)
     rows.append(copy)
     baseline = None
     if not args.skip_baseline:
@@ -241,7 +263,7 @@ def main() -> int:
         baseline = Row("seed's per-image work", "TF decode + Example objects, 2 threads")
         timed(
             baseline,
-            [PY, str(ROOT / "bench" / "baseline_seed.py"), str(tree), str(scratch / "out")],
+            lambda out: [PY, str(ROOT / "bench" / "baseline_seed.py"), str(tree), str(out / "out")],
             1 if args.runs < 3 else 2,
             scratch,
         )
@@ -254,7 +276,13 @@ def main() -> int:
             row = Row(peer, note)
             timed(
                 row,
-                [PY, str(ROOT / "bench" / "peers.py"), peer, str(download), str(scratch)],
+                lambda out, peer=peer: [
+                    PY,
+                    str(ROOT / "bench" / "peers.py"),
+                    peer,
+                    str(download),
+                    str(out),
+                ],
                 1,
                 scratch,
             )
