@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import Future
@@ -18,7 +19,7 @@ from .config import OFFICIAL_BOX_FILES, BuildConfig
 from .errors import DataError
 from .executors import Executor, WorkerDied, make_executor
 from .fsutil import xxh3_of
-from .labels import Synsets, load_synsets, read_devkit, validation_labels
+from .labels import Devkit, Synsets, load_synsets, read_devkit, validation_labels
 from .manifest import (
     FORMAT_VERSION,
     Journal,
@@ -323,6 +324,19 @@ def build(
         return _build(config, layout, pool, reporter or _Silent(), started)
 
 
+def _read_devkit_aside(path: Path) -> Devkit:
+    """``read_devkit`` in a helper process: its scipy import brings OpenBLAS, whose idle
+    threads spin for a while after starting (about 0.1 CPU s on this 2-core machine) though
+    the build does no linear algebra. A process of its own is told to start one thread; in
+    any other process (an inline executor) the environment is left alone.
+    """
+    import multiprocessing
+
+    if multiprocessing.parent_process() is not None and "numpy" not in sys.modules:
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    return read_devkit(path)
+
+
 def _build(
     config: BuildConfig,
     layout: SourceLayout,
@@ -349,7 +363,7 @@ def _build(
         )
         train_future = executor.run_aside(index_train_detached, layout, state, md5)
     devkit_future = (
-        executor.run_aside(read_devkit, layout.devkit)
+        executor.run_aside(_read_devkit_aside, layout.devkit)
         if layout.devkit is not None and "validation" in config.splits
         else None
     )

@@ -245,7 +245,12 @@ _SMALL_VARINTS = tuple(_varint(i) for i in range(1 << 14))
 
 
 def _v(n: int) -> bytes:
-    return _SMALL_VARINTS[n] if n < 16384 else _varint(n)
+    """``_varint`` of a length, from a table below 2**14 and unrolled below 2**21."""
+    if n < 16384:
+        return _SMALL_VARINTS[n]
+    if n < 2097152:
+        return bytes(((n & 0x7F) | 0x80, ((n >> 7) & 0x7F) | 0x80, n >> 14))
+    return _varint(n)
 
 
 def _key(name: str) -> bytes:
@@ -312,6 +317,7 @@ _NO_BOXES = b"".join(
     )
 )
 _NO_BOX_LABELS = _map_entry(_K["image/object/bbox/label"], _int_feature(()))
+_NO_BOX_ENTRIES = _NO_BOX_LABELS + _NO_BOXES
 
 
 @lru_cache(maxsize=4096)
@@ -324,6 +330,56 @@ def _class_entries(label: int, synset: str, text: str) -> bytes:
             _map_entry(_K["image/class/synset"], _bytes_feature(synset.encode("utf-8"))),
             _map_entry(_K["image/class/text"], _bytes_feature(text.encode("utf-8"))),
             _COLORSPACE,
+        )
+    )
+
+
+@lru_cache(maxsize=16384)
+def _int_entry(name: str, value: int) -> bytes:
+    """A one-value int64 entry (``image/height``, ``image/width``): few distinct values."""
+    return _map_entry(_K[name], _int_feature((value,)))
+
+
+@lru_cache(maxsize=1024)
+def _box_label_entry(label: int, count: int) -> bytes:
+    """``image/object/bbox/label``: the class label once per box."""
+    return _map_entry(_K["image/object/bbox/label"], _int_feature((label,) * count))
+
+
+_ENCODED_KEY = _K["image/encoded"]
+_FILENAME_KEY = _K["image/filename"]
+_BOX_KEYS = tuple(
+    _K[f"image/object/bbox/{k}"] for k in ("xmax", "xmin", "ymax", "ymin")
+)  # sorted key order
+
+
+@lru_cache(maxsize=256)
+def _box_float_heads(count: int) -> tuple[bytes, bytes, bytes, bytes]:
+    """For ``count`` boxes, each float entry (xmax, xmin, ymax, ymin) up to its packed values."""
+    size = 4 * count
+    return tuple(  # type: ignore[return-value]
+        _map_entry(key, _float_feature((0.0,) * count))[:-size] for key in _BOX_KEYS
+    )
+
+
+def _box_entries(label: int, boxes: Sequence[tuple[float, float, float, float]]) -> bytes:
+    """The five ``image/object/bbox/*`` entries of an image with boxes, in key order."""
+    count = len(boxes)
+    xmin, ymin, xmax, ymax = zip(*boxes, strict=True)
+    packed = struct.pack(f"<{4 * count}f", *xmax, *xmin, *ymax, *ymin)
+    size = 4 * count
+    h = _box_float_heads(count)
+    return b"".join(
+        (
+            _box_label_entry(label, count),
+            h[0],
+            packed[:size],
+            h[1],
+            packed[size : 2 * size],
+            h[2],
+            packed[2 * size : 3 * size],
+            h[3],
+            packed[3 * size :],
         )
     )
 
@@ -345,35 +401,24 @@ def encode_imagenet_example_parts(
     ``encoded`` is one of the parts, never copied. Boxes are (xmin, ymin, xmax, ymax).
     """
     head = _class_entries(label, synset, text)
-    n = len(encoded)
     # entry{ key, value=Feature{ bytes_list=BytesList{ value: encoded } } }, without the bytes.
-    list_hdr = b"\x0a" + _v(n)
-    feature_hdr = b"\x0a" + _v(len(list_hdr) + n)
-    feature_len = len(feature_hdr) + len(list_hdr) + n
-    key = _K["image/encoded"]
-    value_hdr = b"\x12" + _v(feature_len)
-    entry_len = len(key) + len(value_hdr) + feature_len
-    encoded_hdr = b"".join((b"\x0a", _v(entry_len), key, value_hdr, feature_hdr, list_hdr))
-    if boxes:
-        xmin, ymin, xmax, ymax = zip(*boxes, strict=True)
-        box_entries = b"".join(
-            (
-                _map_entry(_K["image/object/bbox/label"], _int_feature((label,) * len(boxes))),
-                _map_entry(_K["image/object/bbox/xmax"], _float_feature(xmax)),
-                _map_entry(_K["image/object/bbox/xmin"], _float_feature(xmin)),
-                _map_entry(_K["image/object/bbox/ymax"], _float_feature(ymax)),
-                _map_entry(_K["image/object/bbox/ymin"], _float_feature(ymin)),
-            )
-        )
-    else:
-        box_entries = _NO_BOX_LABELS + _NO_BOXES
+    n = len(encoded)
+    v_n = _v(n)
+    list_len = 1 + len(v_n) + n
+    v_list = _v(list_len)
+    feature_len = 1 + len(v_list) + list_len
+    v_feature = _v(feature_len)
+    entry_len = len(_ENCODED_KEY) + 1 + len(v_feature) + feature_len
+    encoded_hdr = b"".join(
+        (b"\x0a", _v(entry_len), _ENCODED_KEY, b"\x12", v_feature, b"\x0a", v_list, b"\x0a", v_n)
+    )
     tail = b"".join(
         (
-            _map_entry(_K["image/filename"], _bytes_feature(filename.encode("utf-8"))),
+            _map_entry(_FILENAME_KEY, _bytes_feature(filename.encode("utf-8"))),
             _FORMAT,
-            _map_entry(_K["image/height"], _int_feature((height,))),
-            box_entries,
-            _map_entry(_K["image/width"], _int_feature((width,))),
+            _int_entry("image/height", height),
+            _box_entries(label, boxes) if boxes else _NO_BOX_ENTRIES,
+            _int_entry("image/width", width),
         )
     )
     features_len = len(head) + len(encoded_hdr) + n + len(tail)
