@@ -10,7 +10,6 @@ feed every byte to an MD5 so the download's checksum costs no extra read.
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import struct
 import zlib
@@ -110,27 +109,21 @@ def _pax_records(data: bytes, path: str, offset: int) -> dict[str, str]:
 
 
 class _Reader:
-    """Sequential reader with a position, optional MD5 of every byte, and cheap skips."""
+    """Positional reader of a file's tar headers: a ``pread`` per header, skips are free."""
 
-    def __init__(self, f: io.BufferedReader, path: str, size: int, md5: bool) -> None:
-        self._f = f
-        self._fd = f.fileno()
+    def __init__(self, fd: int, path: str, size: int) -> None:
+        self._fd = fd
         self.path = path
         self.size = size
         self.pos = 0
-        self._md5 = hashlib.md5() if md5 else None
-        self._buf = bytearray(_CHUNK) if md5 else bytearray()
 
     def read(self, n: int) -> bytes:
-        # Without MD5 nothing needs every byte: a positional read per header, no seeks.
-        data = self._f.read(n) if self._md5 is not None else os.pread(self._fd, n, self.pos)
+        data = os.pread(self._fd, n, self.pos)
         if len(data) != n:
             raise DataError(
                 f"{self.path}: truncated archive (ends at byte {self.pos + len(data)}, "
                 f"{n - len(data)} bytes short of the member it was reading)"
             )
-        if self._md5 is not None:
-            self._md5.update(data)
         self.pos += n
         return data
 
@@ -142,28 +135,10 @@ class _Reader:
                 f"{self.path}: truncated archive ({self.size} bytes, a member extends to byte "
                 f"{self.pos + n})"
             )
-        if self._md5 is None:
-            self.pos += n
-            return
-        view = memoryview(self._buf)
-        left = n
-        while left:
-            got = self._f.readinto(view[: min(left, _CHUNK)])
-            if not got:
-                raise DataError(f"{self.path}: truncated archive (ends at byte {self.pos})")
-            self._md5.update(view[:got])
-            left -= got
-            self.pos += got
+        self.pos += n
 
     def at_end(self) -> bool:
         return self.pos >= self.size
-
-    def drain(self) -> None:
-        """Hash (or skip) everything up to the end of the file."""
-        self.skip(self.size - self.pos)
-
-    def md5_hex(self) -> str | None:
-        return self._md5.hexdigest() if self._md5 is not None else None
 
 
 class _StreamReader:
@@ -304,12 +279,11 @@ def is_nested_tar(name: str) -> bool:
     return name.lower().endswith(".tar")
 
 
-def index_tar(path: Path, *, nested: bool = False, md5: bool = False) -> ArchiveIndex:
-    """Index every regular member of the tar at ``path`` in one sequential pass.
+def index_tar(path: Path, *, nested: bool = False) -> ArchiveIndex:
+    """Index every regular member of the tar at ``path``, reading only its headers.
 
     With ``nested``, members named ``*.tar`` are descended into and their members are
-    listed instead (with ``parent`` set). With ``md5``, every byte of the file is hashed
-    in the same pass.
+    listed instead (with ``parent`` set). The whole file's MD5 is :func:`file_md5`'s.
     """
     try:
         st = path.stat()
@@ -321,18 +295,13 @@ def index_tar(path: Path, *, nested: bool = False, md5: bool = False) -> Archive
         raise DataError(f"{path}: not a tar archive ({st.st_size} bytes)")
     rule = is_nested_tar if nested else (lambda _name: False)
     try:
-        with open(path, "rb") as f:
-            reader = _Reader(f, str(path), st.st_size, md5)
+        with open(path, "rb", buffering=0) as f:
+            reader = _Reader(f.fileno(), str(path), st.st_size)
             members = tuple(_walk(reader, st.st_size, "", rule))
-            reader.drain()
     except OSError as exc:
         raise DataError(f"{path}: cannot read ({exc.strerror})") from None
     return ArchiveIndex(
-        path=str(path),
-        size=st.st_size,
-        mtime_ns=st.st_mtime_ns,
-        md5=reader.md5_hex(),
-        members=members,
+        path=str(path), size=st.st_size, mtime_ns=st.st_mtime_ns, md5=None, members=members
     )
 
 
@@ -348,6 +317,22 @@ def iter_tar_stream(f: BinaryIO, path: str) -> Iterator[tuple[TarMember, bytes]]
     reader = _StreamReader(f, path)
     for member in _walk(reader, _UNBOUNDED, "", lambda _name: False):
         yield member, reader.read(member.size)
+
+
+def file_md5(path: Path) -> str:
+    """The MD5 of a whole file, read in order in 4 MiB blocks through one buffer."""
+    digest = hashlib.md5()
+    buf = bytearray(_CHUNK)
+    view = memoryview(buf)
+    try:
+        with open(path, "rb", buffering=0) as f:
+            if hasattr(os, "posix_fadvise"):
+                os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_SEQUENTIAL)
+            while n := f.readinto(buf):
+                digest.update(view[:n])
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc.strerror})") from None
+    return digest.hexdigest()
 
 
 def read_at(f: BinaryIO | int, offset: int, size: int, what: str) -> bytes:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +97,13 @@ class Journal:
     def remove(self) -> None:
         self.close()
         self.path.unlink(missing_ok=True)
+
+    def forget(self, which: Callable[[dict[str, Any]], bool]) -> None:
+        """Strike the records ``which`` selects (their shards will be made again)."""
+        self.close()
+        kept = [r for r in self.load().values() if not which(r)]
+        lines = "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in kept)
+        write_bytes_atomic(self.path, lines.encode("utf-8"))
 
 
 def write_manifest(out: Path, manifest: dict[str, Any]) -> None:

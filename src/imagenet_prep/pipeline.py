@@ -11,10 +11,12 @@ from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from . import __version__
+from .archive import file_md5
 from .config import OFFICIAL_BOX_FILES, BuildConfig
 from .errors import DataError
 from .executors import Executor, WorkerDied, make_executor
@@ -43,10 +45,12 @@ from .sources import (
     BoxTable,
     SourceLayout,
     SplitIndex,
+    cached_md5,
     discover,
     index_train_detached,
     index_validation,
     load_boxes,
+    record_md5,
 )
 from .worker import ShardJob, ShardResult, process_shards
 
@@ -133,25 +137,21 @@ def _file_entry(name: str, data: bytes, **extra: Any) -> dict[str, Any]:
 
 
 def _check_download(
-    config: BuildConfig, index: SplitIndex, warnings: list[str]
+    config: BuildConfig, index: SplitIndex, warnings: list[str], md5: str | None
 ) -> dict[str, Any] | None:
-    """Compare an archive with the published one of the same name and size (MD5, counts)."""
+    """Compare an archive with the published one of the same name and size (counts, and the
+    MD5 when it is known already: from an earlier run, or an inline executor's hashing)."""
     archive = index.archive
     if archive is None:
         return None
     name = os.path.basename(archive.path)
     known = config.known_archive(name, archive.size)
-    entry: dict[str, Any] = {"name": name, "bytes": archive.size, "md5": archive.md5}
+    entry: dict[str, Any] = {"name": name, "bytes": archive.size, "md5": md5}
     if known is None:
         return entry
     entry["official"] = True
-    if config.check_md5 and archive.md5 is not None:
-        if archive.md5 != known.md5:
-            raise DataError(
-                f"{archive.path}: MD5 {archive.md5} differs from the published {known.md5} for "
-                "this file: the download is damaged (download it again, or pass --no-md5 to "
-                "use it anyway)"
-            )
+    if config.check_md5 and md5 is not None:
+        _compare_md5(Path(archive.path), md5, known.md5)
         entry["md5_verified"] = True
     classes = len(set(index.labels))
     if len(index) != known.images or classes != known.classes:
@@ -160,6 +160,67 @@ def _check_download(
             f"holds {known.images:,} in {known.classes}"
         )
     return entry
+
+
+def _compare_md5(path: Path, md5: str, published: str, after: str = "") -> None:
+    if md5 != published:
+        raise DataError(
+            f"{path}: MD5 {md5} differs from the published {published} for this file: the "
+            f"download is damaged (download it again, or pass --no-md5 to use it anyway){after}"
+        )
+
+
+def _hash_aside(
+    config: BuildConfig, layout: SourceLayout, state: Path, executor: Executor
+) -> dict[str, Future[str]]:
+    """Start hashing each official archive whose MD5 no earlier run kept, beside the build.
+
+    The shards are written meanwhile: at full size the MD5 of the 155 GB takes minutes, and
+    they no longer wait for it. The build checks the result before its manifest (see
+    :func:`_finish_md5`).
+    """
+    pending: dict[str, Future[str]] = {}
+    for split, path in (("train", layout.train), ("validation", layout.validation)):
+        if split not in config.splits or path is None or not _md5_wanted(config, path):
+            continue
+        if cached_md5(state, path) is None:
+            log.info("computing the MD5 of %s beside the rest of the build", path)
+            pending[split] = executor.run_aside(file_md5, path)
+    return pending
+
+
+def _of_split(split: str, record: dict[str, Any]) -> bool:
+    return record.get("split") == split
+
+
+def _finish_md5(
+    config: BuildConfig,
+    layout: SourceLayout,
+    state: Path,
+    pending: dict[str, Future[str]],
+    download_of: dict[str, dict[str, Any]],
+    journal: Journal,
+) -> None:
+    """Wait for the MD5s computed beside the build and compare them with the published ones.
+
+    On a mismatch the split's shards are struck from the journal, so that a rerun (with a
+    new download, or with --no-md5) makes them again, and the build fails without a manifest.
+    """
+    for split, future in pending.items():
+        path = layout.train if split == "train" else layout.validation
+        assert path is not None
+        if not future.done():
+            log.info("waiting for the MD5 of %s", path)
+        md5 = _aside_result(future)
+        record_md5(state, path, md5)
+        entry = download_of[split]
+        entry["md5"] = md5
+        known = config.known_archive(path.name, path.stat().st_size)
+        assert known is not None
+        if md5 != known.md5:
+            journal.forget(partial(_of_split, split))
+        _compare_md5(path, md5, known.md5, f"; its {split} shards will be made again")
+        entry["md5_verified"] = True
 
 
 def _aside_result(future: Future[T]) -> T:
@@ -171,7 +232,7 @@ def _aside_result(future: Future[T]) -> T:
 
 
 def _md5_wanted(config: BuildConfig, archive: Path | None) -> bool:
-    """Hash an archive in its index pass only when it could be an official one."""
+    """Hash an archive only when it could be an official one (a published name and size)."""
     return (
         config.check_md5
         and archive is not None
@@ -354,14 +415,13 @@ def _build(
     # while this process parses the box XMLs, then indexes the small validation archive.
     train_future = None
     if "train" in config.splits:
-        md5 = _md5_wanted(config, layout.train)
         # Said here: the helper process has no log handler of its own.
         log.info(
-            "indexing %s%s in a helper process (or reusing its index from an earlier run)",
+            "indexing %s in a helper process (or reusing its index from an earlier run)",
             layout.train,
-            " and computing its MD5" if md5 else "",
         )
-        train_future = executor.run_aside(index_train_detached, layout, state, md5)
+        train_future = executor.run_aside(index_train_detached, layout, state)
+    md5_pending = _hash_aside(config, layout, state, executor)
     devkit_future = (
         executor.run_aside(_read_devkit_aside, layout.devkit)
         if layout.devkit is not None and "validation" in config.splits
@@ -382,9 +442,12 @@ def _build(
             devkit = _aside_result(devkit_future) if devkit_future is not None else None
             extra["validation_labels"] = "devkit" if devkit is not None else "shipped"
             labels = validation_labels(devkit)
-            md5 = _md5_wanted(config, layout.validation)
-            found[split] = index_validation(layout, synsets, labels, state, md5=md5)
-        entry = _check_download(config, found[split], warnings)
+            found[split] = index_validation(layout, synsets, labels, state)
+        archive = layout.train if split == "train" else layout.validation
+        md5 = None
+        if archive is not None and split not in md5_pending and _md5_wanted(config, archive):
+            md5 = cached_md5(state, archive)
+        entry = _check_download(config, found[split], warnings, md5)
         if entry is not None:
             download_of[split] = entry
         log.info("%s: %d images", split, len(found[split]))
@@ -449,6 +512,7 @@ def _build(
     finally:
         reporter.close()
         journal.close()
+    _finish_md5(config, layout, state, md5_pending, download_of, journal)
 
     manifest = _manifest(config, layout, indexes, synsets, results, extra)
     manifest["downloads"] = downloads

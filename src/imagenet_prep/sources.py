@@ -264,34 +264,70 @@ def _index_cache_path(state_dir: Path, archive: Path) -> Path:
     return state_dir / "index" / f"{archive.name}.idx"
 
 
-def _load_cached_index(cache: Path, archive: Path) -> ArchiveIndex | None:
+def _cached_head(cache: Path, archive: Path) -> dict[str, Any] | None:
+    """The first line of a kept index, if it was made from ``archive`` as it is now."""
     try:
         st = archive.stat()
         with open(cache, encoding="utf-8") as f:
             head = json.loads(f.readline())
-            if (
-                head.get("version") != INDEX_VERSION
-                or head.get("size") != st.st_size
-                or head.get("mtime_ns") != st.st_mtime_ns
-            ):
-                return None
-            members = []
+    except (OSError, ValueError):
+        return None
+    if (
+        not isinstance(head, dict)
+        or head.get("version") != INDEX_VERSION
+        or head.get("size") != st.st_size
+        or head.get("mtime_ns") != st.st_mtime_ns
+    ):
+        return None
+    return head
+
+
+def _load_cached_index(cache: Path, archive: Path) -> ArchiveIndex | None:
+    head = _cached_head(cache, archive)
+    if head is None:
+        return None
+    try:
+        members = []
+        with open(cache, encoding="utf-8") as f:
+            f.readline()
             for line in f:
                 offset, size, parent, name = line.rstrip("\n").split("\t", 3)
                 members.append(
                     TarMember(name=name, offset=int(offset), size=int(size), parent=parent)
                 )
-    except (OSError, ValueError, KeyError):
+    except (OSError, ValueError):
         return None
     if len(members) != head.get("count"):
         return None
     return ArchiveIndex(
         path=str(archive),
-        size=st.st_size,
-        mtime_ns=st.st_mtime_ns,
+        size=head["size"],
+        mtime_ns=head["mtime_ns"],
         md5=head.get("md5"),
         members=tuple(members),
     )
+
+
+def cached_md5(state_dir: Path | None, archive: Path) -> str | None:
+    """The MD5 an earlier run kept with ``archive``'s index, if the index still describes it."""
+    if state_dir is None:
+        return None
+    head = _cached_head(_index_cache_path(state_dir, archive), archive)
+    md5 = head.get("md5") if head is not None else None
+    return md5 if isinstance(md5, str) else None
+
+
+def record_md5(state_dir: Path | None, archive: Path, md5: str) -> None:
+    """Keep ``md5`` with ``archive``'s index in OUT, so that a rerun need not hash it again."""
+    if state_dir is None:
+        return
+    cache = _index_cache_path(state_dir, archive)
+    if _cached_head(cache, archive) is None:
+        return
+    first, newline, rest = cache.read_bytes().partition(b"\n")
+    head = json.loads(first)
+    head["md5"] = md5
+    write_bytes_atomic(cache, json.dumps(head).encode("utf-8") + newline + rest)
 
 
 def _save_index(cache: Path, index: ArchiveIndex) -> None:
@@ -308,18 +344,16 @@ def _save_index(cache: Path, index: ArchiveIndex) -> None:
     write_bytes_atomic(cache, ("\n".join(lines) + "\n").encode("utf-8"))
 
 
-def indexed_archive(
-    archive: Path, *, nested: bool, state_dir: Path | None, md5: bool = False
-) -> ArchiveIndex:
-    """Index ``archive`` (one pass, hashing it when ``md5``), or reuse the index kept in OUT."""
+def indexed_archive(archive: Path, *, nested: bool, state_dir: Path | None) -> ArchiveIndex:
+    """Index ``archive`` (its headers), or reuse the index kept in OUT (with its MD5, if kept)."""
     cache = _index_cache_path(state_dir, archive) if state_dir is not None else None
     if cache is not None:
         cached = _load_cached_index(cache, archive)
-        if cached is not None and (cached.md5 is not None or not md5):
+        if cached is not None:
             log.info("reusing the index of %s (%d members)", archive.name, len(cached.members))
             return cached
-    log.info("indexing %s%s", archive, " and computing its MD5" if md5 else "")
-    index = index_tar(archive, nested=nested, md5=md5)
+    log.info("indexing %s", archive)
+    index = index_tar(archive, nested=nested)
     if cache is not None:
         _save_index(cache, index)
     return index
@@ -335,16 +369,14 @@ def _class_of(synsets: Synsets, wnid: str, where: str) -> int:
     return synsets.index(wnid)
 
 
-def index_train(
-    layout: SourceLayout, synsets: Synsets, state_dir: Path | None, *, md5: bool = False
-) -> SplitIndex:
+def index_train(layout: SourceLayout, synsets: Synsets, state_dir: Path | None) -> SplitIndex:
     """Every training image: from the nested archive, or ``train/<wnid>/*``."""
     src = layout.train
     if src is None:
         raise DataError(f"{layout.root}: no training input ({TRAIN_ARCHIVE} or a train/ folder)")
     out = SplitIndex("train")
     if src.is_file():
-        index = indexed_archive(src, nested=True, state_dir=state_dir, md5=md5)
+        index = indexed_archive(src, nested=True, state_dir=state_dir)
         out.archive = index
         containers: dict[str, int] = {}
         for m in index.members:
@@ -396,8 +428,6 @@ def index_validation(
     synsets: Synsets,
     labels: tuple[str, ...],
     state_dir: Path | None,
-    *,
-    md5: bool = False,
 ) -> SplitIndex:
     """Every validation image, labelled by its number (flat) or checked against it (in folders)."""
     src = layout.validation
@@ -426,7 +456,7 @@ def index_validation(
         return _class_of(synsets, truth, where)
 
     if src.is_file():
-        index = indexed_archive(src, nested=False, state_dir=state_dir, md5=md5)
+        index = indexed_archive(src, nested=False, state_dir=state_dir)
         out.archive = index
         out.containers.append((str(src), "", False))
         for m in index.members:
@@ -636,13 +666,13 @@ def parse_box_batch(batch: _BoxBatch) -> BoxTable:
     return table
 
 
-def index_train_detached(layout: SourceLayout, state_dir: Path | None, md5: bool) -> SplitIndex:
+def index_train_detached(layout: SourceLayout, state_dir: Path | None) -> SplitIndex:
     """Picklable entry point: :func:`index_train` without the archive's member list.
 
     The columns are all a build needs; leaving the members out keeps the result small
     to send back from the process that did the indexing.
     """
-    out = index_train(layout, load_synsets(), state_dir, md5=md5)
+    out = index_train(layout, load_synsets(), state_dir)
     if out.archive is not None:
         out.archive = replace(out.archive, members=())
     return out

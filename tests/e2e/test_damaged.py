@@ -179,6 +179,70 @@ def test_md5_mismatch_is_an_error_unless_disabled(small_download: Path, tmp_path
     assert "md5_verified" not in result.manifest["downloads"][0]
 
 
+def _known_both(small_download: Path, val_md5: str) -> tuple[KnownArchive, ...]:
+    """Both image archives as official: the training one with its true MD5."""
+    train = small_download / "ILSVRC2012_img_train.tar"
+    train_md5 = hashlib.md5(train.read_bytes()).hexdigest()
+    return (
+        *_known(small_download, val_md5, images=12),
+        KnownArchive(
+            name=train.name, size=train.stat().st_size, md5=train_md5, images=48, classes=4
+        ),
+    )
+
+
+def test_md5_is_checked_beside_the_shards_and_a_mismatch_keeps_nothing_of_its_split(
+    small_download: Path, tmp_path: Path
+) -> None:
+    """With a pool the MD5s are computed by helper processes while the shards are written;
+    a mismatch then fails the build without a manifest and strikes that split's shards from
+    the journal, a rerun of the same file fails at once, and --no-md5 makes them again."""
+    out = tmp_path / "out"
+    config = BuildConfig(
+        source=small_download,
+        output=out,
+        train_shards=4,
+        validation_shards=2,
+        workers=2,
+        known_archives=_known_both(small_download, "0" * 32),
+    )
+    with pytest.raises(DataError, match=r"MD5 .* differs .*; its validation shards will be made"):
+        build(config)
+    assert not (out / "manifest.json").exists()
+    journal = out / ".imagenet-prep" / "journal.jsonl"
+    splits = [json.loads(line)["split"] for line in journal.read_text().splitlines()]
+    assert splits == ["train"] * 4  # the training shards stay finished; validation's are struck
+    # The computed MD5s are kept with the indexes: a rerun of the same files hashes nothing.
+    index = out / ".imagenet-prep" / "index" / "ILSVRC2012_img_val.tar.idx"
+    val = small_download / "ILSVRC2012_img_val.tar"
+    assert json.loads(index.read_text().splitlines()[0])["md5"] == (
+        hashlib.md5(val.read_bytes()).hexdigest()
+    )
+    with pytest.raises(DataError, match=r"MD5 .* differs") as err:
+        build(config)
+    assert "made again" not in str(err.value)  # found before any shard work
+    result = build(replace(config, check_md5=False))
+    assert result.shards_reused == 4 and result.shards_written == 2
+    assert verify(out).ok
+
+
+def test_md5_beside_the_shards_verifies_both_archives(small_download: Path, tmp_path: Path) -> None:
+    val = small_download / "ILSVRC2012_img_val.tar"
+    config = BuildConfig(
+        source=small_download,
+        output=tmp_path / "out",
+        train_shards=4,
+        validation_shards=2,
+        workers=2,
+        known_archives=_known_both(small_download, hashlib.md5(val.read_bytes()).hexdigest()),
+    )
+    result = build(config)
+    assert [d["md5_verified"] for d in result.manifest["downloads"]] == [True, True]
+    assert [d["md5"] for d in result.manifest["downloads"]] == [
+        k.md5 for k in (config.known_archives[1], config.known_archives[0])
+    ]
+
+
 def test_counts_that_differ_from_the_official_archive_are_reported(
     small_download: Path, tmp_path: Path
 ) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from imagenet_prep.archive import index_tar, read_at
+from imagenet_prep.archive import file_md5, index_tar, read_at
 from imagenet_prep.errors import DataError
 
 
@@ -34,9 +34,9 @@ def test_nested_index_finds_every_member_at_its_offset(tmp_path: Path, fmt: int)
     path = tmp_path / "outer.tar"
     path.write_bytes(outer)
 
-    index = index_tar(path, nested=True, md5=True)
+    index = index_tar(path, nested=True)
 
-    assert index.md5 == hashlib.md5(outer).hexdigest()
+    assert file_md5(path) == hashlib.md5(outer).hexdigest()
     assert index.size == len(outer)
     got = [(m.parent, m.name, outer[m.offset : m.offset + m.size]) for m in index.members]
     assert got == [
@@ -47,7 +47,7 @@ def test_nested_index_finds_every_member_at_its_offset(tmp_path: Path, fmt: int)
     ]
     flat = index_tar(path, nested=False)
     assert [m.name for m in flat.members] == ["n1.tar", "n2.TAR", "README"]
-    assert flat.md5 is None
+    assert flat.md5 is None and index.md5 is None  # an index reads headers, not every byte
 
 
 def test_read_at_reads_a_member(tmp_path: Path) -> None:
@@ -85,7 +85,7 @@ def test_truncated_archive_is_an_error(tmp_path: Path, cut: int) -> None:
     path = tmp_path / "t.tar"
     path.write_bytes(outer[:cut])
     with pytest.raises(DataError, match="truncated") as err:
-        index_tar(path, nested=True, md5=True)
+        index_tar(path, nested=True)
     assert str(path) in str(err.value)
 
 
@@ -103,3 +103,13 @@ def test_missing_and_directory_inputs(tmp_path: Path) -> None:
         index_tar(tmp_path / "nope.tar")
     with pytest.raises(DataError, match="not a regular file"):
         index_tar(tmp_path)
+
+
+def test_file_md5_of_a_file_larger_than_its_buffer(tmp_path: Path) -> None:
+    data = bytes(range(256)) * (5 << 12) + b"tail"  # 5 MiB + 4 bytes: two reads and a bit
+    path = tmp_path / "f.tar"
+    path.write_bytes(data)
+    assert file_md5(path) == hashlib.md5(data).hexdigest()
+    with pytest.raises(DataError, match="cannot read") as err:
+        file_md5(tmp_path / "missing.tar")
+    assert "missing.tar" in str(err.value)
