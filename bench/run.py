@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import shutil
+import stat
 import statistics
 import subprocess
 import sys
@@ -38,6 +39,13 @@ OFFICIAL_BYTES = 147_897_477_120 + 6_744_924_160
 MD5_GBPS = 0.6
 SEED_SECONDS_21K = 31.0  # the seed's own pipeline here, 21,000 generated images, 2 threads
 PY = sys.executable
+IMAGE_ARCHIVES = ("ILSVRC2012_img_train.tar", "ILSVRC2012_img_val.tar")
+ARCHIVE_NAMES = (
+    *IMAGE_ARCHIVES,
+    "ILSVRC2012_bbox_train_v2.tar.gz",
+    "ILSVRC2012_bbox_val_v3.tgz",
+    "ILSVRC2012_devkit_t12.tar.gz",
+)
 
 
 @dataclass
@@ -71,8 +79,10 @@ def run(command: list[str], *, env: dict[str, str] | None = None) -> None:
 def fixture(args: argparse.Namespace, out: Path) -> Path:
     key = f"{args.classes}x{args.per_class}x{args.val_per_class}"
     download = out / f"download-{key}"
-    if not (download / "ILSVRC2012_img_train.tar").exists():
+    whole = all((download / n).is_file() and (download / n).stat().st_size for n in ARCHIVE_NAMES)
+    if not whole:
         shutil.rmtree(download, ignore_errors=True)
+        (out / f"{download.name}.md5.json").unlink(missing_ok=True)
         print(f"generating the download ({key}) in {download}", flush=True)
         run(
             [
@@ -109,9 +119,6 @@ def image_stats(download: Path) -> tuple[int, int]:
             images += 1
             nbytes += m.size
     return images, nbytes
-
-
-IMAGE_ARCHIVES = ("ILSVRC2012_img_train.tar", "ILSVRC2012_img_val.tar")
 
 
 def archives(download: Path) -> list[Path]:
@@ -174,10 +181,17 @@ def busy_seconds() -> float:
 
 
 def _release(tree: Path) -> None:
-    """Free the data of every file under ``tree`` (truncate to 0) but keep the files."""
-    for path in [tree] if tree.is_file() else tree.rglob("*"):
-        if path.is_file():
-            os.truncate(path, 0)
+    """Free the data of the files a run wrote under ``tree`` (truncate to 0), keeping them.
+
+    Only regular files with no other link: a peer's work folder holds symbolic links to the
+    download's archives (and a build with --link hard links), which must stay whole.
+    """
+    for folder, _dirs, files in os.walk(tree):
+        for name in files:
+            path = os.path.join(folder, name)
+            st = os.lstat(path)
+            if stat.S_ISREG(st.st_mode) and st.st_nlink == 1:
+                os.truncate(path, 0)
 
 
 def timed(row: Row, command: Callable[[Path], list[str]], runs: int, scratch: Path) -> None:
