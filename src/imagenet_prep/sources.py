@@ -185,7 +185,8 @@ class SplitIndex:
         labels = array("H")
         offsets = array("q")
         sizes = array("q")
-        found: list[tuple[BBox, ...]] = []
+        box_ends = array("I")
+        box_values = array("d")
         lookup = boxes.get if boxes is not None and self.split == "train" else None
         for i in indices:
             c = self.where[i]
@@ -198,10 +199,22 @@ class SplitIndex:
             labels.append(self.labels[i])
             offsets.append(self.offsets[i])
             sizes.append(self.sizes[i])
-            found.append(lookup(stem(name)) if lookup is not None else ())
+            if lookup is not None:
+                for box in lookup(stem(name)):
+                    box_values.extend((box.xmin, box.ymin, box.xmax, box.ymax))
+            box_ends.append(len(box_values) // 4)
         wnids = {label: synsets.wnids[label] for label in set(labels)}
         return RefBlock(
-            self.split, tuple(containers), where, names, labels, wnids, offsets, sizes, found
+            self.split,
+            tuple(containers),
+            where,
+            names,
+            labels,
+            wnids,
+            offsets,
+            sizes,
+            box_ends,
+            box_values,
         )
 
 
@@ -221,7 +234,8 @@ class RefBlock(Sequence[ImageRef]):
     wnids: dict[int, str]
     offsets: array[int]
     sizes: array[int]
-    boxes: list[tuple[BBox, ...]]
+    box_ends: array[int]  # per image: the end of its boxes in ``box_values``, in boxes
+    box_values: array[float]  # xmin, ymin, xmax, ymax of every box, image after image
 
     def __len__(self) -> int:
         return len(self.names)
@@ -235,6 +249,8 @@ class RefBlock(Sequence[ImageRef]):
     def __getitem__(self, i: int | slice) -> ImageRef | Sequence[ImageRef]:
         if isinstance(i, slice):
             return [self[j] for j in range(*i.indices(len(self)))]
+        if i < 0:
+            i += len(self.names)
         path, parent, is_dir = self.containers[self.where[i]]
         name = self.names[i]
         label = self.labels[i]
@@ -250,11 +266,19 @@ class RefBlock(Sequence[ImageRef]):
             size=self.sizes[i],
             origin=origin,
             standalone=is_dir,
-            boxes=self.boxes[i],
+            boxes=self._boxes(i),
         )
 
     def __iter__(self) -> Iterator[ImageRef]:
         return (self[i] for i in range(len(self.names)))
+
+    def _boxes(self, i: int) -> tuple[BBox, ...]:
+        start = self.box_ends[i - 1] if i else 0
+        end = self.box_ends[i]
+        if start == end:
+            return ()
+        v = self.box_values
+        return tuple(BBox(*v[4 * b : 4 * b + 4]) for b in range(start, end))
 
 
 # --- archive indexes, cached in the output folder -------------------------------------

@@ -1,0 +1,35 @@
+"""The index's shard blocks: what a worker gets for its images, boxes included."""
+
+from __future__ import annotations
+
+import pickle
+
+from imagenet_prep.labels import load_synsets
+from imagenet_prep.sample import BBox
+from imagenet_prep.sources import BoxTable, SplitIndex
+
+
+def test_a_block_carries_each_image_with_its_own_boxes() -> None:
+    synsets = load_synsets()
+    index = SplitIndex("train")
+    index.containers.append(("/data/ILSVRC2012_img_train.tar", "n01440764.tar", False))
+    names = ["n01440764_1.JPEG", "n01440764_2.JPEG", "n01440764_3.JPEG", "n01440764_4.JPEG"]
+    for i, name in enumerate(names):
+        index.add(name, 0, 512 * (i + 1), 100 + i, 0)
+    table = BoxTable()
+    two = [BBox(0.1, 0.2, 0.3, 0.4), BBox(0.5, 0.25, 1.0, 0.75)]
+    table.add("n01440764_2", two, ["line"] * 2)
+    table.add("n01440764_4", [BBox(0.0, 0.0, 1.0, 1.0)], ["line"])
+
+    block = pickle.loads(pickle.dumps(index.block([3, 1, 0, 2], synsets, table)))
+
+    refs = list(block)
+    assert [r.filename for r in refs] == [names[3], names[1], names[0], names[2]]
+    assert [r.boxes for r in refs] == [(BBox(0.0, 0.0, 1.0, 1.0),), tuple(two), (), ()]
+    assert [r.offset for r in refs] == [2048, 1024, 512, 1536]
+    assert refs[0].origin == "/data/ILSVRC2012_img_train.tar:n01440764.tar:n01440764_4.JPEG"
+    assert block[-3] == refs[1] and block[1:3] == refs[1:3]
+    # Validation images carry no boxes, whatever the table holds.
+    val = SplitIndex("validation", containers=[("/v.tar", "", False)])
+    val.add("n01440764_2.JPEG", 0, 512, 10, 0)
+    assert val.block([0], synsets, table)[0].boxes == ()
