@@ -445,8 +445,13 @@ def _build(
             found[split] = index_validation(layout, synsets, labels, state)
         archive = layout.train if split == "train" else layout.validation
         md5 = None
-        if archive is not None and split not in md5_pending and _md5_wanted(config, archive):
-            md5 = cached_md5(state, archive)
+        if archive is not None and _md5_wanted(config, archive):
+            future = md5_pending.get(split)
+            if future is None:
+                md5 = cached_md5(state, archive)
+            elif future.done():  # hashed already (an inline executor, a small file): check now
+                md5 = _aside_result(md5_pending.pop(split))
+                record_md5(state, archive, md5)
         entry = _check_download(config, found[split], warnings, md5)
         if entry is not None:
             download_of[split] = entry

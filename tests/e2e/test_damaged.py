@@ -8,14 +8,21 @@ import shutil
 import subprocess
 import sys
 from collections import namedtuple
+from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import replace
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
 from imagenet_prep import BuildConfig, build, verify
+from imagenet_prep.archive import file_md5
 from imagenet_prep.config import KnownArchive
 from imagenet_prep.errors import DataError, ResourceError
+from imagenet_prep.executors import InlineExecutor
+
+R = TypeVar("R")
 
 
 def cli(*args: object) -> subprocess.CompletedProcess[str]:
@@ -191,23 +198,49 @@ def _known_both(small_download: Path, val_md5: str) -> tuple[KnownArchive, ...]:
     )
 
 
-def test_md5_is_checked_beside_the_shards_and_a_mismatch_keeps_nothing_of_its_split(
+class _Lazy(Future[str]):
+    """A future that runs its call only when asked for the result: never done before."""
+
+    def __init__(self, fn: Callable[..., str], *args: object) -> None:
+        super().__init__()
+        self._call = (fn, args)
+
+    def result(self, timeout: float | None = None) -> str:
+        if not self.done():
+            fn, args = self._call
+            try:
+                self.set_result(fn(*args))
+            except Exception as exc:
+                self.set_exception(exc)
+        return super().result(timeout)
+
+
+class _HashLast(InlineExecutor):
+    """Inline, but each MD5 is still being computed when the shards are done, as a helper
+    process hashing a 155 GB archive would be."""
+
+    def run_aside(self, fn: Callable[..., R], *args: object) -> Future[R]:
+        if fn is file_md5:
+            return _Lazy(fn, *args)  # type: ignore[return-value]
+        return super().run_aside(fn, *args)
+
+
+def test_md5_is_checked_after_the_shards_and_a_mismatch_keeps_nothing_of_its_split(
     small_download: Path, tmp_path: Path
 ) -> None:
-    """With a pool the MD5s are computed by helper processes while the shards are written;
-    a mismatch then fails the build without a manifest and strikes that split's shards from
-    the journal, a rerun of the same file fails at once, and --no-md5 makes them again."""
+    """An MD5 computed beside the shards is compared before the manifest: a mismatch fails
+    the build and strikes that split's shards from the journal; a rerun of the same file
+    fails at once, and --no-md5 makes the struck shards again."""
     out = tmp_path / "out"
     config = BuildConfig(
         source=small_download,
         output=out,
         train_shards=4,
         validation_shards=2,
-        workers=2,
         known_archives=_known_both(small_download, "0" * 32),
     )
     with pytest.raises(DataError, match=r"MD5 .* differs .*; its validation shards will be made"):
-        build(config)
+        build(config, executor=_HashLast())
     assert not (out / "manifest.json").exists()
     journal = out / ".imagenet-prep" / "journal.jsonl"
     splits = [json.loads(line)["split"] for line in journal.read_text().splitlines()]
@@ -219,7 +252,7 @@ def test_md5_is_checked_beside_the_shards_and_a_mismatch_keeps_nothing_of_its_sp
         hashlib.md5(val.read_bytes()).hexdigest()
     )
     with pytest.raises(DataError, match=r"MD5 .* differs") as err:
-        build(config)
+        build(config, executor=_HashLast())
     assert "made again" not in str(err.value)  # found before any shard work
     result = build(replace(config, check_md5=False))
     assert result.shards_reused == 4 and result.shards_written == 2
