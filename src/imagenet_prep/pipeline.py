@@ -385,6 +385,12 @@ def build(
         return _build(config, layout, pool, reporter or _Silent(), started)
 
 
+def _check_devkit(future: Future[Devkit], extra: dict[str, Any]) -> None:
+    """The devkit's validation labels must be the shipped ones (they label the records)."""
+    validation_labels(_aside_result(future))
+    extra["validation_labels"] = "devkit"
+
+
 def _read_devkit_aside(path: Path) -> Devkit:
     """``read_devkit`` in a helper process: its scipy import brings OpenBLAS, whose idle
     threads spin for a while after starting (about 0.1 CPU s on this 2-core machine) though
@@ -422,13 +428,16 @@ def _build(
         )
         train_future = executor.run_aside(index_train_detached, layout, state)
     md5_pending = _hash_aside(config, layout, state, executor)
+    boxes = load_boxes(
+        layout, synsets, skip_bad=config.on_error == "skip", map_unordered=executor.map_unordered
+    )
+    # The devkit can only confirm the shipped validation labels (a disagreement is an error),
+    # so the shards do not wait for it: it is read beside them, once the start-up it would
+    # slow down is over, and checked as soon as it is read, at the latest before the manifest.
     devkit_future = (
         executor.run_aside(_read_devkit_aside, layout.devkit)
         if layout.devkit is not None and "validation" in config.splits
         else None
-    )
-    boxes = load_boxes(
-        layout, synsets, skip_bad=config.on_error == "skip", map_unordered=executor.map_unordered
     )
     found: dict[str, SplitIndex] = {}
     download_of: dict[str, dict[str, Any]] = {}
@@ -439,9 +448,11 @@ def _build(
             assert train_future is not None
             found[split] = _aside_result(train_future)
         else:
-            devkit = _aside_result(devkit_future) if devkit_future is not None else None
-            extra["validation_labels"] = "devkit" if devkit is not None else "shipped"
-            labels = validation_labels(devkit)
+            extra["validation_labels"] = "shipped"
+            if devkit_future is not None and devkit_future.done():
+                _check_devkit(devkit_future, extra)
+                devkit_future = None
+            labels = validation_labels(None)
             found[split] = index_validation(layout, synsets, labels, state)
         archive = layout.train if split == "train" else layout.validation
         md5 = None
@@ -518,6 +529,10 @@ def _build(
         reporter.close()
         journal.close()
     _finish_md5(config, layout, state, md5_pending, download_of, journal)
+    if devkit_future is not None:
+        if not devkit_future.done():
+            log.info("waiting for the devkit check of the validation labels")
+        _check_devkit(devkit_future, extra)
 
     manifest = _manifest(config, layout, indexes, synsets, results, extra)
     manifest["downloads"] = downloads

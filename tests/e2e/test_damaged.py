@@ -319,3 +319,37 @@ def test_plain_progress_lines_and_summary_when_not_a_terminal(
     assert progress and "images/s" in progress[-1] and "(100%)" in progress[-1]
     assert "re-encoded images:" in proc.stderr and "skipped: 0" in proc.stderr
     assert "validation 12" in proc.stderr
+
+
+def test_a_devkit_that_disagrees_with_the_shipped_labels_fails_the_build(
+    small_download: Path, tmp_path: Path
+) -> None:
+    """The devkit is read beside the shard work; a ground truth that gives an image another
+    class than the shipped labels still ends the build with an error and no manifest."""
+    import io
+    import tarfile
+
+    from imagenet_prep.labels import DEVKIT_GROUND_TRUTH
+
+    source = tmp_path / "download"
+    shutil.copytree(small_download, source)
+    devkit = source / "ILSVRC2012_devkit_t12.tar.gz"
+    members: list[tuple[tarfile.TarInfo, bytes]] = []
+    with tarfile.open(devkit) as tar:
+        for member in tar:
+            f = tar.extractfile(member)
+            data = f.read() if f is not None else b""
+            if member.name == DEVKIT_GROUND_TRUTH:
+                lines = data.decode().splitlines()
+                lines[4] = str(int(lines[4]) % 1000 + 1)  # image 5: the next class's ID
+                data = ("\n".join(lines) + "\n").encode()
+                member.size = len(data)
+            members.append((member, data))
+    with tarfile.open(devkit, "w:gz") as tar:
+        for member, data in members:
+            tar.addfile(member, io.BytesIO(data) if member.isfile() else None)
+    out = tmp_path / "out"
+    for workers in (2, 1):  # the check beside the shards, and the inline one before them
+        with pytest.raises(DataError, match=r"validation image 5 is n\d+ in the devkit but"):
+            build(BuildConfig(source=source, output=out, workers=workers, validation_shards=2))
+        assert not (out / "manifest.json").exists()
