@@ -402,7 +402,7 @@ def index_train(layout: SourceLayout, synsets: Synsets, state_dir: Path | None) 
     if src.is_file():
         index = indexed_archive(src, nested=True, state_dir=state_dir)
         out.archive = index
-        containers: dict[str, int] = {}
+        containers: dict[str, tuple[int, int]] = {}  # nested tar -> (container, label)
         for m in index.members:
             if not m.parent:
                 out.ignored.append(f"{src}:{m.name}")
@@ -410,12 +410,12 @@ def index_train(layout: SourceLayout, synsets: Synsets, state_dir: Path | None) 
             if not is_image_name(m.name):
                 out.ignored.append(f"{src}:{m.parent}:{m.name}")
                 continue
-            if m.parent not in containers:
-                containers[m.parent] = len(out.containers)
+            found = containers.get(m.parent)
+            if found is None:
+                label = _class_of(synsets, stem(m.parent), f"{src}:{m.parent}")
+                found = containers[m.parent] = (len(out.containers), label)
                 out.containers.append((str(src), m.parent, False))
-            wnid = stem(m.parent)
-            label = _class_of(synsets, wnid, f"{src}:{m.parent}")
-            out.add(os.path.basename(m.name), label, m.offset, m.size, containers[m.parent])
+            out.add(os.path.basename(m.name), found[1], m.offset, m.size, found[0])
     else:
         for entry in sorted(os.scandir(src), key=lambda e: e.name):
             if not entry.is_dir():
