@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import os
 import pickle
+from pathlib import Path
 
 from imagenet_prep.labels import load_synsets
 from imagenet_prep.sample import BBox
-from imagenet_prep.sources import BoxTable, SplitIndex
+from imagenet_prep.sources import (
+    BoxTable,
+    SplitIndex,
+    cached_md5,
+    indexed_archive,
+    record_md5,
+)
+
+from .test_archive import make_tar
 
 
 def test_a_block_carries_each_image_with_its_own_boxes() -> None:
@@ -33,3 +43,24 @@ def test_a_block_carries_each_image_with_its_own_boxes() -> None:
     val = SplitIndex("validation", containers=[("/v.tar", "", False)])
     val.add("n01440764_2.JPEG", 0, 512, 10, 0)
     assert val.block([0], synsets, table)[0].boxes == ()
+
+
+def test_an_md5_is_kept_with_the_index_only_while_the_archive_is_unchanged(
+    tmp_path: Path,
+) -> None:
+    archive = tmp_path / "ILSVRC2012_img_val.tar"
+    archive.write_bytes(make_tar([("ILSVRC2012_val_00000001.JPEG", b"x" * 700)]))
+    state = tmp_path / "state"
+    record_md5(state, archive, "0" * 32)  # no index kept yet: nothing to add it to
+    assert cached_md5(state, archive) is None
+
+    first = indexed_archive(archive, nested=False, state_dir=state)
+    assert first.md5 is None and cached_md5(state, archive) is None
+    record_md5(state, archive, "ab" * 16)
+    assert cached_md5(state, archive) == "ab" * 16
+    again = indexed_archive(archive, nested=False, state_dir=state)  # from the kept index
+    assert again.md5 == "ab" * 16 and again.members == first.members
+
+    os.utime(archive, ns=(1, 1))  # a new download of the same size: the kept index is stale
+    assert cached_md5(state, archive) is None
+    assert indexed_archive(archive, nested=False, state_dir=state).md5 is None
