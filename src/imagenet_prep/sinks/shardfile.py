@@ -22,8 +22,11 @@ class ShardFile:
         self.path = path
         self._dirname = dirname
         self._tmp = temp_name(path)
-        self._tmp.parent.mkdir(parents=True, exist_ok=True)
-        self._file: BinaryIO = open(self._tmp, "wb", buffering=0)  # noqa: SIM115
+        try:
+            self._file: BinaryIO = open(self._tmp, "wb", buffering=0)  # noqa: SIM115
+        except FileNotFoundError:  # the format's first shard: make its folder (only then)
+            self._tmp.parent.mkdir(parents=True, exist_ok=True)
+            self._file = open(self._tmp, "wb", buffering=0)  # noqa: SIM115
         self.out = HashingWriter(self._file)
 
     def finish(self, records: int, index: tuple[Path, bytes] | None = None) -> dict[str, Any]:
