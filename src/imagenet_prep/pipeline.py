@@ -25,7 +25,9 @@ from .labels import Devkit, Synsets, load_synsets, read_devkit, validation_label
 from .manifest import (
     FORMAT_VERSION,
     Journal,
+    read_json,
     state_dir,
+    write_json,
     write_manifest,
 )
 from .outdir import (
@@ -385,6 +387,43 @@ def build(
         return _build(config, layout, pool, reporter or _Silent(), started)
 
 
+SOURCES_FILE = "sources.json"
+
+
+def _forget_changed_sources(
+    config: BuildConfig, layout: SourceLayout, state: Path, journal: Journal
+) -> None:
+    """Strike from the journal the shards of a split whose archives changed since they were made.
+
+    A resume takes the recorded options, which know the archives by name and size, as proof
+    that OUT holds the same build; a new download of the same size (another modification
+    time) would otherwise keep shards made from the old file. The archives of each split are
+    recorded in OUT (the training shards also carry the boxes).
+    """
+    now: dict[str, list[list[Any]]] = {}
+    for split, paths in (
+        ("train", (layout.train, layout.boxes)),
+        ("validation", (layout.validation,)),
+    ):
+        files = [p for p in paths if p is not None and p.is_file()]
+        if split in config.splits and files:
+            now[split] = [[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in files]
+    path = state / SOURCES_FILE
+    try:
+        recorded = read_json(path) or {}
+    except DataError:
+        recorded = {}
+    for split, identity in now.items():
+        if recorded.get(split) not in (None, identity):
+            log.warning(
+                "the %s archives changed since the earlier run (%s): its shards will be made again",
+                split,
+                ", ".join(str(name) for name, _size, _mtime in identity),
+            )
+            journal.forget(partial(_of_split, split))
+    write_json(path, {**recorded, **now})
+
+
 def _check_devkit(future: Future[Devkit], extra: dict[str, Any]) -> None:
     """The devkit's validation labels must be the shipped ones (they label the records)."""
     validation_labels(_aside_result(future))
@@ -494,6 +533,7 @@ def _build(
     write_if_changed(out / LABELS_TXT, _labels_txt(synsets, config.label_offset))
 
     journal = Journal(out)
+    _forget_changed_sources(config, layout, state, journal)
     records = journal.load()
     done: dict[str, ShardResult] = {}
     for formats, specs in shard_plans(config, indexes):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -353,3 +354,27 @@ def test_a_devkit_that_disagrees_with_the_shipped_labels_fails_the_build(
         with pytest.raises(DataError, match=r"validation image 5 is n\d+ in the devkit but"):
             build(BuildConfig(source=source, output=out, workers=workers, validation_shards=2))
         assert not (out / "manifest.json").exists()
+
+
+def test_shards_of_an_archive_replaced_since_the_earlier_run_are_made_again(
+    small_download: Path, tmp_path: Path
+) -> None:
+    """A resume knows the archives by name and size; one replaced by a file of the same
+    size (a new download) must not keep the shards made from the old one."""
+    source = tmp_path / "download"
+    shutil.copytree(small_download, source)
+    out = tmp_path / "out"
+    config = BuildConfig(
+        source=source,
+        output=out,
+        train_shards=4,
+        validation_shards=2,
+        known_archives=_known_both(source, "0" * 32),
+    )
+    with pytest.raises(DataError, match="differs"):  # leaves the 4 training shards journaled
+        build(config, executor=_HashLast())
+    train = source / "ILSVRC2012_img_train.tar"
+    os.utime(train, ns=(train.stat().st_atime_ns, train.stat().st_mtime_ns + 10**9))
+    result = build(replace(config, check_md5=False))
+    assert result.shards_reused == 0 and result.shards_written == 6
+    assert verify(out).ok
