@@ -212,7 +212,12 @@ def _finish_md5(
         path = layout.train if split == "train" else layout.validation
         assert path is not None
         if not future.done():
-            log.info("waiting for the MD5 of %s", path)
+            log.info(
+                "waiting for the MD5 of %s (%.1f GB: MD5 reads about 0.6 GB/s on one core, "
+                "and has run since the index was started)",
+                path,
+                path.stat().st_size / 1e9,
+            )
         md5 = _aside_result(future)
         record_md5(state, path, md5)
         entry = download_of[split]
