@@ -62,6 +62,13 @@ class Row:
         return statistics.median(self.seconds) if self.seconds else float("nan")
 
     @property
+    def spread(self) -> str:
+        """The fastest and slowest run, and how many there were."""
+        if len(self.seconds) < 2:
+            return f"{len(self.seconds)} run"
+        return f"{min(self.seconds):.2f}-{max(self.seconds):.2f} ({len(self.seconds)} runs)"
+
+    @property
     def cpu_median(self) -> float:
         return statistics.median(self.cpu) if self.cpu else float("nan")
 
@@ -345,12 +352,13 @@ def report(
         f"{images:,} images, {nbytes / 1e9:.2f} GB of image data; page cache warm; "
         "median of the runs.",
         "",
-        "| command | what | wall s | CPU s | images/s | MB/s | peak MB (all processes) | ours is |",
-        "|---|---|---|---|---|---|---|---|",
+        "| command | what | wall s | runs (min-max) | CPU s | images/s | MB/s "
+        "| peak MB (all processes) | ours is |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         if r.error or not r.seconds:
-            lines.append(f"| {r.name} | {r.note} | failed: {r.error} | | | | | |")
+            lines.append(f"| {r.name} | {r.note} | failed: {r.error} | | | | | | |")
             continue
         ratio = "" if r is ours else f"{r.median / ours.median:.1f}x faster"
         if "MD5" in r.name:
@@ -358,7 +366,7 @@ def report(
         if r.name.startswith("I/O floor"):
             ratio = f"{ours.median / r.median:.2f}x the floor"
         lines.append(
-            f"| {r.name} | {r.note} | {r.median:.2f} | {r.cpu_median:.2f} "
+            f"| {r.name} | {r.note} | {r.median:.2f} | {r.spread} | {r.cpu_median:.2f} "
             f"| {images / r.median:,.0f} "
             f"| {nbytes / 1e6 / r.median:,.0f} | {r.peak:,.0f} | {ratio} |"
         )
