@@ -182,8 +182,9 @@ def _hash_aside(
     :func:`_finish_md5`).
     """
     pending: dict[str, Future[str]] = {}
-    for split, path in (("train", layout.train), ("validation", layout.validation)):
-        if split not in config.splits or path is None or not _md5_wanted(config, path):
+    for split in config.splits:
+        path = layout.images(split)
+        if path is None or not _md5_wanted(config, path):
             continue
         if cached_md5(state, path) is None:
             log.info("computing the MD5 of %s beside the rest of the build", path)
@@ -209,7 +210,7 @@ def _finish_md5(
     new download, or with --no-md5) makes them again, and the build fails without a manifest.
     """
     for split, future in pending.items():
-        path = layout.train if split == "train" else layout.validation
+        path = layout.images(split)
         assert path is not None
         if not future.done():
             log.info(
@@ -379,7 +380,7 @@ def build(
     out = config.output
     layout = discover(config.source)
     for split in config.splits:
-        if (layout.train if split == "train" else layout.validation) is None:
+        if layout.images(split) is None:
             raise DataError(
                 f"{config.source}: the {split} split was requested but its input is missing "
                 f"({_EXPECTED_INPUT[split]})"
@@ -410,9 +411,9 @@ def _forget_changed_sources(
         ("train", (layout.train, layout.boxes)),
         ("validation", (layout.validation,)),
     ):
-        files = [p for p in paths if p is not None and p.is_file()]
+        files = [(p.name, p.stat()) for p in paths if p is not None and p.is_file()]
         if split in config.splits and files:
-            now[split] = [[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in files]
+            now[split] = [[name, st.st_size, st.st_mtime_ns] for name, st in files]
     path = state / SOURCES_FILE
     try:
         recorded = read_json(path) or {}
@@ -498,7 +499,7 @@ def _build(
                 devkit_future = None
             labels = validation_labels(None)
             found[split] = index_validation(layout, synsets, labels, state)
-        archive = layout.train if split == "train" else layout.validation
+        archive = layout.images(split)
         md5 = None
         if archive is not None and _md5_wanted(config, archive):
             future = md5_pending.get(split)

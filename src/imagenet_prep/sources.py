@@ -81,6 +81,10 @@ class SourceLayout:
     boxes: Path | None
     devkit: Path | None
 
+    def images(self, split: str) -> Path | None:
+        """The input of ``split``'s images (``train`` or ``validation``)."""
+        return self.train if split == "train" else self.validation
+
     def archives(self) -> list[Path]:
         """The input files that are archives, for the manifest."""
         found = [self.train, self.validation, self.boxes, self.devkit]
