@@ -16,7 +16,7 @@ from array import array
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, overload
+from typing import Any, TextIO, overload
 
 from . import boxes as boxmod
 from .archive import ArchiveIndex, TarMember, index_tar, iter_tar_stream
@@ -292,12 +292,11 @@ def _index_cache_path(state_dir: Path, archive: Path) -> Path:
     return state_dir / "index" / f"{archive.name}.idx"
 
 
-def _cached_head(cache: Path, archive: Path) -> dict[str, Any] | None:
+def _read_head(f: TextIO, archive: Path) -> dict[str, Any] | None:
     """The first line of a kept index, if it was made from ``archive`` as it is now."""
     try:
         st = archive.stat()
-        with open(cache, encoding="utf-8") as f:
-            head = json.loads(f.readline())
+        head = json.loads(f.readline())
     except (OSError, ValueError):
         return None
     if (
@@ -310,14 +309,21 @@ def _cached_head(cache: Path, archive: Path) -> dict[str, Any] | None:
     return head
 
 
-def _load_cached_index(cache: Path, archive: Path) -> ArchiveIndex | None:
-    head = _cached_head(cache, archive)
-    if head is None:
-        return None
+def _cached_head(cache: Path, archive: Path) -> dict[str, Any] | None:
     try:
-        members = []
         with open(cache, encoding="utf-8") as f:
-            f.readline()
+            return _read_head(f, archive)
+    except OSError:
+        return None
+
+
+def _load_cached_index(cache: Path, archive: Path) -> ArchiveIndex | None:
+    try:
+        with open(cache, encoding="utf-8") as f:
+            head = _read_head(f, archive)
+            if head is None:
+                return None
+            members = []
             for line in f:
                 offset, size, parent, name = line.rstrip("\n").split("\t", 3)
                 members.append(
@@ -543,7 +549,7 @@ class BoxTable:
         self.stats = BoxStats()
         self.skipped: list[tuple[str, str]] = []
 
-    def add(self, key: str, boxes: list[BBox], lines: list[str]) -> None:
+    def add(self, key: str, boxes: Sequence[BBox], lines: list[str]) -> None:
         if key in self._boxes:
             raise DataError(f"two box files for the image {key}")
         self._boxes[key] = tuple(boxes)
@@ -551,11 +557,8 @@ class BoxTable:
 
     def merge(self, other: BoxTable) -> None:
         """Take in a partial table parsed elsewhere (its boxes, lines, counts and skips)."""
-        for key, boxes in other._boxes.items():
-            if key in self._boxes:
-                raise DataError(f"two box files for the image {key}")
-            self._boxes[key] = boxes
-        self._lines.extend(other._lines)
+        for key, lines in other._lines:  # one entry per add(), as _boxes has
+            self.add(key, other._boxes[key], lines)
         for name, value in asdict(other.stats).items():
             setattr(self.stats, name, getattr(self.stats, name) + value)
         self.skipped.extend(other.skipped)
