@@ -1,10 +1,10 @@
 """Streaming reads of the downloaded tar archives, never extracting to disk.
 
-The indexer walks the 512-byte tar headers itself, one sequential pass over the
-file, descending into the per-class tars of ``ILSVRC2012_img_train.tar`` in the same
-pass, and records where every member's data lives (absolute offset and size in the
-outer file). Shard tasks then read members by offset, in any order. The same pass can
-feed every byte to an MD5 so the download's checksum costs no extra read.
+The indexer walks the 512-byte tar headers itself, reading each with one ``pread`` and
+skipping the data between them, descending into the per-class tars of
+``ILSVRC2012_img_train.tar`` in the same walk, and records where every member's data lives
+(absolute offset and size in the outer file). Shard tasks then read members by offset, in
+any order. ``file_md5`` hashes a whole archive; the build runs it beside the shard work.
 """
 
 from __future__ import annotations
