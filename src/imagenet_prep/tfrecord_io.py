@@ -307,17 +307,15 @@ _K = {
 _CHANNELS = _map_entry(_K["image/channels"], _int_feature((3,)))
 _COLORSPACE = _map_entry(_K["image/colorspace"], _bytes_feature(b"RGB"))
 _FORMAT = _map_entry(_K["image/format"], _bytes_feature(b"JPEG"))
-_NO_BOXES = b"".join(
-    _map_entry(_K[k], _float_feature(()))
-    for k in (
-        "image/object/bbox/xmax",
-        "image/object/bbox/xmin",
-        "image/object/bbox/ymax",
-        "image/object/bbox/ymin",
-    )
+_ENCODED_KEY = _K["image/encoded"]
+_FILENAME_KEY = _K["image/filename"]
+_BOX_KEYS = tuple(
+    _K[f"image/object/bbox/{k}"] for k in ("xmax", "xmin", "ymax", "ymin")
+)  # sorted key order
+# An image without boxes: the label list and the four float lists, empty.
+_NO_BOX_ENTRIES = _map_entry(_K["image/object/bbox/label"], _int_feature(())) + b"".join(
+    _map_entry(key, _float_feature(())) for key in _BOX_KEYS
 )
-_NO_BOX_LABELS = _map_entry(_K["image/object/bbox/label"], _int_feature(()))
-_NO_BOX_ENTRIES = _NO_BOX_LABELS + _NO_BOXES
 
 
 @lru_cache(maxsize=4096)
@@ -344,13 +342,6 @@ def _int_entry(name: str, value: int) -> bytes:
 def _box_label_entry(label: int, count: int) -> bytes:
     """``image/object/bbox/label``: the class label once per box."""
     return _map_entry(_K["image/object/bbox/label"], _int_feature((label,) * count))
-
-
-_ENCODED_KEY = _K["image/encoded"]
-_FILENAME_KEY = _K["image/filename"]
-_BOX_KEYS = tuple(
-    _K[f"image/object/bbox/{k}"] for k in ("xmax", "xmin", "ymax", "ymin")
-)  # sorted key order
 
 
 @lru_cache(maxsize=256)
