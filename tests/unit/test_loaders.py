@@ -202,10 +202,10 @@ def test_decoders_give_rgb_for_every_kind_of_image(decoder: str) -> None:
 
 @pytest.mark.parametrize("fmt", ["ustar", "gnu", "pax"])
 def test_tar_members_reads_names_and_offsets_like_tarfile(tmp_path: object, fmt: str) -> None:
-    import os
     import tarfile
     from pathlib import Path
 
+    from imagenet_prep.loaders.readers.base import map_file
     from imagenet_prep.loaders.readers.webdataset import tar_members
 
     path = Path(str(tmp_path)) / "t.tar"
@@ -222,11 +222,7 @@ def test_tar_members_reads_names_and_offsets_like_tarfile(tmp_path: object, fmt:
         tar.addfile(directory)  # not a regular file: skipped
     with tarfile.open(path) as tar:
         expected = [(m.name, m.offset_data, m.size) for m in tar if m.isfile()]
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        assert list(tar_members(fd, str(path))) == expected
-    finally:
-        os.close(fd)
+    assert list(tar_members(map_file(str(path)), str(path))) == expected
 
 
 def test_crop_random_is_a_function_of_its_key() -> None:

@@ -69,14 +69,3 @@ def map_file(path: str) -> memoryview:
             return memoryview(mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ))
     except OSError as exc:
         raise DataError(f"{path}: cannot read ({exc.strerror})") from None
-
-
-def pread(fd: int, size: int, offset: int, where: str) -> bytes:
-    """Exactly ``size`` bytes at ``offset`` (read straight into the result: one copy)."""
-    data = os.pread(fd, size, offset)
-    while len(data) < size:
-        more = os.pread(fd, size - len(data), offset + len(data))
-        if not more:
-            raise DataError(f"{where}: truncated: {size} bytes expected at byte {offset}")
-        data += more
-    return data

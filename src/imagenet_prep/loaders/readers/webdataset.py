@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from ...errors import DataError
 from ..transforms import Box
-from .base import RawSample, Want, map_file, pread, shard_files
+from .base import RawSample, Want, map_file, shard_files
 
 
 def _octal(field: bytes) -> int:
@@ -20,15 +19,16 @@ def _octal(field: bytes) -> int:
     return int(text, 8) if text else 0
 
 
-def tar_members(fd: int, where: str) -> Iterator[tuple[str, int, int]]:
+def tar_members(view: memoryview, where: str) -> Iterator[tuple[str, int, int]]:
     """(name, data offset, size) of each regular file of a tar: ustar, GNU long names, pax.
 
-    Only the 512-byte headers are read, each at its offset; the data is not touched.
+    ``view`` is the mapped file: only the 512-byte headers are read, each at its offset;
+    the data is not touched.
     """
     pos = 0
     long_name: str | None = None
     while True:
-        header = os.pread(fd, 512, pos)
+        header = bytes(view[pos : pos + 512])
         if not header.strip(b"\0"):
             return
         if len(header) < 512:
@@ -41,7 +41,9 @@ def tar_members(fd: int, where: str) -> Iterator[tuple[str, int, int]]:
         data_at = pos + 512
         pos = data_at + (size + 511) // 512 * 512
         if kind in (b"L", b"x"):
-            payload = pread(fd, size, data_at, where)
+            payload = bytes(view[data_at : data_at + size])
+            if len(payload) < size:
+                raise DataError(f"{where}: truncated: {size} bytes expected at byte {data_at}")
             if kind == b"L":
                 long_name = payload.rstrip(b"\0").decode("utf-8")
             else:
@@ -79,24 +81,18 @@ class WebDatasetReader:
         self, unit: int, start: int, stop: int, want: Want | None = None
     ) -> Iterator[tuple[int, RawSample]]:
         path = self.files[unit]
-        view = map_file(path)
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            samples: list[tuple[str, dict[str, tuple[int, int]]]] = []
-            for name, offset, size in tar_members(fd, path):
-                key, _, ext = name.rsplit("/", 1)[-1].partition(".")
-                if not samples or samples[-1][0] != key:
-                    samples.append((key, {}))
-                samples[-1][1][ext] = (offset, size)
-            if len(samples) != self.sizes[unit]:
-                raise DataError(
-                    f"{path}: {len(samples)} samples, the manifest says {self.sizes[unit]}"
-                )
-            for i in range(start, stop):
-                if want is None or want(i):
-                    yield i, self._sample(view, path, *samples[i])
-        finally:
-            os.close(fd)
+        view = map_file(path)  # one mapping serves the headers and the samples
+        samples: list[tuple[str, dict[str, tuple[int, int]]]] = []
+        for name, offset, size in tar_members(view, path):
+            key, _, ext = name.rsplit("/", 1)[-1].partition(".")
+            if not samples or samples[-1][0] != key:
+                samples.append((key, {}))
+            samples[-1][1][ext] = (offset, size)
+        if len(samples) != self.sizes[unit]:
+            raise DataError(f"{path}: {len(samples)} samples, the manifest says {self.sizes[unit]}")
+        for i in range(start, stop):
+            if want is None or want(i):
+                yield i, self._sample(view, path, *samples[i])
 
     def _sample(
         self, view: memoryview, path: str, key: str, members: dict[str, tuple[int, int]]
