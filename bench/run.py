@@ -32,6 +32,13 @@ from peak_memory import measure
 
 from imagenet_prep.archive import file_md5
 from imagenet_prep.labels import shipped_validation_labels, validation_number
+from imagenet_prep.sources import (
+    BOX_TRAIN_ARCHIVE,
+    BOX_VAL_ARCHIVE,
+    DEVKIT_ARCHIVE,
+    TRAIN_ARCHIVE,
+    VAL_ARCHIVE,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 FULL_IMAGES = 1_331_167
@@ -39,19 +46,17 @@ OFFICIAL_BYTES = 147_897_477_120 + 6_744_924_160
 MD5_GBPS = 0.6
 SEED_SECONDS_21K = 31.0  # the seed's own pipeline here, 21,000 generated images, 2 threads
 PY = sys.executable
-IMAGE_ARCHIVES = ("ILSVRC2012_img_train.tar", "ILSVRC2012_img_val.tar")
-ARCHIVE_NAMES = (
-    *IMAGE_ARCHIVES,
-    "ILSVRC2012_bbox_train_v2.tar.gz",
-    "ILSVRC2012_bbox_val_v3.tgz",
-    "ILSVRC2012_devkit_t12.tar.gz",
-)
+IMAGE_ARCHIVES = (TRAIN_ARCHIVE, VAL_ARCHIVE)
+# What the floors copy: the archives a build reads in full.
+COPIED_ARCHIVES = (*IMAGE_ARCHIVES, BOX_TRAIN_ARCHIVE)
+ARCHIVE_NAMES = (*COPIED_ARCHIVES, BOX_VAL_ARCHIVE, DEVKIT_ARCHIVE)
 
 
 @dataclass
 class Row:
     name: str
     note: str
+    role: str = "peer"  # "ours", "floor" (a ratio against it), "md5" (no ratio) or "peer"
     seconds: list[float] = field(default_factory=list)
     peak_mb: list[float] = field(default_factory=list)
     cpu: list[float] = field(default_factory=list)
@@ -112,7 +117,7 @@ def fixture(args: argparse.Namespace, out: Path) -> Path:
 def image_stats(download: Path) -> tuple[int, int]:
     """(images, bytes of image data) in the download's two image archives."""
     images = nbytes = 0
-    with tarfile.open(download / "ILSVRC2012_img_train.tar") as outer:
+    with tarfile.open(download / TRAIN_ARCHIVE) as outer:
         for member in outer:
             f = outer.extractfile(member)
             if f is None:
@@ -121,7 +126,7 @@ def image_stats(download: Path) -> tuple[int, int]:
                 for m in inner:
                     images += 1
                     nbytes += m.size
-    with tarfile.open(download / "ILSVRC2012_img_val.tar") as val:
+    with tarfile.open(download / VAL_ARCHIVE) as val:
         for m in val:
             images += 1
             nbytes += m.size
@@ -129,12 +134,7 @@ def image_stats(download: Path) -> tuple[int, int]:
 
 
 def archives(download: Path) -> list[Path]:
-    names = (
-        "ILSVRC2012_img_train.tar",
-        "ILSVRC2012_img_val.tar",
-        "ILSVRC2012_bbox_train_v2.tar.gz",
-    )
-    return [download / n for n in names]
+    return [download / n for n in COPIED_ARCHIVES]
 
 
 def warm(download: Path) -> None:
@@ -150,7 +150,7 @@ def extract_tree(download: Path, out: Path) -> Path:
     if (tree / ".done").exists():
         return tree
     shutil.rmtree(tree, ignore_errors=True)
-    with tarfile.open(download / "ILSVRC2012_img_train.tar") as outer:
+    with tarfile.open(download / TRAIN_ARCHIVE) as outer:
         for member in outer:
             f = outer.extractfile(member)
             if f is None:
@@ -159,7 +159,7 @@ def extract_tree(download: Path, out: Path) -> Path:
             with tarfile.open(fileobj=f) as inner:
                 inner.extractall(tree / "train" / wnid, filter="data")
     labels = shipped_validation_labels()
-    with tarfile.open(download / "ILSVRC2012_img_val.tar") as val:
+    with tarfile.open(download / VAL_ARCHIVE) as val:
         for m in val:
             number = validation_number(m.name.rsplit(".", 1)[0])
             assert number is not None
@@ -168,7 +168,7 @@ def extract_tree(download: Path, out: Path) -> Path:
             g = val.extractfile(m)
             assert g is not None
             target.write_bytes(g.read())
-    with tarfile.open(download / "ILSVRC2012_bbox_train_v2.tar.gz") as boxes:
+    with tarfile.open(download / BOX_TRAIN_ARCHIVE) as boxes:
         boxes.extractall(tree / "bounding_boxes", filter="data")
     (tree / ".done").touch()
     return tree
@@ -251,7 +251,7 @@ def main() -> int:
     warm(download)
 
     rows = []
-    ours = Row("imagenet-prep build", f"tfrecord + box CSV, {args.workers} workers")
+    ours = Row("imagenet-prep build", f"tfrecord + box CSV, {args.workers} workers", "ours")
     timed(
         ours,
         lambda out: [
@@ -271,14 +271,14 @@ def main() -> int:
         scratch,
     )
     rows.append(ours)
-    floor = Row("I/O floor: cat", "cat of the three archives into one file")
+    floor = Row("I/O floor: cat", "cat of the three archives into one file", "floor")
     cat = " ".join(f"'{p}'" for p in archives(download))
     timed(floor, lambda out: ["sh", "-c", f"cat {cat} > '{out}/cat.bin'"], args.runs, scratch)
     rows.append(floor)
     # GNU cat copies with copy_file_range (in the kernel, nothing read into user space);
     # dd reads each block into a buffer and writes it back: the floor for a program that
     # must look at every byte, shown beside the issue's (cat) for context.
-    copy = Row("I/O floor: dd", "dd bs=1M of the same archives (read into memory, write)")
+    copy = Row("I/O floor: dd", "dd bs=1M of the same archives (read into memory, write)", "floor")
     dd = "; ".join(f"dd if='{p}' bs=1M status=none" for p in archives(download))
     timed(copy, lambda out: ["sh", "-c", f"{{ {dd}; }} > '{out}/dd.bin'"], args.runs, scratch)
     rows.append(copy)
@@ -292,7 +292,7 @@ def main() -> int:
         ("imagenet-prep build, MD5 checked", "the MD5 beside the shard work", []),
         ("MD5 first, then build", "the MD5 of both archives, then the build", ["--hash-first"]),
     ):
-        row = Row(name, note)
+        row = Row(name, note, "md5")
         timed(
             row,
             lambda out, extra=extra: [
@@ -360,11 +360,11 @@ def report(
         if r.error or not r.seconds:
             lines.append(f"| {r.name} | {r.note} | failed: {r.error} | | | | | | |")
             continue
-        ratio = "" if r is ours else f"{r.median / ours.median:.1f}x faster"
-        if "MD5" in r.name:
-            ratio = ""
-        if r.name.startswith("I/O floor"):
-            ratio = f"{ours.median / r.median:.2f}x the floor"
+        ratio = {
+            "ours": "",
+            "md5": "",
+            "floor": f"{ours.median / r.median:.2f}x the floor",
+        }.get(r.role, f"{r.median / ours.median:.1f}x faster")
         lines.append(
             f"| {r.name} | {r.note} | {r.median:.2f} | {r.spread} | {r.cpu_median:.2f} "
             f"| {images / r.median:,.0f} "
@@ -379,17 +379,17 @@ def report(
         "",
     ]
     for r in rows:
-        if r.seconds and not r.name.startswith("I/O floor"):
+        if r.seconds and r.role != "floor":
             projected = r.median / images * FULL_IMAGES
             lines.append(f"- {r.name}: {projected / 60:,.0f} min")
-    md5_rows = {r.name: r for r in rows if "MD5" in r.name and r.seconds}
+    md5_rows = [r for r in rows if r.role == "md5" and r.seconds]
     lines.append(
         f"- imagenet-prep also hashes the official archives (MD5, {OFFICIAL_BYTES / 1e9:.0f} GB "
         f"at about {MD5_GBPS} GB/s, about {OFFICIAL_BYTES / (MD5_GBPS * 1e9) / 60:.0f} min of "
         "one core; none with --no-md5), in a helper process beside the shard work."
     )
     if len(md5_rows) == 2:
-        beside, first = md5_rows.values()
+        beside, first = md5_rows
         lines.append(
             f"  Measured here with the MD5 check: {beside.median:.2f} s beside the shards, "
             f"{first.median:.2f} s hashing first ({1 - beside.median / first.median:.0%} less)."
