@@ -199,6 +199,17 @@ def _known_both(small_download: Path, val_md5: str) -> tuple[KnownArchive, ...]:
     )
 
 
+def _with_a_wrong_val_md5(source: Path, out: Path) -> BuildConfig:
+    """4 + 2 shards of ``source``, both image archives official, the validation MD5 wrong."""
+    return BuildConfig(
+        source=source,
+        output=out,
+        train_shards=4,
+        validation_shards=2,
+        known_archives=_known_both(source, "0" * 32),
+    )
+
+
 class _Lazy(Future[str]):
     """A future that runs its call only when asked for the result: never done before."""
 
@@ -233,13 +244,7 @@ def test_md5_is_checked_after_the_shards_and_a_mismatch_keeps_nothing_of_its_spl
     the build and strikes that split's shards from the journal; a rerun of the same file
     fails at once, and --no-md5 makes the struck shards again."""
     out = tmp_path / "out"
-    config = BuildConfig(
-        source=small_download,
-        output=out,
-        train_shards=4,
-        validation_shards=2,
-        known_archives=_known_both(small_download, "0" * 32),
-    )
+    config = _with_a_wrong_val_md5(small_download, out)
     with pytest.raises(DataError, match=r"MD5 .* differs .*; its validation shards will be made"):
         build(config, executor=_HashLast())
     assert not (out / "manifest.json").exists()
@@ -364,13 +369,7 @@ def test_shards_of_an_archive_replaced_since_the_earlier_run_are_made_again(
     source = tmp_path / "download"
     shutil.copytree(small_download, source)
     out = tmp_path / "out"
-    config = BuildConfig(
-        source=source,
-        output=out,
-        train_shards=4,
-        validation_shards=2,
-        known_archives=_known_both(source, "0" * 32),
-    )
+    config = _with_a_wrong_val_md5(source, out)
     with pytest.raises(DataError, match="differs"):  # leaves the 4 training shards journaled
         build(config, executor=_HashLast())
     train = source / "ILSVRC2012_img_train.tar"
