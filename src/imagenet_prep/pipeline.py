@@ -225,9 +225,11 @@ def _finish_md5(
         entry["md5"] = md5
         known = config.known_archive(path.name, path.stat().st_size)
         assert known is not None
-        if md5 != known.md5:
+        try:
+            _compare_md5(path, md5, known.md5, f"; its {split} shards will be made again")
+        except DataError:
             journal.forget(partial(_of_split, split))
-        _compare_md5(path, md5, known.md5, f"; its {split} shards will be made again")
+            raise
         entry["md5_verified"] = True
 
 
