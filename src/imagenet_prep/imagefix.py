@@ -197,12 +197,8 @@ def _inspect_jpeg(data: bytes, name: str) -> ImageInfo:
         end = pos + 2 + length
         if length < 2 or end > n:
             break
-        if marker == _APP0:
-            if data.startswith(b"JFIF\x00", pos + 4):
-                jfif = True
-        elif marker == _APP14:
-            if length >= 14 and data.startswith(b"Adobe", pos + 4):
-                adobe = data[pos + 15]
+        if marker in (_APP0, _APP14):
+            jfif, adobe = _colour_hints(data, marker, pos + 4, length, jfif, adobe)
         elif marker in _SOF_MARKERS and frame is None:
             if length < 8:
                 raise DataError(f"{name}: JPEG frame header at offset {pos} is too short")
@@ -375,12 +371,8 @@ def _walk_jpeg(data: bytes, name: str, *, scans: bool) -> ImageInfo:
                 f"{name}: truncated: JPEG segment 0xFF{marker:02X} at offset {at} runs past "
                 f"the end of the file"
             )
-        if marker == _APP0:
-            if data.startswith(b"JFIF\x00", pos + 2):
-                jfif = True
-        elif marker == _APP14:
-            if length >= 14 and data.startswith(b"Adobe", pos + 2):
-                adobe = data[pos + 13]
+        if marker in (_APP0, _APP14):
+            jfif, adobe = _colour_hints(data, marker, pos + 2, length, jfif, adobe)
         elif marker in _SOF_MARKERS:
             if frame is not None:
                 raise DataError(f"{name}: second JPEG frame header at offset {at}")
@@ -415,6 +407,18 @@ def _walk_jpeg(data: bytes, name: str, *, scans: bool) -> ImageInfo:
     else:
         where = "before the first scan"
     raise DataError(f"{name}: truncated: no end-of-image marker (the data ends {where})")
+
+
+def _colour_hints(
+    data: bytes, marker: int, body: int, length: int, jfif: bool, adobe: int
+) -> tuple[bool, int]:
+    """``(jfif, adobe)`` updated by an APP0 or APP14 segment whose payload starts at ``body``:
+    a JFIF marker, or Adobe's colour transform byte (-1 while none was seen)."""
+    if marker == _APP0 and data.startswith(b"JFIF\x00", body):
+        return True, adobe
+    if marker == _APP14 and length >= 14 and data.startswith(b"Adobe", body):
+        return jfif, data[body + 11]
+    return jfif, adobe
 
 
 def _frame_info(frame: tuple[int, int, int, int, int, bytes], jfif: bool, adobe: int) -> ImageInfo:
