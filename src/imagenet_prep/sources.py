@@ -20,6 +20,7 @@ from typing import Any, TextIO, overload
 
 from . import boxes as boxmod
 from .archive import ArchiveIndex, TarMember, index_tar, iter_tar_stream
+from .boxes import Box
 from .errors import DataError
 from .fsutil import write_bytes_atomic
 from .labels import Synsets, is_wnid, load_synsets, validation_number
@@ -191,7 +192,7 @@ class SplitIndex:
         sizes = array("q")
         box_ends = array("I")
         box_values = array("d")
-        lookup = boxes.get if boxes is not None and self.split == "train" else None
+        lookup = boxes.values if boxes is not None and self.split == "train" else None
         for i in indices:
             c = self.where[i]
             if c not in local:
@@ -204,8 +205,7 @@ class SplitIndex:
             offsets.append(self.offsets[i])
             sizes.append(self.sizes[i])
             if lookup is not None:
-                for box in lookup(stem(name)):
-                    box_values.extend((box.xmin, box.ymin, box.xmax, box.ymax))
+                box_values.extend(lookup(stem(name)))
             box_ends.append(len(box_values) // 4)
         wnids = {label: synsets.wnids[label] for label in set(labels)}
         return RefBlock(
@@ -541,38 +541,70 @@ class BoxStats:
 
 
 class BoxTable:
-    """Training boxes by image stem, as the records carry them, plus the CSV lines."""
+    """Training boxes by image stem, as the records carry them, plus the CSV lines.
+
+    Kept as columns (per image: its first box and box count; the box values in one array;
+    one CSV line per box), so a partial table parsed in a worker pickles in a few C calls.
+    """
 
     def __init__(self) -> None:
-        self._boxes: dict[str, tuple[BBox, ...]] = {}
-        self._lines: list[tuple[str, list[str]]] = []
+        self._where: dict[str, tuple[int, int]] = {}  # stem -> (first box, box count)
+        self._values = array("d")  # xmin, ymin, xmax, ymax of every box, image after image
+        self._lines: list[str] = []  # the CSV line of every box, in the same order
         self.stats = BoxStats()
         self.skipped: list[tuple[str, str]] = []
 
-    def add(self, key: str, boxes: Sequence[BBox], lines: list[str]) -> None:
-        if key in self._boxes:
+    def add(self, key: str, boxes: Sequence[BBox | Box], lines: Sequence[str]) -> None:
+        """Boxes (``BBox`` or ``(xmin, ymin, xmax, ymax)``) and their CSV lines, one each."""
+        if key in self._where:
             raise DataError(f"two box files for the image {key}")
-        self._boxes[key] = tuple(boxes)
-        self._lines.append((key, lines))
+        if len(lines) != len(boxes):
+            raise ValueError(f"{key}: {len(boxes)} boxes with {len(lines)} CSV lines")
+        self._where[key] = (len(self._lines), len(boxes))
+        for box in boxes:
+            if isinstance(box, BBox):
+                box = (box.xmin, box.ymin, box.xmax, box.ymax)
+            self._values.extend(box)
+        self._lines.extend(lines)
 
     def merge(self, other: BoxTable) -> None:
         """Take in a partial table parsed elsewhere (its boxes, lines, counts and skips)."""
-        for key, lines in other._lines:  # one entry per add(), as _boxes has
-            self.add(key, other._boxes[key], lines)
+        twice = other._where.keys() & self._where.keys()
+        if twice:
+            raise DataError(f"two box files for the image {min(twice)}")
+        shift = len(self._lines)
+        for key, (first, count) in other._where.items():
+            self._where[key] = (first + shift, count)
+        self._values.extend(other._values)
+        self._lines.extend(other._lines)
         for name, value in asdict(other.stats).items():
             setattr(self.stats, name, getattr(self.stats, name) + value)
         self.skipped.extend(other.skipped)
 
+    def values(self, key: str) -> array[float]:
+        """The image's box values (four per box, in file order); empty without boxes."""
+        first, count = self._where.get(key, (0, 0))
+        return self._values[4 * first : 4 * (first + count)]
+
     def get(self, key: str) -> tuple[BBox, ...]:
-        return self._boxes.get(key, ())
+        v = self.values(key)
+        return tuple(BBox(*v[i : i + 4]) for i in range(0, len(v), 4))
+
+    def keys(self) -> list[str]:
+        return list(self._where)
 
     def __len__(self) -> int:
-        return len(self._boxes)
+        return len(self._where)
 
     def csv_bytes(self) -> bytes:
         """The seed's CSV: one line per kept box, sorted by image, boxes in file order."""
-        self._lines.sort(key=lambda kl: kl[0])
-        return "".join(line + "\n" for _key, lines in self._lines for line in lines).encode("ascii")
+        lines = self._lines
+        return "".join(
+            line + "\n"
+            for key in sorted(self._where)
+            for first, count in (self._where[key],)
+            for line in lines[first : first + count]
+        ).encode("ascii")
 
 
 def _iter_box_archive(path: Path) -> Iterator[tuple[str, str, bytes]]:
@@ -691,7 +723,7 @@ def parse_box_batch(batch: _BoxBatch) -> BoxTable:
         if result.kept:
             table.add(
                 key,
-                [BBox(*boxmod.record_box(b)) for b in result.kept],
+                [boxmod.record_box(b) for b in result.kept],
                 [boxmod.csv_line(key, b) for b in result.kept],
             )
     return table

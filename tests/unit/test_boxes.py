@@ -232,6 +232,6 @@ def test_parsing_spread_over_workers_gives_the_same_table(
     assert spread.csv_bytes() == alone.csv_bytes()
     assert spread.stats == alone.stats
     assert spread.skipped == alone.skipped
-    assert [spread.get(k) for k in sorted(alone._boxes)] == [
-        alone.get(k) for k in sorted(alone._boxes)
+    assert [spread.get(k) for k in sorted(alone.keys())] == [
+        alone.get(k) for k in sorted(alone.keys())
     ]

@@ -6,6 +6,9 @@ import os
 import pickle
 from pathlib import Path
 
+import pytest
+
+from imagenet_prep.errors import DataError
 from imagenet_prep.labels import load_synsets
 from imagenet_prep.sample import BBox
 from imagenet_prep.sources import (
@@ -64,3 +67,24 @@ def test_an_md5_is_kept_with_the_index_only_while_the_archive_is_unchanged(
     os.utime(archive, ns=(1, 1))  # a new download of the same size: the kept index is stale
     assert cached_md5(state, archive) is None
     assert indexed_archive(archive, nested=False, state_dir=state).md5 is None
+
+
+def test_partial_box_tables_merge_into_one_with_their_lines_and_counts() -> None:
+    first, second = BoxTable(), BoxTable()
+    first.add("n01440764_9", [(0.1, 0.2, 0.3, 0.4)], ["n01440764_9.JPEG,a"])
+    second.add("n01440764_1", [BBox(0.5, 0.5, 1.0, 1.0), (0.0, 0.0, 0.5, 0.5)], ["b1", "b2"])
+    second.stats.boxes_kept = 2
+    whole = BoxTable()
+    whole.merge(pickle.loads(pickle.dumps(first)))
+    whole.merge(pickle.loads(pickle.dumps(second)))
+
+    assert len(whole) == 2 and whole.stats.boxes_kept == 2
+    assert whole.get("n01440764_1") == (BBox(0.5, 0.5, 1.0, 1.0), BBox(0.0, 0.0, 0.5, 0.5))
+    assert list(whole.values("n01440764_9")) == [0.1, 0.2, 0.3, 0.4]
+    assert whole.get("n01440764_2") == () and len(whole.values("n01440764_2")) == 0
+    # Sorted by image, each image's lines in file order.
+    assert whole.csv_bytes() == b"b1\nb2\nn01440764_9.JPEG,a\n"
+    with pytest.raises(DataError, match="two box files for the image n01440764_9"):
+        whole.merge(first)
+    with pytest.raises(ValueError, match="2 boxes with 1 CSV lines"):
+        whole.add("n01440764_3", [(0, 0, 1, 1), (0, 0, 1, 1)], ["one"])
