@@ -16,7 +16,7 @@ from .errors import DataError
 from .plan import ShardSpec
 from .resize import ResizeSpec, resize_jpeg
 from .sample import ImageRef, Sample
-from .sinks import SinkOptions, get_sink
+from .sinks import Sink, SinkOptions, get_sink
 
 
 @dataclass(frozen=True)
@@ -83,12 +83,25 @@ def _read_fixed(fd: int, ref: ImageRef, decode_check: bool) -> tuple[bytes, imag
     return raw, imagefix.fix(raw, ref.origin, info=info)
 
 
-def process_shard(job: ShardJob, files: OpenFiles | None = None) -> ShardResult:
-    """Read a shard's images, fix their bytes, and hand each to every format's writer."""
+def process_shard(
+    job: ShardJob,
+    files: OpenFiles | None = None,
+    made: dict[tuple[str, SinkOptions], Sink] | None = None,
+) -> ShardResult:
+    """Read a shard's images, fix their bytes, and hand each to every format's writer.
+
+    ``files`` and ``made`` are shared by the shards of one task: sources stay open, and
+    each format's sink (stateless between shards) is made once.
+    """
     if files is None:
         with OpenFiles() as own:
-            return process_shard(job, own)
-    sinks = [get_sink(name, job.options) for name in job.formats]
+            return process_shard(job, own, made)
+    if made is None:
+        made = {}
+    for name in job.formats:
+        if (name, job.options) not in made:
+            made[name, job.options] = get_sink(name, job.options)
+    sinks = [made[name, job.options] for name in job.formats]
     writers = [s.open_shard(job.spec) for s in sinks]
     reencoded: list[list[str]] = []
     skipped: list[list[str]] = []
@@ -147,5 +160,6 @@ def process_shards(jobs: tuple[ShardJob, ...]) -> list[ShardResult]:
     Each shard is still finished (renamed into place) on its own; the caller records them
     one by one, so the shard stays the unit of resume.
     """
+    made: dict[tuple[str, SinkOptions], Sink] = {}
     with OpenFiles() as files:
-        return [process_shard(job, files) for job in jobs]
+        return [process_shard(job, files, made) for job in jobs]
