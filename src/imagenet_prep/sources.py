@@ -598,13 +598,11 @@ class BoxTable:
 
     def csv_bytes(self) -> bytes:
         """The seed's CSV: one line per kept box, sorted by image, boxes in file order."""
-        lines = self._lines
-        return "".join(
-            line + "\n"
-            for key in sorted(self._where)
-            for first, count in (self._where[key],)
-            for line in lines[first : first + count]
-        ).encode("ascii")
+        ordered: list[str] = []
+        for key in sorted(self._where):
+            first, count = self._where[key]
+            ordered.extend(self._lines[first : first + count])
+        return "".join(line + "\n" for line in ordered).encode("ascii")
 
 
 def _iter_box_archive(path: Path) -> Iterator[tuple[str, str, bytes]]:
