@@ -26,12 +26,24 @@ _CRC = struct.Struct("<I")
 
 
 def masked_crc32c(data: bytes | bytearray | memoryview) -> int:
-    """TFRecord's masked CRC32C.
+    """TFRecord's masked CRC32C; other buffers than ``bytes`` (a mapped shard) are read in place.
 
-    >>> hex(masked_crc32c(b""))
-    '0xa282ead8'
+    google-crc32c takes only buffers that need no release; a read-only NumPy array over the
+    buffer is one, so the data is not copied to be checked (``bytes()`` is the fallback).
+    NumPy is imported only for such buffers: the build, which passes ``bytes``, never needs it.
+
+    >>> hex(masked_crc32c(b"")), masked_crc32c(memoryview(b"abc")) == masked_crc32c(b"abc")
+    ('0xa282ead8', True)
     """
-    return mask_crc(google_crc32c.value(bytes(data)))
+    if type(data) is bytes:
+        return mask_crc(google_crc32c.value(data))
+    import numpy as np
+
+    try:
+        crc = google_crc32c.value(np.frombuffer(data, np.uint8))
+    except TypeError:
+        crc = google_crc32c.value(bytes(data))
+    return mask_crc(crc)
 
 
 def mask_crc(crc: int) -> int:

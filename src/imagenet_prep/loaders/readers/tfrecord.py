@@ -7,9 +7,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import google_crc32c
-import numpy as np
-
 from ... import tfrecord_io
 from ...errors import DataError
 from .base import RawSample, Want, map_file, shard_files, stem
@@ -44,7 +41,7 @@ class TFRecordReader:
                 raise DataError(f"{path}: record {i} at byte {offset}: truncated")
             # The header's length CRC was checked by record_index; this is the data's.
             data = view[offset + 12 : end - 4]
-            if _masked_crc(data) != int.from_bytes(view[end - 4 : end], "little"):
+            if tfrecord_io.masked_crc32c(data) != int.from_bytes(view[end - 4 : end], "little"):
                 raise DataError(f"{path}: record {i} at byte {offset}: data CRC mismatch")
             yield i, self._sample(data, f"{path}: record {i}")
 
@@ -83,19 +80,6 @@ class TFRecordReader:
             tfrecord_io.first_bytes(ex, "image/encoded"),
             boxes if len(boxes) and len(boxes[0]) == 4 else (),
         )
-
-
-def _masked_crc(data: memoryview) -> int:
-    """The record data's masked CRC32C, read in place.
-
-    google-crc32c takes only buffers that need no release; a read-only NumPy array over the
-    mapping is one, so the data is not copied to be checked (bytes() is the fallback).
-    """
-    try:
-        crc = google_crc32c.value(np.frombuffer(data, np.uint8))
-    except TypeError:
-        crc = google_crc32c.value(bytes(data))
-    return tfrecord_io.mask_crc(crc)
 
 
 _WANTED = {
