@@ -109,16 +109,19 @@ def _pax_records(data: bytes, path: str, offset: int) -> dict[str, str]:
 
 
 class _Reader:
-    """Positional reader of a file's tar headers: a ``pread`` per header, skips are free."""
+    """Positional reader of a tar's headers: ``pread(n, at)`` gives the bytes, skips are free.
 
-    def __init__(self, fd: int, path: str, size: int) -> None:
-        self._fd = fd
+    Over a file (a ``pread`` per header) or over bytes already in memory (a mapped file).
+    """
+
+    def __init__(self, pread: Callable[[int, int], bytes], path: str, size: int) -> None:
+        self._pread = pread
         self.path = path
         self.size = size
         self.pos = 0
 
     def read(self, n: int) -> bytes:
-        data = os.pread(self._fd, n, self.pos)
+        data = self._pread(n, self.pos)
         if len(data) != n:
             raise DataError(
                 f"{self.path}: truncated archive (ends at byte {self.pos + len(data)}, "
@@ -296,13 +299,24 @@ def index_tar(path: Path, *, nested: bool = False) -> ArchiveIndex:
     rule = is_nested_tar if nested else (lambda _name: False)
     try:
         with open(path, "rb", buffering=0) as f:
-            reader = _Reader(f.fileno(), str(path), st.st_size)
+            fd = f.fileno()
+            reader = _Reader(lambda n, at: os.pread(fd, n, at), str(path), st.st_size)
             members = tuple(_walk(reader, st.st_size, "", rule))
     except OSError as exc:
         raise DataError(f"{path}: cannot read ({exc.strerror})") from None
     return ArchiveIndex(
         path=str(path), size=st.st_size, mtime_ns=st.st_mtime_ns, md5=None, members=members
     )
+
+
+def iter_tar_view(view: bytes | memoryview, path: str) -> Iterator[TarMember]:
+    """Each regular member of a tar held in memory (a mapped file), in archive order.
+
+    Only the headers are read (copied out of ``view``); members' data is left where it is.
+    An empty ``view`` has no members.
+    """
+    reader = _Reader(lambda n, at: bytes(view[at : at + n]), path, len(view))
+    return _walk(reader, len(view), "", lambda _name: False)
 
 
 _UNBOUNDED = 1 << 62

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from imagenet_prep.archive import file_md5, index_tar, read_at
+from imagenet_prep.archive import file_md5, index_tar, iter_tar_view, read_at
 from imagenet_prep.errors import DataError
+from imagenet_prep.loaders.readers.base import map_file
 
 
 def make_tar(members: list[tuple[str, bytes]], fmt: int = tarfile.GNU_FORMAT) -> bytes:
@@ -113,3 +114,23 @@ def test_file_md5_of_a_file_larger_than_its_buffer(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="cannot read") as err:
         file_md5(tmp_path / "missing.tar")
     assert "missing.tar" in str(err.value)
+
+
+@pytest.mark.parametrize("fmt", ["ustar", "gnu", "pax"])
+def test_a_mapped_tar_lists_names_and_offsets_like_tarfile(tmp_path: Path, fmt: str) -> None:
+    path = tmp_path / "t.tar"
+    names = ["a.cls", "dir/" * 20 + "long.jpg" if fmt != "ustar" else "d/" * 40 + "x.jpg", "b.json"]
+    payloads = [b"1", b"x" * 1000, b"{}"]
+    formats = {"ustar": tarfile.USTAR_FORMAT, "gnu": tarfile.GNU_FORMAT, "pax": tarfile.PAX_FORMAT}
+    with tarfile.open(path, "w", format=formats[fmt]) as tar:
+        for name, data in zip(names, payloads, strict=True):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+        directory = tarfile.TarInfo("a-directory")
+        directory.type = tarfile.DIRTYPE
+        tar.addfile(directory)  # not a regular file: skipped
+    with tarfile.open(path) as tar:
+        expected = [(m.name, m.offset_data, m.size) for m in tar if m.isfile()]
+    members = iter_tar_view(map_file(str(path)), str(path))
+    assert [(m.name, m.offset, m.size) for m in members] == expected

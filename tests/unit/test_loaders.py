@@ -200,31 +200,6 @@ def test_decoders_give_rgb_for_every_kind_of_image(decoder: str) -> None:
         make_decoder("libjpeg")
 
 
-@pytest.mark.parametrize("fmt", ["ustar", "gnu", "pax"])
-def test_tar_members_reads_names_and_offsets_like_tarfile(tmp_path: object, fmt: str) -> None:
-    import tarfile
-    from pathlib import Path
-
-    from imagenet_prep.loaders.readers.base import map_file
-    from imagenet_prep.loaders.readers.webdataset import tar_members
-
-    path = Path(str(tmp_path)) / "t.tar"
-    names = ["a.cls", "dir/" * 20 + "long.jpg" if fmt != "ustar" else "d/" * 40 + "x.jpg", "b.json"]
-    payloads = [b"1", b"x" * 1000, b"{}"]
-    formats = {"ustar": tarfile.USTAR_FORMAT, "gnu": tarfile.GNU_FORMAT, "pax": tarfile.PAX_FORMAT}
-    with tarfile.open(path, "w", format=formats[fmt]) as tar:
-        for name, data in zip(names, payloads, strict=True):
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-        directory = tarfile.TarInfo("a-directory")
-        directory.type = tarfile.DIRTYPE
-        tar.addfile(directory)  # not a regular file: skipped
-    with tarfile.open(path) as tar:
-        expected = [(m.name, m.offset_data, m.size) for m in tar if m.isfile()]
-    assert list(tar_members(map_file(str(path)), str(path))) == expected
-
-
 def test_crop_random_is_a_function_of_its_key() -> None:
     from imagenet_prep.loaders.rng import CropRandom
 
