@@ -212,18 +212,18 @@ def _finish_md5(
     for split, future in pending.items():
         path = layout.images(split)
         assert path is not None
+        entry = download_of[split]  # the archive's name and size as indexed
         if not future.done():
             log.info(
                 "waiting for the MD5 of %s (%.1f GB: MD5 reads about 0.6 GB/s on one core, "
                 "and has run since the index was started)",
                 path,
-                path.stat().st_size / 1e9,
+                entry["bytes"] / 1e9,
             )
         md5 = _aside_result(future)
         record_md5(state, path, md5)
-        entry = download_of[split]
         entry["md5"] = md5
-        known = config.known_archive(path.name, path.stat().st_size)
+        known = config.known_archive(entry["name"], entry["bytes"])
         assert known is not None
         try:
             _compare_md5(path, md5, known.md5, f"; its {split} shards will be made again")
