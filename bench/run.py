@@ -16,7 +16,6 @@ import argparse
 import json
 import os
 import shutil
-import stat
 import statistics
 import subprocess
 import sys
@@ -28,6 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from docsection import DOCS, machine, write_section
+from memstate import MODES, MemoryState
 from peak_memory import measure
 
 from imagenet_prep.archive import file_md5
@@ -187,48 +187,121 @@ def busy_seconds() -> float:
     return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
 
 
-def _release(tree: Path) -> None:
-    """Free the data of the files a run wrote under ``tree`` (truncate to 0), keeping them.
-
-    Only regular files with no other link: a peer's work folder holds symbolic links to the
-    download's archives (and a build with --link hard links), which must stay whole.
-    """
-    for folder, _dirs, files in os.walk(tree):
-        for name in files:
-            path = os.path.join(folder, name)
-            st = os.lstat(path)
-            if stat.S_ISREG(st.st_mode) and st.st_nlink == 1:
-                os.truncate(path, 0)
+Command = Callable[[Path], list[str]]
 
 
-def timed(row: Row, command: Callable[[Path], list[str]], runs: int, scratch: Path) -> None:
-    """Run ``command(out)`` ``runs`` times, each into a folder of its own under ``scratch``.
+def timed(group: list[tuple[Row, Command]], runs: int, scratch: Path, memory: MemoryState) -> None:
+    """Run each ``command(out)`` ``runs`` times, each run into a folder of its own under
+    ``scratch``, the machine's memory held in ``memory``'s state (bench/memstate.py).
 
-    After each run its output files are truncated, which frees their memory as deleting
-    them would, and the files themselves are deleted after the row's last run. Deleting
-    each output just before the next run would time ext4 rather than the command: on a
-    file system without a journal (as here) ext4 skips every inode freed in the last
-    minute or more when it allocates one, a scan that grows with each file deleted and cost
-    a 1,158-file build about 0.3 CPU s (``recently_deleted`` in ``perf``), which a first
-    build never pays. Writing the output out and dropping it from the page cache instead
-    made every command slower: this VM hands freed memory back to its host, and new page
-    cache then has to be faulted in again, unless it reuses pages just freed.
+    With memory full the rows of a group take turns (a run of each, then the next round), so
+    that a slow or quick spell of this shared machine falls on all of them; with memory free
+    each row runs all its runs in a row (taking turns there would have each command write
+    into memory another one freed).
+
+    The files are deleted after the group's last run, not before each run: on a file system
+    without a journal (as here) ext4 skips every inode freed in the last minute or more when
+    it allocates one, a scan that grows with each file deleted and cost a 1,158-file build
+    about 0.3 CPU s (``recently_deleted`` in ``perf``), which a first build never pays.
     """
     shutil.rmtree(scratch, ignore_errors=True)
-    for run_no in range(runs):
-        out = scratch / f"run-{run_no}"
+    memory.before_group()
+    if memory.mode == "full":
+        order = [(i, n) for n in range(runs) for i in range(len(group))]
+    else:
+        order = [(i, n) for i in range(len(group)) for n in range(runs)]
+    for i, run_no in order:
+        row, command = group[i]
+        if row.error:
+            continue
+        out = scratch / f"{i}-run-{run_no}"
         out.mkdir(parents=True)
         busy = busy_seconds()
         result = measure(command(out), 0.01)
         busy = busy_seconds() - busy
         if result["returncode"] != 0:
             row.error = f"exit {result['returncode']}"
-            break
+            continue
         row.seconds.append(float(result["seconds"]))
         row.cpu.append(busy)
         row.peak_mb.append(float(result["peak_rss_mb"]))
-        _release(out)
+        memory.after_run(out)
     shutil.rmtree(scratch, ignore_errors=True)
+
+
+def suite(
+    args: argparse.Namespace, download: Path, scratch: Path, memory: MemoryState
+) -> tuple[list[Row], Row, Row, Row | None]:
+    """Time every command: the rows, and among them ours, the floor and the baseline."""
+    ours = Row("imagenet-prep build", f"tfrecord + box CSV, {args.workers} workers", "ours")
+    build = [PY, "-m", "imagenet_prep", "build", "--source", str(download), "--quiet"]
+    floor = Row("I/O floor: cat", "cat of the three archives into one file", "floor")
+    cat = " ".join(f"'{p}'" for p in archives(download))
+    # GNU cat copies with copy_file_range (in the kernel, nothing read into user space);
+    # dd reads each block into a buffer and writes it back: the floor for a program that
+    # must look at every byte, shown beside the issue's (cat) for context.
+    copy = Row("I/O floor: dd", "dd bs=1M of the same archives (read into memory, write)", "floor")
+    dd = "; ".join(f"dd if='{p}' bs=1M status=none" for p in archives(download))
+    group: list[tuple[Row, Command]] = [
+        (
+            ours,
+            lambda out: ([*build, "--output", str(out / "out"), "--workers", str(args.workers)]),
+        ),
+        (floor, lambda out: ["sh", "-c", f"cat {cat} > '{out}/cat.bin'"]),
+        (copy, lambda out: ["sh", "-c", f"{{ {dd}; }} > '{out}/dd.bin'"]),
+    ]
+    timed(group, args.runs, scratch, memory)
+    rows = [ours, floor, copy]
+    # The MD5 check of official archives, on the generated ones (told their own MD5s):
+    # beside the shard work, as the build does it, and first, as it did in the index pass.
+    md5s = args.out / f"{download.name}.md5.json"
+    if not md5s.exists():
+        md5s.write_text(json.dumps({n: file_md5(download / n) for n in IMAGE_ARCHIVES}))
+    md5_build = [PY, str(ROOT / "bench" / "md5_build.py"), str(download)]
+    md5_group: list[tuple[Row, Command]] = []
+    for name, note, extra in (
+        ("imagenet-prep build, MD5 checked", "the MD5 beside the shard work", []),
+        ("MD5 first, then build", "the MD5 of both archives, then the build", ["--hash-first"]),
+    ):
+        row = Row(name, note, "md5")
+        md5_group.append(
+            (
+                row,
+                lambda out, extra=extra: [
+                    *md5_build,
+                    str(out / "out"),
+                    str(md5s),
+                    "--workers",
+                    str(args.workers),
+                    *extra,
+                ],
+            )
+        )
+        rows.append(row)
+    timed(md5_group, args.runs, scratch, memory)
+    baseline = None
+    if not args.skip_baseline:
+        tree = extract_tree(download, args.out)
+        baseline = Row("seed's per-image work", "TF decode + Example objects, 2 threads")
+        seed = [PY, str(ROOT / "bench" / "baseline_seed.py"), str(tree)]
+        timed(
+            [(baseline, lambda out: [*seed, str(out / "out")])],
+            1 if args.runs < 3 else 2,
+            scratch,
+            memory,
+        )
+        rows.append(baseline)
+    if not args.skip_peers:
+        for peer, note in (
+            ("tfds", "tensorflow-datasets imagenet2012 builder, manual_dir"),
+            ("torchvision", "torchvision ImageNet archive parsing into folders"),
+        ):
+            row = Row(peer, note)
+            peers = [PY, str(ROOT / "bench" / "peers.py"), peer, str(download)]
+            timed([(row, lambda out, peers=peers: [*peers, str(out)])], 1, scratch, memory)
+            rows.append(row)
+
+    return rows, ours, floor, baseline
 
 
 def main() -> int:
@@ -241,6 +314,13 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out")
     parser.add_argument("--skip-baseline", action="store_true")
     parser.add_argument("--skip-peers", action="store_true")
+    parser.add_argument(
+        "--memory",
+        choices=MODES,
+        default="full",
+        help="the memory state every run starts in (bench/memstate.py): full of clean page "
+        "cache, as on a busy machine (default), or free",
+    )
     parser.add_argument("--write-docs", action="store_true")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -250,94 +330,11 @@ def main() -> int:
     scratch = args.out / "scratch"
     warm(download)
 
-    rows = []
-    ours = Row("imagenet-prep build", f"tfrecord + box CSV, {args.workers} workers", "ours")
-    timed(
-        ours,
-        lambda out: [
-            PY,
-            "-m",
-            "imagenet_prep",
-            "build",
-            "--source",
-            str(download),
-            "--output",
-            str(out / "out"),
-            "--workers",
-            str(args.workers),
-            "--quiet",
-        ],
-        args.runs,
-        scratch,
-    )
-    rows.append(ours)
-    floor = Row("I/O floor: cat", "cat of the three archives into one file", "floor")
-    cat = " ".join(f"'{p}'" for p in archives(download))
-    timed(floor, lambda out: ["sh", "-c", f"cat {cat} > '{out}/cat.bin'"], args.runs, scratch)
-    rows.append(floor)
-    # GNU cat copies with copy_file_range (in the kernel, nothing read into user space);
-    # dd reads each block into a buffer and writes it back: the floor for a program that
-    # must look at every byte, shown beside the issue's (cat) for context.
-    copy = Row("I/O floor: dd", "dd bs=1M of the same archives (read into memory, write)", "floor")
-    dd = "; ".join(f"dd if='{p}' bs=1M status=none" for p in archives(download))
-    timed(copy, lambda out: ["sh", "-c", f"{{ {dd}; }} > '{out}/dd.bin'"], args.runs, scratch)
-    rows.append(copy)
-    # The MD5 check of official archives, on the generated ones (told their own MD5s):
-    # beside the shard work, as the build does it, and first, as it did in the index pass.
-    md5s = args.out / f"{download.name}.md5.json"
-    if not md5s.exists():
-        md5s.write_text(json.dumps({n: file_md5(download / n) for n in IMAGE_ARCHIVES}))
-    md5_build = [PY, str(ROOT / "bench" / "md5_build.py"), str(download)]
-    for name, note, extra in (
-        ("imagenet-prep build, MD5 checked", "the MD5 beside the shard work", []),
-        ("MD5 first, then build", "the MD5 of both archives, then the build", ["--hash-first"]),
-    ):
-        row = Row(name, note, "md5")
-        timed(
-            row,
-            lambda out, extra=extra: [
-                *md5_build,
-                str(out / "out"),
-                str(md5s),
-                "--workers",
-                str(args.workers),
-                *extra,
-            ],
-            args.runs,
-            scratch,
-        )
-        rows.append(row)
-    baseline = None
-    if not args.skip_baseline:
-        tree = extract_tree(download, args.out)
-        baseline = Row("seed's per-image work", "TF decode + Example objects, 2 threads")
-        timed(
-            baseline,
-            lambda out: [PY, str(ROOT / "bench" / "baseline_seed.py"), str(tree), str(out / "out")],
-            1 if args.runs < 3 else 2,
-            scratch,
-        )
-        rows.append(baseline)
-    if not args.skip_peers:
-        for peer, note in (
-            ("tfds", "tensorflow-datasets imagenet2012 builder, manual_dir"),
-            ("torchvision", "torchvision ImageNet archive parsing into folders"),
-        ):
-            row = Row(peer, note)
-            timed(
-                row,
-                lambda out, peer=peer: [
-                    PY,
-                    str(ROOT / "bench" / "peers.py"),
-                    peer,
-                    str(download),
-                    str(out),
-                ],
-                1,
-                scratch,
-            )
-            rows.append(row)
-
+    memory = MemoryState(args.memory, args.out)
+    try:
+        rows, ours, floor, baseline = suite(args, download, scratch, memory)
+    finally:
+        memory.close()
     text = report(rows, images, nbytes, ours, floor, baseline)
     print(text)
     if args.write_docs:
