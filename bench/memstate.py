@@ -12,7 +12,8 @@ depends on how long ago the previous run's output was freed, not on the command.
 - ``full`` (the suite's default): before each group of rows, free memory is filled with
   clean page cache by reading a sparse file (its holes read as zeros, nothing goes to
   disk) down to ``leave`` bytes; each run's output is written back (``sync``) and kept
-  until the group ends, so every run, whatever the command, gets its memory from reclaim, as on a busy machine.
+  until the group ends, so every run, whatever the command, gets its memory from reclaim,
+  as on a busy machine.
 - ``free``: each run's output is truncated right after it (its memory freed), and the next
   run starts at once: a command that writes at once reuses those pages (``cat``), one that
   writes later gets memory the host has taken back meanwhile.
