@@ -2,12 +2,15 @@
 """The benchmark suite: `imagenet-prep build` against the I/O floor, the seed's work and real peers.
 
     python bench/run.py [--classes 100 --per-class 200 --val-per-class 10] [--runs 3]
-                        [--skip-baseline] [--skip-peers] [--write-docs]
+                        [--memory full|free] [--skip-baseline] [--skip-peers] [--write-docs]
 
 Generates its download with `imagenet-prep fixture` (kept in bench/out/ between runs), warms
 the page cache, then measures each command (median of --runs runs: wall time, images/s, MB/s
 of image input, peak memory summed over all its processes) and prints ratios measured in the
 same run, a projection to the full 1,331,167 images, and PASS/FAIL for issue 4's targets.
+Every run starts in the memory state that --memory names (bench/memstate.py): by default
+free memory is full of clean page cache, as on a machine that has been up a while; the
+build and the floors take turns.
 """
 
 from __future__ import annotations
