@@ -5,10 +5,12 @@ torchvision's ImageFolder pipeline on the same images and the bare JPEG decode f
     python bench/loaders.py                       # generates a download, builds it, measures
     python bench/loaders.py --root OUT --workers 2 --write-docs
 
-Every figure is the best of ``--repeat`` runs (other processes on the machine only ever
-slow a run down). Per row:
+The DataLoader figures are the best of ``--repeat`` runs (other processes on the machine
+only ever slow a run down); the one-process figures are over ``--repeat`` passes taken in
+turns with the floor (below). Per row:
 
-- *1 process*: the loader iterated in this process (one core, no DataLoader).
+- *1 process*: the loader iterated in this process (one core, no DataLoader), taking
+  turns with the decode floor.
 - *DataLoader*: ``--workers`` DataLoader workers, batches of ``--batch-size``; images/s
   in the steady state (from the first batch to the last) divided by the number of workers.
   Ours batch in the worker (``ImageNetLoader``); torchvision's is ``ImageFolder`` +
@@ -20,10 +22,16 @@ slow a run down). Per row:
   count per batch) for the *DataLoader* column. A DataLoader worker that only decodes runs
   a few percent below the same loop in the main process, so comparing a worker with the
   in-process loop would charge DataLoader's own cost to the loader; that mixed ratio is
-  printed too. Each floor is re-measured just before each run it is paired with, and a
-  ratio divides the best run by the best paired floor (same number of runs, same
-  minutes), so a quiet or busy moment on the machine favours neither side. OpenCV and
-  Pillow floors are shown for the decoder choice.
+  printed too. This host is shared and has slow spells of a second or more (on 2026-12-02
+  a pure-Python loop took 0.19-0.51 s from one minute to the next), so each side of a
+  ratio must see the same spells:
+  - in one process the loader and the floor take turns every ``BLOCK`` images (about
+    35 ms), over ``--repeat`` passes of the epoch; each column is images over seconds
+    summed over its turns;
+  - a DataLoader run cannot be cut into turns; its floor is re-measured just before
+    each run, and a ratio divides the best run by the best paired floor (same number of
+    runs, same minutes).
+  OpenCV and Pillow floors are shown for the decoder choice.
 
 Targets (issue 6): ``train`` at least 1.6x torchvision per worker and at least 85% of the
 decode floor.
@@ -34,6 +42,7 @@ from __future__ import annotations
 import argparse
 import functools
 import io
+import itertools
 import os
 import platform
 import sys
@@ -53,6 +62,7 @@ FORMATS = ("tfrecord", "webdataset", "imagefolder")
 TRANSFORMS = (None, "train", "train-inception", "eval")
 TRAIN_SPEEDUP = 1.6
 TRAIN_FLOOR = 0.85
+BLOCK = 32  # images per turn in one process (about 35 ms of decoding)
 
 
 @dataclass
@@ -60,9 +70,9 @@ class Row:
     loader: str
     format: str
     transform: str
-    in_process: float  # images/s, one process
+    in_process: float  # images/s, one process (turns with the floor)
     per_worker: float  # images/s per DataLoader worker
-    floor: float  # the in-process decode floor measured alongside the in-process runs
+    floor: float  # the in-process decode floor, in turns with the in-process runs
     worker_floor: float  # the decode floor per DataLoader worker, alongside those runs
 
 
@@ -80,11 +90,49 @@ class Floor:
         self.data = data
         self.decode = simplejpeg.decode_jpeg
         self.best = 0.0
+        self._at = 0
 
     def sample(self) -> float:
         n, seconds = timed(self.decode(b, colorspace="RGB") for b in self.data)
         self.best = max(self.best, n / seconds)
         return n / seconds
+
+    def decode_next(self, n: int) -> None:
+        """Decode the next ``n`` records (round the list)."""
+        data, decode, at = self.data, self.decode, self._at
+        for _ in range(n):
+            decode(data[at], colorspace="RGB")
+            at = (at + 1) % len(data)
+        self._at = at
+
+
+def interleaved(
+    items: Callable[[], Iterable[object]], floor: Floor, passes: int
+) -> tuple[float, float]:
+    """Images/s of ``items()`` and of the decode floor in this process, taking turns.
+
+    ``BLOCK`` items, then as many floor decodes, and so on, for ``passes`` passes over
+    ``items()``: a slow or quick spell of the host falls on both. Returns both rates, each
+    its images over its seconds summed over all turns (``floor.best`` gets each pass's).
+    """
+    n_items = n_floor = 0
+    t_items = t_floor = 0.0
+    for _ in range(passes):
+        it = iter(items())
+        got, pass_n, pass_t = BLOCK, 0, 0.0
+        while got == BLOCK:
+            start = time.perf_counter()
+            got = sum(1 for _ in itertools.islice(it, BLOCK))
+            middle = time.perf_counter()
+            floor.decode_next(got)
+            end = time.perf_counter()
+            n_items += got
+            t_items += middle - start
+            n_floor += got
+            t_floor += end - middle
+            pass_n, pass_t = pass_n + got, pass_t + end - middle
+        floor.best = max(floor.best, pass_n / pass_t)
+    return n_items / t_items, n_floor / t_floor
 
 
 class WorkerFloor:
@@ -244,10 +292,10 @@ def measure_ours(
     for fmt in FORMATS:
         for transform in TRANSFORMS:
             common = dict(format=fmt, transform=transform, image_size=args.image_size)
-            one, one_floor = best_rate(
-                lambda c=common: timed(iterate(root, "train", **c)),  # type: ignore[misc]
-                args.repeat,
+            one, one_floor = interleaved(
+                lambda c=common: iterate(root, "train", **c),  # type: ignore[misc]
                 floor,
+                args.repeat,
             )
             if transform is None:  # images of every size: one per DataLoader item
                 dataset = ImageNetDataset(root, "train", **common)  # type: ignore[arg-type]
@@ -291,7 +339,7 @@ def measure_torchvision(
         ),
     )
     order = torch.randperm(len(dataset)).tolist()
-    one, one_floor = best_rate(lambda: timed(dataset[i] for i in order), args.repeat, floor)
+    one, one_floor = interleaved(lambda: (dataset[i] for i in order), floor, args.repeat)
 
     def run() -> tuple[int, float]:
         loader = DataLoader(
@@ -376,8 +424,9 @@ def environment(root: Path, images: int, args: argparse.Namespace) -> str:
         f"), image size {args.image_size}, batch {args.batch_size}; {cpu}, "
         f"{os.cpu_count()} cores; Python {platform.python_version()}, simplejpeg "
         f"{simplejpeg.__version__}, OpenCV {cv2.__version__}, Pillow {PIL.__version__}, "
-        f"torch {torch.__version__}, torchvision {torchvision.__version__}; best of "
-        f"{args.repeat} runs."
+        f"torch {torch.__version__}, torchvision {torchvision.__version__}; DataLoader: "
+        f"best of {args.repeat} runs; one process: {args.repeat} passes in turns with the "
+        f"floor ({BLOCK} images a turn)."
     )
 
 
