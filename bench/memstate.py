@@ -22,6 +22,7 @@ depends on how long ago the previous run's output was freed, not on the command.
 from __future__ import annotations
 
 import os
+import shutil
 import stat
 from pathlib import Path
 
@@ -55,18 +56,32 @@ def release(tree: Path) -> None:
 class MemoryState:
     """Puts the machine in ``mode`` before each group of rows and keeps it there between runs."""
 
-    def __init__(self, mode: str, folder: Path, leave: int = 320 << 20) -> None:
+    def __init__(self, mode: str, folder: Path, run_bytes: int = 0, leave: int = 320 << 20) -> None:
         if mode not in MODES:
             raise ValueError(f"memory mode must be one of {', '.join(MODES)}, not {mode!r}")
         self.mode = mode
         self.leave = leave
+        self.run_bytes = run_bytes  # about what one run writes (``full`` keeps it on disk)
+        self._folder = folder
         self._fill = folder / "memory-fill.sparse"
         self._offset = 0
 
-    def before_group(self) -> float:
-        """Fill free memory with clean page cache (``full``); return the GB read for it."""
+    def before_group(self, runs: int = 0) -> float:
+        """Fill free memory with clean page cache (``full``); return the GB read for it.
+
+        ``full`` keeps the ``runs`` runs' output until the group ends: without disk space
+        for about ``runs * run_bytes`` it stops here, before any run, saying so.
+        """
         if self.mode != "full":
             return 0.0
+        need = runs * self.run_bytes * 11 // 10
+        free = shutil.disk_usage(self._folder).free
+        if need > free:
+            raise SystemExit(
+                f"{self._folder}: {free / 1e9:.1f} GB free, --memory full keeps every run's "
+                f"output of a group until it ends (about {need / 1e9:.1f} GB here): use "
+                "fewer --runs or --memory free"
+            )
         start = self._offset
         buf = bytearray(CHUNK)
         with open(self._fill, "ab"):

@@ -208,7 +208,7 @@ def timed(group: list[tuple[Row, Command]], runs: int, scratch: Path, memory: Me
     about 0.3 CPU s (``recently_deleted`` in ``perf``), which a first build never pays.
     """
     shutil.rmtree(scratch, ignore_errors=True)
-    memory.before_group()
+    memory.before_group(runs * len(group))
     if memory.mode == "full":
         order = [(i, n) for n in range(runs) for i in range(len(group))]
     else:
@@ -333,7 +333,7 @@ def main() -> int:
     scratch = args.out / "scratch"
     warm(download)
 
-    memory = MemoryState(args.memory, args.out)
+    memory = MemoryState(args.memory, args.out, sum(p.stat().st_size for p in archives(download)))
     try:
         rows, ours, floor, baseline = suite(args, download, scratch, memory)
     finally:
