@@ -9,16 +9,19 @@ DEMO_BUILD ?= --formats tfrecord,imagefolder,webdataset --train-shards 8 --valid
 
 .PHONY: demo test lint unit bench clean
 
-# The venv is (re)installed when pyproject.toml changes; the stamps record which extras are in.
+# The venv is (re)installed when the package's set-up changes (pyproject.toml, setup.py and the
+# C extension's source); the stamps record which extras are in.
+SETUP := pyproject.toml setup.py src/imagenet_prep/loaders/_jpegcrop.c
+
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(VENV)/.stamp-base: pyproject.toml | $(BIN)/python
+$(VENV)/.stamp-base: $(SETUP) | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e .
 	touch $@
 
-$(VENV)/.stamp-bench: pyproject.toml | $(BIN)/python
+$(VENV)/.stamp-bench: $(SETUP) | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
 	touch $@ $(VENV)/.stamp-base
 
@@ -27,7 +30,7 @@ bench: $(VENV)/.stamp-bench
 	$(BIN)/python bench/resize.py --download bench/out/download-100x200x10 --write-docs
 	$(BIN)/python bench/loaders.py --write-docs
 
-$(VENV)/.stamp-test: pyproject.toml | $(BIN)/python
+$(VENV)/.stamp-test: $(SETUP) | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@ $(VENV)/.stamp-base
 

@@ -16,15 +16,17 @@ turns with the floor (below). Per row:
   Ours batch in the worker (``ImageNetLoader``); torchvision's is ``ImageFolder`` +
   ``RandomResizedCrop`` + ``RandomHorizontalFlip`` + ``PILToTensor`` with the default
   collate and ``shuffle=True``.
-- *decode floor*: the records' JPEG bytes decoded (nothing else) with simplejpeg, in the
-  same harness as the rate it is compared with: in one process for the *1 process*
-  column, in ``--workers`` DataLoader workers (each decoding its share and sending only a
-  count per batch) for the *DataLoader* column. A DataLoader worker that only decodes runs
-  a few percent below the same loop in the main process, so comparing a worker with the
-  in-process loop would charge DataLoader's own cost to the loader; that mixed ratio is
-  printed too. This host is shared and has slow spells of a second or more (on 2026-12-02
-  a pure-Python loop took 0.19-0.51 s from one minute to the next), so each side of a
-  ratio must see the same spells:
+- *decode floor*: the records' JPEG bytes decoded whole (nothing else) with simplejpeg, in
+  the same harness as the rate it is compared with. With a transform, ours decode only the
+  crop they keep where the package's C module is built (``loaders/cropdecode.py``; the
+  environment line says whether it was), so they can pass the floor. Same harness: in one
+  process for the *1 process* column, in ``--workers`` DataLoader workers (each decoding its
+  share and sending only a count per batch) for the *DataLoader* column. A DataLoader worker
+  that only decodes runs a few percent below the same loop in the main process, so comparing
+  a worker with the in-process loop would charge DataLoader's own cost to the loader; that
+  mixed ratio is printed too. This host is shared and has slow spells of a second or more
+  (on 2026-12-02 a pure-Python loop took 0.19-0.51 s from one minute to the next), so each
+  side of a ratio must see the same spells:
   - in one process the loader and the floor take turns every ``BLOCK`` images (about
     35 ms), over ``--repeat`` passes of the epoch; each column is images over seconds
     summed over its turns;
@@ -412,6 +414,8 @@ def environment(root: Path, images: int, args: argparse.Namespace) -> str:
     import torch
     import torchvision
 
+    from imagenet_prep.loaders.cropdecode import available as crop_decoding
+
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as f:
@@ -426,7 +430,8 @@ def environment(root: Path, images: int, args: argparse.Namespace) -> str:
         f"{simplejpeg.__version__}, OpenCV {cv2.__version__}, Pillow {PIL.__version__}, "
         f"torch {torch.__version__}, torchvision {torchvision.__version__}; DataLoader: "
         f"best of {args.repeat} runs; one process: {args.repeat} passes in turns with the "
-        f"floor ({BLOCK} images a turn)."
+        f"floor ({BLOCK} images a turn); crop decoding (C module): "
+        f"{'built' if crop_decoding() else 'not built, whole images decoded'}."
     )
 
 

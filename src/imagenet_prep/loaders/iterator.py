@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataError
+from .cropdecode import make_crop_decoder
 from .decode import DECODERS, make_decoder
 from .order import BALANCE, BufferShuffle, Consumer, consumer_range, locate, unit_order
 from .readers import FORMATS, RawSample, Reader, normalize_split, open_reader
@@ -107,6 +108,10 @@ class ImageNetIterator(Iterator[Sample]):
         self.reader = reader if reader is not None else config.open_reader()
         self.decode = make_decoder(config.decoder)
         self.transform = make_transform(config.transform, config.image_size)
+        # "auto": decode only the crop where the C module is built (same pixels, less work).
+        self.crop_decode = (
+            make_crop_decoder(self.transform, self.decode) if config.decoder == "auto" else None
+        )
         self.total = int(self.reader.sizes.sum())
         self._start(epoch, 0)
 
@@ -211,11 +216,12 @@ class ImageNetIterator(Iterator[Sample]):
 
     def process(self, raw: RawSample, position: int, out: np.ndarray | None = None) -> np.ndarray:
         """Decode and transform one record (into ``out`` when given, with a transform)."""
-        image = self.decode(raw.data)
         if self.transform is None:
-            return image
+            return self.decode(raw.data)
         rng = CropRandom(f"crop/{self.config.seed}/{self.epoch}/{position}")
-        return self.transform(image, raw.boxes, rng, out)
+        if self.crop_decode is not None:
+            return self.crop_decode(raw.data, raw.boxes, rng, out)
+        return self.transform(self.decode(raw.data), raw.boxes, rng, out)
 
     def __next__(self) -> Sample:
         raw, position = self.next_raw()

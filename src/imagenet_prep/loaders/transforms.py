@@ -237,6 +237,11 @@ class CropResize:
     name: str
     size: int
 
+    def place(self, height: int, width: int, boxes: Sequence[Box], rng: Rng) -> Placement:
+        """Where the crop goes in an image of ``height`` x ``width``, and whether it is
+        mirrored (what the call does before cutting; the crop decoder needs it first)."""
+        return _PLACEMENTS[self.name](height, width, boxes, rng, self.size)
+
     def __call__(
         self,
         image: np.ndarray,
@@ -244,7 +249,7 @@ class CropResize:
         rng: Rng,
         out: np.ndarray | None = None,
     ) -> np.ndarray:
-        crop, flip = _PLACEMENTS[self.name](image.shape[0], image.shape[1], boxes, rng, self.size)
+        crop, flip = self.place(image.shape[0], image.shape[1], boxes, rng)
         return crop_resize(image, crop, self.size, flip, out)
 
 

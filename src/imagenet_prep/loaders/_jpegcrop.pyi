@@ -1,0 +1,6 @@
+_Data = bytes | bytearray | memoryview
+
+def size(data: _Data, /) -> tuple[int, int]: ...
+def decode(
+    data: _Data, top: int, left: int, height: int, width: int, /
+) -> tuple[bytes, int, int]: ...
