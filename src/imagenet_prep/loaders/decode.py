@@ -5,7 +5,8 @@ Measured per core on ImageNet-sized JPEGs (bench/loaders.py): simplejpeg (libjpe
 ``"auto"`` takes simplejpeg, then OpenCV, then Pillow; whatever the choice, bytes that are
 no JPEG or that the fast decoder refuses (the PNGs an ImageFolder build keeps) go through
 Pillow. EXIF orientation is never applied, so the pixel grid matches the records'
-width and height; grayscale and CMYK come out as RGB.
+width and height; grayscale and CMYK come out as RGB. With a transform and ``"auto"``, the
+iterator first decodes only the crop (cropdecode.py) and calls these for what that cannot.
 """
 
 from __future__ import annotations
