@@ -79,12 +79,8 @@ class Row:
 
 
 class Floor:
-    """The bare decode floor, re-measured between loader runs; the best run counts.
-
-    Other processes on the machine only ever slow a run down, so the highest rate seen is
-    the closest to the true one; measuring it throughout the benchmark (not once) keeps a
-    quiet moment from favouring either side of a ratio.
-    """
+    """The bare decode floor in this process, decoded in turns with a loader
+    (:func:`interleaved`); ``best`` is the fastest pass seen."""
 
     def __init__(self, data: list[bytes]) -> None:
         import simplejpeg
@@ -93,11 +89,6 @@ class Floor:
         self.decode = simplejpeg.decode_jpeg
         self.best = 0.0
         self._at = 0
-
-    def sample(self) -> float:
-        n, seconds = timed(self.decode(b, colorspace="RGB") for b in self.data)
-        self.best = max(self.best, n / seconds)
-        return n / seconds
 
     def decode_next(self, n: int) -> None:
         """Decode the next ``n`` records (round the list)."""
@@ -192,7 +183,7 @@ def decode_only(data: list[bytes], batch_size: int) -> object:
 
 
 def best_rate(
-    run: Callable[[], tuple[int, float]], repeat: int, floor: Floor | WorkerFloor | None = None
+    run: Callable[[], tuple[int, float]], repeat: int, floor: WorkerFloor | None = None
 ) -> tuple[float, float]:
     """The highest images/s of ``repeat`` runs (``run`` returns (images, seconds)), and the
     best decode floor measured just before each of them (0 without ``floor``)."""
