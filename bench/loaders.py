@@ -33,7 +33,9 @@ turns with the floor (below). Per row:
   - a DataLoader run cannot be cut into turns; its floor is re-measured just before
     each run, and a ratio divides the best run by the best paired floor (same number of
     runs, same minutes).
-  OpenCV and Pillow floors are shown for the decoder choice.
+  OpenCV and Pillow floors are shown for the decoder choice, and the loaders' crop decoding
+  alone (``_jpegcrop`` on crops drawn as RandomResizedCrop draws them, placed beforehand)
+  beside the whole decode it replaces.
 
 Targets (issue 6): ``train`` at least 1.6x torchvision per worker and at least 85% of the
 decode floor.
@@ -65,6 +67,7 @@ TRANSFORMS = (None, "train", "train-inception", "eval")
 TRAIN_SPEEDUP = 1.6
 TRAIN_FLOOR = 0.85
 BLOCK = 32  # images per turn in one process (about 35 ms of decoding)
+CROP_ONLY = "libjpeg-turbo, only RandomResizedCrop's crop"
 
 
 @dataclass
@@ -267,10 +270,26 @@ def decode_floors(data: list[bytes], repeat: int) -> dict[str, float]:
         ),
         "pillow": lambda b: np.asarray(Image.open(io.BytesIO(b)).convert("RGB")),
     }
-    return {
+    rates = {
         name: best_rate(lambda f=f: timed(f(b) for b in data), repeat)[0]  # type: ignore[misc]
         for name, f in decoders.items()
     }
+    from imagenet_prep.loaders.cropdecode import available
+
+    if available():  # the loaders' own crop decoding, RandomResizedCrop's draws placed first
+        from imagenet_prep.loaders import _jpegcrop
+        from imagenet_prep.loaders.rng import CropRandom
+        from imagenet_prep.loaders.transforms import random_resized_crop
+
+        crops = [
+            (b, random_resized_crop(*_jpegcrop.size(b), CropRandom(f"floor/{i}")))
+            for i, b in enumerate(data)
+        ]
+        rates[CROP_ONLY] = best_rate(
+            lambda: timed(_jpegcrop.decode(b, c.top, c.left, c.height, c.width) for b, c in crops),
+            repeat,
+        )[0]
+    return rates
 
 
 def measure_ours(

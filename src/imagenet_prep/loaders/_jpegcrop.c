@@ -3,7 +3,7 @@
  * A training crop keeps about half of an image's pixels. libjpeg-turbo skips the rows above
  * the crop without the IDCT, upsampling or colour conversion (jpeg_skip_scanlines), works
  * only on the iMCU columns that hold it (jpeg_crop_scanline) and never reads the rows below
- * it: a RandomResizedCrop costs about 3/4 of a whole decode (bench/roi_decode.c). No
+ * it: a RandomResizedCrop costs about 3/4 of a whole decode (bench/loaders.py). No
  * installable Python package offers this, hence this small module.
  *
  *   size(data) -> (height, width)

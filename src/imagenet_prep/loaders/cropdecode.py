@@ -4,7 +4,7 @@ A training crop keeps about half of an image. libjpeg-turbo can skip the rows ab
 without the IDCT and colour conversion, work only on the columns that hold it and stop after
 its last row (``_jpegcrop``, a small C module built with the package when libjpeg-turbo's
 headers are there): a RandomResizedCrop then costs about 3/4 of a whole decode
-(bench/roi_decode.c). The crop is placed from the JPEG header's size with the same draws as
+(bench/loaders.py). The crop is placed from the JPEG header's size with the same draws as
 on a decoded image, and its pixels equal a whole decode's, so the result is the same as
 decoding the whole image and cutting the crop out of it.
 
