@@ -26,7 +26,8 @@ def write_section(name: str, body: str, docs: Path = DOCS) -> None:
     current = docs.read_text() if docs.exists() else "# Benchmarks\n"
     if begin in current:
         head, rest = current.split(begin, 1)
-        current = head + block + rest.split(end, 1)[1].lstrip("\n")
+        tail = rest.split(end, 1)[1].lstrip("\n")
+        current = head + block + ("\n" + tail if tail else "")  # a blank line before the text
     else:
         current = current.rstrip("\n") + "\n\n" + block
     docs.parent.mkdir(parents=True, exist_ok=True)
