@@ -66,14 +66,14 @@ class MemoryState:
         self._fill = folder / "memory-fill.sparse"
         self._offset = 0
 
-    def before_group(self, runs: int = 0) -> float:
-        """Fill free memory with clean page cache (``full``); return the GB read for it.
+    def before_group(self, runs: int = 0) -> None:
+        """Fill free memory with clean page cache (``full``).
 
         ``full`` keeps the ``runs`` runs' output until the group ends: without disk space
         for about ``runs * run_bytes`` it stops here, before any run, saying so.
         """
         if self.mode != "full":
-            return 0.0
+            return
         need = runs * self.run_bytes * 11 // 10
         free = shutil.disk_usage(self._folder).free
         if need > free:
@@ -82,7 +82,6 @@ class MemoryState:
                 f"output of a group until it ends (about {need / 1e9:.1f} GB here): use "
                 "fewer --runs or --memory free"
             )
-        start = self._offset
         buf = bytearray(CHUNK)
         with open(self._fill, "ab"):
             pass
@@ -94,7 +93,6 @@ class MemoryState:
                 f.seek(self._offset)
                 while self._offset < end and (n := f.readinto(buf)):
                     self._offset += n
-        return (self._offset - start) / 1e9
 
     def after_run(self, out: Path) -> None:
         """``full``: write the run's output back so that reclaim can take it without I/O.
