@@ -51,11 +51,9 @@ def make_crop_decoder(transform: Transform | None, decode: Decoder) -> CropDecod
     def crop_decode(
         data: ImageBytes, boxes: Sequence[Box], rng: Rng, out: np.ndarray | None = None
     ) -> np.ndarray:
-        if data[:2] != b"\xff\xd8":
-            return transform(decode(data), boxes, rng, out)
         try:
             height, width = size_of(data)
-        except ValueError:
+        except ValueError:  # no JPEG (a PNG an ImageFolder build keeps), or no readable header
             return transform(decode(data), boxes, rng, out)
         crop, flip = place(height, width, boxes, rng)
         try:
