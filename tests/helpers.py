@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import io
 import tarfile
 from pathlib import Path
 from typing import Any
 
+from PIL import Image
+
 from imagenet_prep.sinks.tfrecord import read_examples
+
+
+def encode(image: Image.Image, fmt: str, **options: object) -> bytes:
+    """``image`` saved by Pillow as ``fmt`` ("JPEG", "PNG") with ``options``."""
+    buf = io.BytesIO()
+    image.save(buf, fmt, **options)
+    return buf.getvalue()
 
 
 def source_images(download: Path, *, validation: bool = True) -> dict[str, bytes]:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import io
 import os
 
 import numpy as np
 import pytest
 import simplejpeg
 from PIL import Image
+from tests.helpers import encode
 
 from imagenet_prep.loaders.cropdecode import available, make_crop_decoder
 from imagenet_prep.loaders.decode import make_decoder
@@ -39,9 +39,7 @@ def _photo(height: int, width: int, seed: int = 0) -> Image.Image:
 
 
 def _jpeg(image: Image.Image, **options: object) -> bytes:
-    buf = io.BytesIO()
-    image.save(buf, "JPEG", **options)
-    return buf.getvalue()
+    return encode(image, "JPEG", **options)
 
 
 KINDS = {
@@ -107,13 +105,11 @@ def test_what_libjpeg_cannot_decode_raises_value_error() -> None:
 def test_the_crop_decoder_matches_decode_then_transform(name: str) -> None:
     """Every kind of image, including those it hands to the whole-image decoder."""
     photo = _photo(120, 160, seed=3)
-    buf = io.BytesIO()
-    photo.save(buf, "PNG")
     images = {
         "jpeg": _jpeg(photo, quality=90),
         "gray": _jpeg(photo.convert("L")),
         "cmyk": _jpeg(photo.convert("CMYK")),
-        "png": buf.getvalue(),
+        "png": encode(photo, "PNG"),
         "progressive": _jpeg(photo, progressive=True),
     }
     transform = make_transform(name, 32)

@@ -8,6 +8,7 @@ import random
 import numpy as np
 import pytest
 from PIL import Image
+from tests.helpers import encode
 
 from imagenet_prep.errors import DataError
 from imagenet_prep.loaders.decode import make_decoder
@@ -168,26 +169,20 @@ def test_transforms_give_the_requested_shape() -> None:
         make_transform("random", 48)
 
 
-def _encode(image: Image.Image, fmt: str, **options: object) -> bytes:
-    buf = io.BytesIO()
-    image.save(buf, fmt, **options)
-    return buf.getvalue()
-
-
 @pytest.mark.parametrize("decoder", ["auto", "simplejpeg", "cv2", "pillow"])
 def test_decoders_give_rgb_for_every_kind_of_image(decoder: str) -> None:
     decode = make_decoder(decoder)
     rgb = Image.fromarray(
         np.random.default_rng(0).integers(0, 255, (30, 40, 3), dtype=np.uint8), "RGB"
     )
-    reference = np.asarray(Image.open(io.BytesIO(_encode(rgb, "JPEG", quality=95))))
+    reference = np.asarray(Image.open(io.BytesIO(encode(rgb, "JPEG", quality=95))))
     images = {
-        "rgb": _encode(rgb, "JPEG", quality=95),
-        "gray": _encode(rgb.convert("L"), "JPEG"),
-        "cmyk": _encode(rgb.convert("CMYK"), "JPEG"),
-        "png": _encode(rgb, "PNG"),
-        "rgba png": _encode(rgb.convert("RGBA"), "PNG"),
-        "progressive": _encode(rgb, "JPEG", progressive=True),
+        "rgb": encode(rgb, "JPEG", quality=95),
+        "gray": encode(rgb.convert("L"), "JPEG"),
+        "cmyk": encode(rgb.convert("CMYK"), "JPEG"),
+        "png": encode(rgb, "PNG"),
+        "rgba png": encode(rgb.convert("RGBA"), "PNG"),
+        "progressive": encode(rgb, "JPEG", progressive=True),
     }
     for name, data in images.items():
         out = decode(data)
