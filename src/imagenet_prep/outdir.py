@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import logging
 import os
 import shutil
@@ -11,13 +13,25 @@ from typing import Any
 from .config import BuildConfig
 from .errors import DataError, ResourceError, UsageError
 from .fsutil import write_bytes_atomic
-from .manifest import MANIFEST, OPTIONS_FILE, STATE_DIR, read_json, state_dir, write_json
-from .sources import SourceLayout, SplitIndex
+from .manifest import (
+    LOCK_FILE,
+    MANIFEST,
+    OPTIONS_FILE,
+    STATE_DIR,
+    Journal,
+    read_json,
+    read_outputs,
+    record_foreign,
+    state_dir,
+    write_json,
+)
+from .sources import SourceLayout, SplitIndex, is_image_name
 
 log = logging.getLogger(__name__)
 
 BOX_CSV = "imagenet_2012_bounding_boxes.csv"
 LABELS_TXT = "labels.txt"
+IMAGEFOLDER_DIR = "imagefolder"
 # Output bytes per input byte, per image format, for the disk-space estimate.
 _SIZE_FACTOR = {"tfrecord": 1.01, "imagefolder": 1.0, "webdataset": 1.03}
 _DISK_MARGIN = 64 << 20
@@ -31,49 +45,141 @@ def recorded_options(config: BuildConfig, layout: SourceLayout) -> dict[str, Any
     }
 
 
+def _holds_nothing(out: Path) -> bool:
+    """True when ``out`` is empty but for a bookkeeping folder holding only a lock file."""
+    for entry in out.iterdir():
+        if entry.name != STATE_DIR or not entry.is_dir():
+            return False
+        if any(inner.name != LOCK_FILE for inner in entry.iterdir()):
+            return False
+    return True
+
+
 def prepare_output(config: BuildConfig, options: dict[str, Any]) -> bool:
-    """Create OUT, or check it holds a build with the same options. True if it is finished."""
+    """Check OUT holds nothing, or a build with the same options (or clear it, with
+    ``overwrite``), and record ``options``. True if the build there is finished.
+
+    The caller holds OUT's :class:`~imagenet_prep.manifest.BuildLock`.
+    """
     out = config.output
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"{out}: output path exists and is not a folder")
     recorded_path = state_dir(out) / OPTIONS_FILE
-    if out.is_dir():
-        try:
-            recorded = read_json(recorded_path)
-        except DataError:
-            recorded = {}
-        if recorded is None and any(out.iterdir()):
-            raise UsageError(
-                f"{out}: output folder is not empty and holds no imagenet-prep build; "
-                "choose a new or empty folder"
-            )
-        if recorded is not None and recorded != options:
-            if not config.overwrite:
-                changed = sorted(k for k in options if recorded.get(k) != options[k])
-                raise UsageError(
-                    f"{out}: holds a build made with different options "
-                    f"({', '.join(changed) or 'unreadable record'}); use --overwrite to replace "
-                    "it, or a new output folder"
-                )
-            clear_output(out)
-        elif recorded is not None and (out / MANIFEST).is_file():
-            return True
     try:
-        out.mkdir(parents=True, exist_ok=True)
+        recorded = read_json(recorded_path)
+    except DataError:
+        recorded = {}
+    if recorded is None and not _holds_nothing(out):
+        raise UsageError(
+            f"{out}: output folder is not empty and holds no imagenet-prep build; "
+            "choose a new or empty folder"
+        )
+    if recorded is not None and recorded != options:
+        if not config.overwrite:
+            changed = sorted(k for k in options if recorded.get(k) != options[k])
+            raise UsageError(
+                f"{out}: holds a build made with different options "
+                f"({', '.join(changed) or 'unreadable record'}); use --overwrite to replace "
+                "it, or a new output folder"
+            )
+        clear_output(out)
+    elif recorded is not None and (out / MANIFEST).is_file():
+        return True
+    try:
         write_json(recorded_path, options)
     except OSError as exc:
         raise UsageError(f"{out}: cannot write to the output folder ({exc.strerror})") from None
     return False
 
 
-def clear_output(out: Path) -> None:
-    """Remove what an earlier build wrote (only the names this tool writes)."""
+def make_output(out: Path) -> None:
+    """Create OUT (and its parents), or check that it is a folder."""
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"{out}: output path exists and is not a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"{out}: cannot create the output folder ({exc.strerror})") from None
+
+
+def _recorded_files(out: Path) -> list[str]:
+    """What the earlier build in ``out`` wrote, from its own records.
+
+    Its list of outputs (kept since builds record one); for a build that predates it, the
+    files its manifest and journal list, and the image files of the class folders they
+    list.
+    """
+    listed = read_outputs(out)
+    if listed is not None:
+        return listed
+    files: list[str] = []
+    sections: list[dict[str, Any]] = []
+    try:
+        manifest = read_json(out / MANIFEST)
+    except DataError:
+        manifest = None
+    if isinstance(manifest, dict):
+        sections.extend(manifest.get("formats", {}).values())
+    for record in Journal(out).load().values():
+        sections.extend(record.get("outputs", {}).values())
+    for section in sections:
+        for shard in [section, *section.get("shards", ())]:
+            for entry in (shard, shard.get("index") or {}):
+                if isinstance(entry.get("file"), str):
+                    files.append(entry["file"])
+        for folder in section.get("classes", {}):
+            base = out / IMAGEFOLDER_DIR / folder
+            if base.is_dir():
+                files.extend(
+                    f"{IMAGEFOLDER_DIR}/{folder}/{e.name}"
+                    for e in os.scandir(base)
+                    if e.is_file(follow_symlinks=False) and is_image_name(e.name)
+                )
+    return files
+
+
+def clear_output(out: Path) -> list[str]:
+    """Remove exactly what the earlier build in ``out`` wrote, from its own records.
+
+    Folders it made are removed once empty. Anything else is left alone and returned
+    (relative paths, sorted), and recorded so that the next manifest names it.
+    """
     log.info("removing the earlier build in %s", out)
-    (out / MANIFEST).unlink(missing_ok=True)
-    for name in ("tfrecord", "imagefolder", STATE_DIR):
-        shutil.rmtree(out / name, ignore_errors=True)
-    for name in (BOX_CSV, LABELS_TXT):
+    recorded = _recorded_files(out)
+    tops = {path.split("/", 1)[0] for path in recorded if "/" in path}
+    for path in recorded:
+        target = out / path
+        with contextlib.suppress(FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            target.unlink()
+    for name in (MANIFEST, BOX_CSV, LABELS_TXT):
         (out / name).unlink(missing_ok=True)
+    for top in sorted(tops):
+        _remove_empty_folders(out / top)
+    state = state_dir(out)
+    for entry in list(state.iterdir()) if state.is_dir() else []:
+        if entry.name == LOCK_FILE:
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+    left = sorted(
+        os.path.relpath(os.path.join(dirpath, name), out)
+        for dirpath, dirs, files in os.walk(out)
+        for name in files + [d for d in dirs if os.path.islink(os.path.join(dirpath, d))]
+        if os.path.relpath(dirpath, out).split(os.sep)[0] != STATE_DIR
+    )
+    for path in left:
+        log.warning("left alone in %s (not written by imagenet-prep): %s", out, path)
+    record_foreign(out, left)
+    return left
+
+
+def _remove_empty_folders(top: Path) -> None:
+    """Remove ``top`` and the folders under it that are empty (deepest first)."""
+    if not top.is_dir() or top.is_symlink():
+        return
+    for dirpath, _dirs, _files in os.walk(top, topdown=False):
+        with contextlib.suppress(OSError):
+            os.rmdir(dirpath)  # fails, as it should, on a folder that still holds something
 
 
 def remove_temporaries(out: Path) -> None:
@@ -94,15 +200,54 @@ def write_if_changed(path: Path, data: bytes) -> None:
     write_bytes_atomic(path, data)
 
 
-def check_disk(config: BuildConfig, indexes: dict[str, SplitIndex], done_bytes: int) -> None:
-    need = sum(_SIZE_FACTOR[f] for f in config.formats) * sum(
+def size_text(n: float) -> str:
+    """Bytes for people: kB below 1 MB, MB below 1 GB, GB above.
+
+    >>> size_text(1000), size_text(3.4e6), size_text(999e6), size_text(12.35e9)
+    ('1 kB', '3 MB', '999 MB', '12.3 GB')
+    """
+    if abs(n) < 1e6:
+        return f"{n / 1e3:,.0f} kB"
+    return f"{n / 1e6:,.0f} MB" if abs(n) < 1e9 else f"{n / 1e9:,.1f} GB"
+
+
+def disk_need(config: BuildConfig, indexes: dict[str, SplitIndex], done_bytes: int) -> int:
+    """About how many more bytes the build writes (the input's size per image format)."""
+    need = sum(_SIZE_FACTOR.get(f, 1.05) for f in config.formats) * sum(
         i.total_bytes() for i in indexes.values()
     )
-    need = int(need) - done_bytes + _DISK_MARGIN
+    return max(0, int(need) - done_bytes)
+
+
+def check_disk(config: BuildConfig, indexes: dict[str, SplitIndex], done_bytes: int) -> None:
+    need = disk_need(config, indexes, done_bytes) + _DISK_MARGIN
     free = shutil.disk_usage(config.output).free
     if need > free and not config.force:
         raise ResourceError(
-            f"{config.output}: the build needs about {need / 1e9:,.1f} GB more and the file "
-            f"system has {free / 1e9:,.1f} GB free; free some space, or pass --force to start "
+            f"{config.output}: the build needs about {size_text(need)} more and the file "
+            f"system has {size_text(free)} free; free some space, or pass --force to start "
             "anyway"
         )
+
+
+def out_of_space(config: BuildConfig, exc: OSError, need: int) -> ResourceError:
+    """The one-line error for a write that found the output's file system full."""
+    where = exc.filename or config.output
+    try:
+        free = shutil.disk_usage(config.output).free
+        mount = _mount_point(config.output)
+    except OSError:
+        free, mount = 0, config.output
+    what = "full" if exc.errno == errno.ENOSPC else "over its quota"
+    return ResourceError(
+        f"{where}: the file system at {mount} is {what} (the build needed about "
+        f"{size_text(need)} more, {size_text(free)} is free); free some space and run the same "
+        "command again: it resumes after the shards already finished"
+    )
+
+
+def _mount_point(path: Path) -> Path:
+    path = path.resolve()
+    while not os.path.ismount(path) and path != path.parent:
+        path = path.parent
+    return path

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import sys
@@ -18,14 +19,18 @@ from typing import Any, Protocol, TypeVar
 from . import __version__
 from .archive import file_md5
 from .config import OFFICIAL_BOX_FILES, BuildConfig
-from .errors import DataError
+from .errors import DataError, UsageError
 from .executors import Executor, WorkerDied, make_executor
 from .fsutil import xxh3_of
 from .labels import Devkit, Synsets, load_synsets, read_devkit, validation_labels
 from .manifest import (
     FORMAT_VERSION,
+    MANIFEST,
+    BuildLock,
     Journal,
+    read_foreign,
     read_json,
+    record_outputs,
     state_dir,
     write_json,
     write_manifest,
@@ -34,6 +39,9 @@ from .outdir import (
     BOX_CSV,
     LABELS_TXT,
     check_disk,
+    disk_need,
+    make_output,
+    out_of_space,
     prepare_output,
     recorded_options,
     remove_temporaries,
@@ -139,10 +147,13 @@ def _file_entry(name: str, data: bytes, **extra: Any) -> dict[str, Any]:
 
 
 def _check_download(
-    config: BuildConfig, index: SplitIndex, warnings: list[str], md5: str | None
+    config: BuildConfig, index: SplitIndex, md5: str | None
 ) -> dict[str, Any] | None:
     """Compare an archive with the published one of the same name and size (counts, and the
-    MD5 when it is known already: from an earlier run, or an inline executor's hashing)."""
+    MD5 when it is known already: from an earlier run, or an inline executor's hashing).
+
+    Other counts than the published ones are an error: such a file is incomplete.
+    """
     archive = index.archive
     if archive is None:
         return None
@@ -157,9 +168,9 @@ def _check_download(
         entry["md5_verified"] = True
     classes = len(set(index.labels))
     if len(index) != known.images or classes != known.classes:
-        warnings.append(
+        raise DataError(
             f"{archive.path}: {len(index):,} images in {classes} classes, the official archive "
-            f"holds {known.images:,} in {known.classes}"
+            f"holds {known.images:,} in {known.classes}: the download is incomplete or damaged"
         )
     return entry
 
@@ -277,6 +288,24 @@ def shard_plans(
     return plans
 
 
+def _planned_files(
+    config: BuildConfig, indexes: dict[str, SplitIndex], synsets: Synsets
+) -> Iterator[str]:
+    """Every file the build may write, relative to OUT (see :func:`record_outputs`)."""
+    yield from (MANIFEST, LABELS_TXT, BOX_CSV)
+    options = SinkOptions(out=config.output, dali_index=config.dali_index)
+    for formats, specs in shard_plans(config, indexes):
+        index = indexes[specs[0].split]
+        for name in formats:
+            sink = get_sink(name, options)
+            for spec in specs:
+                images = (
+                    (synsets.wnids[index.labels[i]], index.names[i])
+                    for i in range(spec.start, spec.stop)
+                )
+                yield from sink.planned_files(spec, images)
+
+
 def _jobs(
     config: BuildConfig,
     indexes: dict[str, SplitIndex],
@@ -387,12 +416,36 @@ def build(
                 f"{config.source}: the {split} split was requested but its input is missing "
                 f"({_EXPECTED_INPUT[split]})"
             )
-    if prepare_output(config, recorded_options(config, layout)):
-        return _complete_result(config, started)
-    remove_temporaries(out)
-    # Entering the executor starts its workers, which boot while the inputs are indexed.
-    with executor or make_executor(config.workers) as pool:
-        return _build(config, layout, pool, reporter or _Silent(), started)
+    make_output(out)
+    with BuildLock(out):
+        if prepare_output(config, recorded_options(config, layout)):
+            return _complete_result(config, started)
+        remove_temporaries(out)
+        need = _Need()
+        try:
+            # Entering the executor starts its workers, which boot while the inputs are indexed.
+            with executor or make_executor(config.workers) as pool:
+                return _build(config, layout, pool, reporter or _Silent(), started, need)
+        except OSError as exc:
+            raise _os_error(config, exc, need.bytes) from None
+
+
+@dataclass
+class _Need:
+    """What the build still had to write when it started its shard work (for messages)."""
+
+    bytes: int = 0
+
+
+def _os_error(config: BuildConfig, exc: OSError, need: int) -> Exception:
+    """One line for an error of the file system that no earlier check turned into one."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return out_of_space(config, exc, need)
+    where = exc.filename if exc.filename is not None else config.output
+    inside = str(where).startswith(str(config.output))
+    what = "cannot write" if inside else "cannot read"
+    error = f"{where}: {what} ({exc.strerror or exc})"
+    return UsageError(error) if inside else DataError(error)
 
 
 SOURCES_FILE = "sources.json"
@@ -457,6 +510,7 @@ def _build(
     executor: Executor,
     reporter: Reporter,
     started: float,
+    need: _Need,
 ) -> BuildResult:
     out = config.output
     synsets = load_synsets()
@@ -510,7 +564,7 @@ def _build(
             elif future.done():  # hashed already (an inline executor, a small file): check now
                 md5 = _aside_result(md5_pending.pop(split))
                 record_md5(state, archive, md5)
-        entry = _check_download(config, found[split], warnings, md5)
+        entry = _check_download(config, found[split], md5)
         if entry is not None:
             download_of[split] = entry
         log.info("%s: %d images", split, len(found[split]))
@@ -555,7 +609,10 @@ def _build(
     done_bytes = sum(r.bytes_in for r in done.values())
     if reused:
         log.info("resuming: %d shards (%d images) already finished", reused, done_images)
-    check_disk(config, indexes, sum(_output_bytes(r) for r in done.values()))
+    done_output = sum(_output_bytes(r) for r in done.values())
+    check_disk(config, indexes, done_output)
+    need.bytes = disk_need(config, indexes, done_output)
+    record_outputs(out, _planned_files(config, indexes, synsets))
 
     results = dict(done)
     written = 0
@@ -617,9 +674,15 @@ def _manifest(
     # Every image passes through each plan group; count and list it once, from one group.
     primary = [r for r in ordered if config.formats[0] in r.outputs]
     formats = {}
+    foreign = read_foreign(config.output)
     for name in config.formats:
         sink = get_sink(name, options)
         formats[name] = sink.finalize([r.outputs[name] for r in ordered if name in r.outputs])
+        folder = sink.root.relative_to(config.output).as_posix() + "/"
+        # A user's files that --overwrite left in the format's folder: named, not checked.
+        mine = [p for p in foreign if p.startswith(folder) and (config.output / p).exists()]
+        if mine:
+            formats[name]["foreign"] = mine
     if "webdataset" in formats:
         formats["webdataset"]["shard_size"] = {
             split: -(-len(index) // config.webdataset_shards(len(index), index.total_bytes()))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -49,6 +49,7 @@ class ShardWriter(Protocol):
 
 class Sink(Protocol):
     name: str
+    root: Path  # the format's folder in OUT
 
     def open_shard(self, spec: ShardSpec) -> ShardWriter: ...
 
@@ -57,6 +58,14 @@ class Sink(Protocol):
         ...
 
     def verify(self, section: dict[str, Any], *, decode: bool) -> VerifyReport: ...
+
+    def planned_files(
+        self, spec: ShardSpec, images: Iterable[tuple[str, str]]
+    ) -> Iterator[str]:
+        """Every file (relative to OUT) that writing ``spec`` may make; ``images`` are the
+        shard's (wnid, file name) pairs. Recorded before the shard work, so that
+        ``--overwrite`` removes exactly what a build wrote."""
+        ...
 
 
 SinkFactory = Callable[[SinkOptions], Sink]

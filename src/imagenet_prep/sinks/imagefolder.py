@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import os
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -139,9 +140,16 @@ class ImageFolderSink:
             "classes": classes,
         }
 
+    def planned_files(self, spec: ShardSpec, images: Iterable[tuple[str, str]]) -> Iterator[str]:
+        split_dir = SPLIT_DIRS[spec.split]
+        for wnid, filename in images:
+            yield f"{DIRNAME}/{split_dir}/{wnid}/{filename}"
+
     def verify(self, section: dict[str, Any], *, decode: bool) -> VerifyReport:
         report = VerifyReport()
         expected: dict[str, dict[str, Any]] = section["classes"]
+        # Files of the user's that --overwrite left alone: not part of this build.
+        foreign = {f"{self.options.out}/{name}" for name in section.get("foreign", ())}
         found = ClassTotals()
         for split_dir in sorted(set(SPLIT_DIRS.values())):
             base = self.root / split_dir
@@ -149,13 +157,26 @@ class ImageFolderSink:
                 continue
             for cls in sorted(os.scandir(base), key=lambda e: e.name):
                 folder = f"{split_dir}/{cls.name}"
-                if folder not in expected:
+                if cls.path in foreign:
+                    continue
+                if folder not in expected or not cls.is_dir(follow_symlinks=False):
                     report.problems.append(f"{cls.path}: not listed in the manifest")
                     continue
                 report.checked += 1
-                for entry in os.scandir(cls.path):
-                    with open(entry.path, "rb") as f:
-                        data = f.read()
+                for entry in sorted(os.scandir(cls.path), key=lambda e: e.name):
+                    if entry.path in foreign:
+                        continue
+                    if not entry.is_file(follow_symlinks=False):
+                        report.problems.append(
+                            f"{entry.path}: not a file (a class folder holds only images)"
+                        )
+                        continue
+                    try:
+                        with open(entry.path, "rb") as f:
+                            data = f.read()
+                    except OSError as exc:
+                        report.problems.append(f"{entry.path}: cannot read ({exc.strerror})")
+                        continue
                     found.add(folder, len(data), file_digest(f"{folder}/{entry.name}", data))
                     report.records += 1
                     if decode:

@@ -93,9 +93,12 @@ def check_index(out: Path, shard: dict[str, Any], expected: Callable[[Path], byt
     return [] if path.read_bytes() == computed else [f"{path}: does not match its shard"]
 
 
-def unlisted(root: Path, dirname: str, shards: Iterable[dict[str, Any]]) -> list[str]:
-    """Files in a format's folder that the manifest does not list."""
-    listed = set()
+def unlisted(
+    root: Path, dirname: str, shards: Iterable[dict[str, Any]], foreign: Iterable[str] = ()
+) -> list[str]:
+    """Files in a format's folder that the manifest does not list (nor as ``foreign``: a
+    user's files that ``--overwrite`` left alone)."""
+    listed = set(foreign)
     for shard in shards:
         listed.add(shard["file"])
         if "index" in shard:

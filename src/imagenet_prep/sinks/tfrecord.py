@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -96,12 +97,20 @@ class TFRecordSink:
     def finalize(self, results: list[dict[str, Any]]) -> dict[str, Any]:
         return finalize_shards(results, label_offset=self.options.label_offset)
 
+    def planned_files(self, spec: ShardSpec, images: Iterable[tuple[str, str]]) -> Iterator[str]:
+        path = self.root / spec.name
+        yield f"{DIRNAME}/{path.name}"
+        if self.options.dali_index:
+            yield f"{DIRNAME}/{index_path(path).name}"
+
     def verify(self, section: dict[str, Any], *, decode: bool) -> VerifyReport:
         report = VerifyReport()
         offset = int(section.get("label_offset", self.options.label_offset))
         for shard in section["shards"]:
             report.extend(check_shard(self.options.out, shard, offset, decode=decode))
-        report.problems.extend(unlisted(self.root, DIRNAME, section["shards"]))
+        report.problems.extend(
+            unlisted(self.root, DIRNAME, section["shards"], section.get("foreign", ()))
+        )
         return report
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import json
 import tarfile
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -141,11 +142,19 @@ class WebDatasetSink:
     def finalize(self, results: list[dict[str, Any]]) -> dict[str, Any]:
         return finalize_shards(results)
 
+    def planned_files(self, spec: ShardSpec, images: Iterable[tuple[str, str]]) -> Iterator[str]:
+        name = shard_file(spec.split, spec.index)
+        yield f"{DIRNAME}/{name}"
+        if self.options.dali_index:
+            yield f"{DIRNAME}/{index_file(name)}"
+
     def verify(self, section: dict[str, Any], *, decode: bool) -> VerifyReport:
         report = VerifyReport()
         for shard in section["shards"]:
             report.extend(check_shard(self.options.out, shard, decode=decode))
-        report.problems.extend(unlisted(self.root, DIRNAME, section["shards"]))
+        report.problems.extend(
+            unlisted(self.root, DIRNAME, section["shards"], section.get("foreign", ()))
+        )
         return report
 
 
