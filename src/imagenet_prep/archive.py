@@ -5,6 +5,12 @@ skipping the data between them, descending into the per-class tars of
 ``ILSVRC2012_img_train.tar`` in the same walk, and records where every member's data lives
 (absolute offset and size in the outer file). Shard tasks then read members by offset, in
 any order. ``file_md5`` hashes a whole archive; the build runs it beside the shard work.
+
+An archive that ends early is an error, never fewer members: every tar (the outer file, each
+nested tar, the box archive's stream) must end with its end-of-archive marker, two zero
+blocks, and after it only zeros may follow, up to the next multiple of ``RECORD`` bytes from
+that tar's start. A tar cut at a member boundary, a lone zero block, data after the marker or
+more bytes than the last record's (zeros too) is named with the byte where it is found.
 """
 
 from __future__ import annotations
@@ -21,6 +27,10 @@ from typing import BinaryIO, Protocol
 from .errors import DataError
 
 BLOCK = 512
+#: GNU tar's and Python's record (20 blocks): an archive's end marker is padded with zeros to
+#: a multiple of it, counted from the tar's start; the official archives' sizes are multiples.
+RECORD = 20 * BLOCK
+_UNBOUNDED = 1 << 62  # the end of a stream, not known until it is read
 _ZERO_BLOCK = bytes(BLOCK)
 _CHUNK = 4 << 20
 # Member types whose data is a regular file.
@@ -43,13 +53,18 @@ class TarMember:
 
 @dataclass(frozen=True)
 class ArchiveIndex:
-    """Every regular member of one archive, in archive order, and what was read to find them."""
+    """Every regular member of one archive, in archive order, and what was read to find them.
+
+    ``nested`` lists the nested tars descended into (their members are in ``members``), so
+    that one that holds nothing is still seen.
+    """
 
     path: str
     size: int
     mtime_ns: int
     md5: str | None
     members: tuple[TarMember, ...]
+    nested: tuple[TarMember, ...] = ()
 
 
 def _octal(field: bytes, path: str, offset: int) -> int:
@@ -130,6 +145,12 @@ class _Reader:
         self.pos += n
         return data
 
+    def read_upto(self, n: int) -> bytes:
+        """At most ``n`` bytes (fewer only at the end of the file)."""
+        data = self._pread(n, self.pos) if n > 0 else b""
+        self.pos += len(data)
+        return data
+
     def skip(self, n: int) -> None:
         if n <= 0:
             return
@@ -188,6 +209,15 @@ class _StreamReader:
         self.pos += n
         return data
 
+    def read_upto(self, n: int) -> bytes:
+        """At most ``n`` bytes (fewer only at the end of the stream)."""
+        if self._at + n > len(self._buf):
+            self._fill(n)
+        data = self._buf[self._at : self._at + n]
+        self._at += len(data)
+        self.pos += len(data)
+        return data
+
     def skip(self, n: int) -> None:
         while n > 0:
             step = min(n, _CHUNK)
@@ -203,28 +233,46 @@ class _SupportsWalk(Protocol):
 
     def read(self, n: int) -> bytes: ...
 
+    def read_upto(self, n: int) -> bytes: ...
+
     def skip(self, n: int) -> None: ...
 
 
 def _walk(
-    reader: _SupportsWalk, end: int, parent: str, nested: Callable[[str], bool]
+    reader: _SupportsWalk,
+    end: int,
+    parent: str,
+    nested: Callable[[str], bool],
+    *,
+    empty_ok: bool,
+    descended: list[TarMember] | None = None,
 ) -> Iterator[TarMember]:
-    """Yield the regular members between ``reader.pos`` and ``end``; recurse into nested tars.
+    """Yield the regular members of the tar between ``reader.pos`` and ``end``, checking its end.
 
-    After each member is yielded the consumer may read its data from the reader; the walk
-    then skips whatever is left of it.
+    The members of a member that ``nested`` picks are yielded instead of it (with ``parent``
+    set), and it is added to ``descended``. After each member is yielded the consumer may read
+    its data from the reader; the walk then skips what is left of it. ``empty_ok`` accepts a
+    tar that holds nothing (its first block ends it).
     """
     where = f"{reader.path}:{parent}" if parent else reader.path
+    start = reader.pos
     long_name: str | None = None
     pax: dict[str, str] = {}
     first = True
-    while reader.pos + BLOCK <= end and not reader.at_end():
+    while True:
         header_at = reader.pos
+        if header_at + BLOCK > end or reader.at_end():
+            raise DataError(
+                f"{where}: truncated archive (it ends at byte "
+                f"{end if end < _UNBOUNDED else header_at}, where a header or the end-of-archive "
+                "marker should be)"
+            )
         block = reader.read(BLOCK)
         if block == _ZERO_BLOCK:
-            if first and not parent:
+            if first and not empty_ok:
                 raise DataError(f"{where}: not a tar archive (starts with an empty block)")
-            break
+            _check_end(reader, start, end, where)
+            return
         stored = _octal(block[148:156], where, header_at)
         if not _checksum_ok(block, stored):
             if first:
@@ -267,14 +315,45 @@ def _walk(
             reader.skip(padded)
             continue
         if not parent and nested(name):
-            yield from _walk(reader, data_at + size, name, nested)
-            # Skip what is left of the nested tar (its end blocks and padding).
+            if descended is not None:
+                descended.append(TarMember(name=name, offset=data_at, size=size))
+            yield from _walk(reader, data_at + size, name, nested, empty_ok=True)
+            # The nested tar's walk ends at its member's end; skip the member's padding.
             reader.skip(data_at + padded - reader.pos)
             continue
         yield TarMember(name=name, offset=data_at, size=size, parent=parent)
         reader.skip(data_at + padded - reader.pos)
-    if parent:
-        reader.skip(end - reader.pos)
+
+
+def _check_end(reader: _SupportsWalk, start: int, end: int, where: str) -> None:
+    """After the zero block just read: the second one, then only zeros up to ``end``, which
+    is at most the next multiple of ``RECORD`` bytes from ``start`` (the tar's first byte).
+
+    One read covers the second block and the padding (at most a record), so the check costs
+    a nested tar one ``pread``.
+    """
+    marker_at = reader.pos - BLOCK
+    record_end = start + (reader.pos + BLOCK - start + RECORD - 1) // RECORD * RECORD
+    tail_at = reader.pos
+    tail = reader.read_upto(min(end, record_end) - tail_at)
+    rest = tail.lstrip(b"\0")
+    if rest:
+        raise DataError(
+            f"{where}: data at byte {tail_at + len(tail) - len(rest)} after the end of the "
+            f"archive (the zero block at byte {marker_at})"
+        )
+    if len(tail) < BLOCK:
+        raise DataError(
+            f"{where}: truncated archive (it ends at byte {reader.pos}, after a lone zero block "
+            f"at byte {marker_at}; the end-of-archive marker is two)"
+        )
+    if reader.pos < end and not reader.at_end():
+        more = f"{end - reader.pos:,} more bytes" if end < _UNBOUNDED else "more bytes"
+        raise DataError(
+            f"{where}: {more} after the end of the archive at byte {reader.pos} (after the "
+            f"end-of-archive marker at byte {marker_at} only zeros up to a multiple of "
+            f"{RECORD:,} bytes may follow)"
+        )
 
 
 def is_nested_tar(name: str) -> bool:
@@ -286,7 +365,8 @@ def index_tar(path: Path, *, nested: bool = False) -> ArchiveIndex:
     """Index every regular member of the tar at ``path``, reading only its headers.
 
     With ``nested``, members named ``*.tar`` are descended into and their members are
-    listed instead (with ``parent`` set). The whole file's MD5 is :func:`file_md5`'s.
+    listed instead (with ``parent`` set); the nested tars themselves are listed in
+    ``ArchiveIndex.nested``. The whole file's MD5 is :func:`file_md5`'s.
     """
     try:
         st = path.stat()
@@ -301,35 +381,39 @@ def index_tar(path: Path, *, nested: bool = False) -> ArchiveIndex:
         with open(path, "rb", buffering=0) as f:
             fd = f.fileno()
             reader = _Reader(lambda n, at: os.pread(fd, n, at), str(path), st.st_size)
-            members = tuple(_walk(reader, st.st_size, "", rule))
+            tars: list[TarMember] = []
+            members = tuple(_walk(reader, st.st_size, "", rule, empty_ok=False, descended=tars))
     except OSError as exc:
         raise DataError(f"{path}: cannot read ({exc.strerror})") from None
     return ArchiveIndex(
-        path=str(path), size=st.st_size, mtime_ns=st.st_mtime_ns, md5=None, members=members
+        path=str(path),
+        size=st.st_size,
+        mtime_ns=st.st_mtime_ns,
+        md5=None,
+        members=members,
+        nested=tuple(tars),
     )
 
 
 def iter_tar_view(view: bytes | memoryview, path: str) -> Iterator[TarMember]:
     """Each regular member of a tar held in memory (a mapped file), in archive order.
 
-    Only the headers are read (copied out of ``view``); members' data is left where it is.
-    An empty ``view`` has no members.
+    Only the headers (and the end) are read, copied out of ``view``; members' data is left
+    where it is. An archive with no member (as ``tarfile`` writes it) has none.
     """
     reader = _Reader(lambda n, at: bytes(view[at : at + n]), path, len(view))
-    return _walk(reader, len(view), "", lambda _name: False)
-
-
-_UNBOUNDED = 1 << 62
+    return _walk(reader, len(view), "", lambda _name: False, empty_ok=True)
 
 
 def iter_tar_stream(f: BinaryIO, path: str) -> Iterator[tuple[TarMember, bytes]]:
     """Yield each regular member of a tar read from a stream, with its data, in archive order.
 
     For compressed archives, which cannot be read by offset; the caller turns the stream's
-    own errors (gzip, zlib) into messages.
+    own errors (gzip, zlib) into messages. The stream is read to its end (the archive's end
+    is checked, and a gzip stream's own checksum with it).
     """
     reader = _StreamReader(f, path)
-    for member in _walk(reader, _UNBOUNDED, "", lambda _name: False):
+    for member in _walk(reader, _UNBOUNDED, "", lambda _name: False, empty_ok=False):
         yield member, reader.read(member.size)
 
 

@@ -36,7 +36,8 @@ DEVKIT_ARCHIVE = "ILSVRC2012_devkit_t12.tar.gz"
 DEVKIT_DIR = "ILSVRC2012_devkit_t12"
 
 IMAGE_EXTENSIONS = frozenset({".jpeg", ".jpg", ".png"})
-INDEX_VERSION = 1
+# 2: the nested tars are kept too, and the archives' ends were checked.
+INDEX_VERSION = 2
 
 
 def is_image_name(name: str) -> bool:
@@ -333,12 +334,20 @@ def _load_cached_index(cache: Path, archive: Path) -> ArchiveIndex | None:
         return None
     if len(members) != head.get("count"):
         return None
+    try:
+        nested = tuple(
+            TarMember(name=str(name), offset=int(offset), size=int(size))
+            for offset, size, name in head.get("nested", ())
+        )
+    except (TypeError, ValueError):
+        return None
     return ArchiveIndex(
         path=str(archive),
         size=head["size"],
         mtime_ns=head["mtime_ns"],
         md5=head.get("md5"),
         members=tuple(members),
+        nested=nested,
     )
 
 
@@ -372,6 +381,7 @@ def _save_index(cache: Path, index: ArchiveIndex) -> None:
         "mtime_ns": index.mtime_ns,
         "md5": index.md5,
         "count": len(index.members),
+        "nested": [[m.offset, m.size, m.name] for m in index.nested],
     }
     lines = [json.dumps(head)]
     lines.extend(f"{m.offset}\t{m.size}\t{m.parent}\t{m.name}" for m in index.members)
@@ -426,6 +436,10 @@ def index_train(layout: SourceLayout, synsets: Synsets, state_dir: Path | None) 
                 found = containers[m.parent] = (len(out.containers), label)
                 out.containers.append((str(src), m.parent, False))
             out.add(os.path.basename(m.name), found[1], m.offset, m.size, found[0])
+        empty = [t.name for t in index.nested if t.name not in containers]
+        if empty:
+            more = f" (and {len(empty) - 1} more class tars)" if len(empty) > 1 else ""
+            raise DataError(f"{src}:{empty[0]}: a class tar with no image{more}")
     else:
         for entry in sorted(os.scandir(src), key=lambda e: e.name):
             if not entry.is_dir():

@@ -282,24 +282,23 @@ def test_md5_beside_the_shards_verifies_both_archives(small_download: Path, tmp_
     ]
 
 
-def test_counts_that_differ_from_the_official_archive_are_reported(
+def test_counts_that_differ_from_the_official_archive_are_an_error(
     small_download: Path, tmp_path: Path
 ) -> None:
     val = small_download / "ILSVRC2012_img_val.tar"
     md5 = hashlib.md5(val.read_bytes()).hexdigest()
-    result = build(
-        BuildConfig(
-            source=small_download,
-            output=tmp_path / "out",
-            splits=("validation",),
-            validation_shards=1,
-            workers=1,
-            known_archives=_known(small_download, md5, images=50_000),
-        )
+    config = BuildConfig(
+        source=small_download,
+        output=tmp_path / "out",
+        splits=("validation",),
+        validation_shards=1,
+        workers=1,
+        known_archives=_known(small_download, md5, images=50_000),
     )
-    assert len(result.warnings) == 1
-    assert "12 images in 4 classes, the official archive holds 50,000" in result.warnings[0]
-    assert result.manifest["warnings"] == result.warnings
+    counts = "12 images in 4 classes, the official archive holds 50,000 in 4"
+    with pytest.raises(DataError, match=counts):
+        build(config)
+    assert not (tmp_path / "out" / "manifest.json").exists()
 
 
 def test_too_little_disk_space_refuses_to_start(
