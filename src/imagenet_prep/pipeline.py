@@ -104,7 +104,7 @@ class BuildResult:
 
     output: Path
     images: dict[str, int]
-    shards_written: int
+    shards_written: int  # shard jobs run (one per plan group's shard)
     shards_reused: int
     reencoded: list[dict[str, str]]
     skipped: list[dict[str, str]]
@@ -112,6 +112,8 @@ class BuildResult:
     seconds: float
     bytes_in: int
     images_written: int
+    files_written: int = 0  # output files made by this run (shards, indexes, images in folders)
+    files_reused: int = 0  # output files an earlier run finished
     already_complete: bool = False
     manifest: dict[str, Any] = field(default_factory=dict, repr=False)
 
@@ -121,7 +123,10 @@ class Reporter(Protocol):
 
     def start(self, images: int, nbytes: int, done_images: int, done_bytes: int) -> None: ...
 
-    def update(self, result: ShardResult) -> None: ...
+    def update(self, images: float, nbytes: float) -> None:
+        """More work done: ``images`` (each image counted once, whatever the number of
+        formats) and the input bytes they hold."""
+        ...
 
     def close(self) -> None: ...
 
@@ -130,7 +135,7 @@ class _Silent:
     def start(self, images: int, nbytes: int, done_images: int, done_bytes: int) -> None:
         pass
 
-    def update(self, result: ShardResult) -> None:
+    def update(self, images: float, nbytes: float) -> None:
         pass
 
     def close(self) -> None:
@@ -368,6 +373,19 @@ def _finished(
     return result
 
 
+def _share(result: ShardResult, groups: dict[str, int], amount: int) -> float:
+    """A shard's part of its split's progress: ``amount`` over the split's plan groups."""
+    return amount / groups[result.split]
+
+
+def _output_files(result: ShardResult) -> int:
+    """The files a shard wrote: shard files and their indexes, one per image in folders."""
+    return sum(
+        ("file" in o) + ("index" in o) + sum(c["count"] for c in o.get("classes", {}).values())
+        for o in result.outputs.values()
+    )
+
+
 def _output_bytes(result: ShardResult) -> int:
     return sum(
         int(o.get("bytes", 0)) + sum(c["bytes"] for c in o.get("classes", {}).values())
@@ -589,6 +607,15 @@ def _build(
                 f"{layout.boxes}: {boxes.stats.files:,} XML files, the official box archive "
                 f"holds {OFFICIAL_BOX_FILES:,}"
             )
+    foreign = [path for path in read_foreign(out) if (out / path).exists()]
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (
+            f" and {len(foreign) - 5} more" if len(foreign) > 5 else ""
+        )
+        warnings.append(
+            f"{out}: {len(foreign)} files that imagenet-prep did not write were left alone "
+            f"(--overwrite removes only a build's own files): {shown}"
+        )
     for message in warnings:
         log.warning("%s", message)
 
@@ -605,10 +632,19 @@ def _build(
                 done[spec.name] = result
     reused = len(done)
     plans = shard_plans(config, indexes)
-    done_images = sum(r.images + len(r.skipped) for r in done.values())
-    done_bytes = sum(r.bytes_in for r in done.values())
+    # An image passes through each plan group of its split (formats with their own shard
+    # counts); progress counts it once, a share per group.
+    groups = {split: sum(specs[0].split == split for _f, specs in plans) for split in indexes}
+    done_images = sum(_share(r, groups, r.images + len(r.skipped)) for r in done.values())
+    done_bytes = sum(_share(r, groups, r.bytes_in) for r in done.values())
+    total_images = sum(len(index) for index in indexes.values())
     if reused:
-        log.info("resuming: %d shards (%d images) already finished", reused, done_images)
+        log.info(
+            "resuming: %s of %s images already written (%s output files kept)",
+            f"{round(done_images):,}",
+            f"{total_images:,}",
+            f"{sum(_output_files(r) for r in done.values()):,}",
+        )
     done_output = sum(_output_bytes(r) for r in done.values())
     check_disk(config, indexes, done_output)
     need.bytes = disk_need(config, indexes, done_output)
@@ -617,10 +653,10 @@ def _build(
     results = dict(done)
     written = 0
     reporter.start(
-        sum(len(indexes[specs[0].split]) for _f, specs in plans),
-        sum(indexes[specs[0].split].total_bytes() for _f, specs in plans),
-        done_images,
-        done_bytes,
+        total_images,
+        sum(index.total_bytes() for index in indexes.values()),
+        round(done_images),
+        round(done_bytes),
     )
     try:
         jobs = _jobs(config, indexes, synsets, boxes, done)
@@ -629,7 +665,10 @@ def _build(
             for result in batch:
                 results[result.shard] = result
                 written += 1
-                reporter.update(result)
+                reporter.update(
+                    _share(result, groups, result.images + len(result.skipped)),
+                    _share(result, groups, result.bytes_in),
+                )
     finally:
         reporter.close()
         journal.close()
@@ -657,6 +696,8 @@ def _build(
         seconds=time.perf_counter() - started,
         bytes_in=sum(r.bytes_in for r in fresh),
         images_written=sum(r.images for r in fresh),
+        files_written=sum(_output_files(r) for k, r in results.items() if k not in done),
+        files_reused=sum(_output_files(r) for r in done.values()),
         manifest=manifest,
     )
 

@@ -42,7 +42,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(message)s" if not args.verbose else "%(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
+        force=True,  # main() may run more than once in a process (tests, tools): today's stderr
     )
+    logging.getLogger("imagenet_prep").setLevel(logging.NOTSET)  # an earlier --quiet's level
     try:
         status: int = args.func(args)
     except UsageError as exc:

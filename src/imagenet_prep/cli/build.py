@@ -7,7 +7,7 @@ import logging
 import sys
 from typing import Any
 
-from ..config import DEFAULT_SEED, FORMATS, ON_ERROR, BuildConfig, default_workers
+from ..config import DEFAULT_SEED, FORMATS, ON_ERROR, SPLITS, BuildConfig, default_workers
 from ..errors import UsageError
 
 
@@ -27,7 +27,9 @@ def register(sub: Any) -> None:
         help=f"comma list of output formats: {', '.join(FORMATS)} (default: tfrecord)",
     )
     p.add_argument(
-        "--splits", default="train,validation", help="comma list (default: train,validation)"
+        "--splits",
+        default="train,validation",
+        help=f"comma list of splits to build: {', '.join(SPLITS)} (default: train,validation)",
     )
     p.add_argument("--train-shards", type=int, default=1024, help="default 1024")
     p.add_argument("--validation-shards", type=int, default=128, help="default 128")
@@ -145,7 +147,8 @@ def _summary(result: Any) -> None:
     print(
         f"  {result.images_written:,} images written in {result.seconds:.1f} s "
         f"({result.images_written / seconds:,.0f} images/s, {result.bytes_in / 1e6 / seconds:,.0f}"
-        f" MB/s); {result.shards_written} shards written, {result.shards_reused} reused",
+        f" MB/s); {result.files_written:,} files written"
+        + (f", {result.files_reused:,} kept from the earlier run" if result.files_reused else ""),
         file=out,
     )
     print(f"  re-encoded images: {len(result.reencoded)}", file=out)
@@ -155,6 +158,8 @@ def _summary(result: Any) -> None:
         print(f"    ... {len(result.reencoded) - 25} more in manifest.json", file=out)
     print(f"  skipped: {len(result.skipped)}", file=out)
     for item in result.skipped:
-        print(f"    {item.get('image', item.get('file'))}: {item['reason']}", file=out)
+        where, reason = item.get("image", item.get("file")), item["reason"]
+        # A reason is an error message, which names the file already.
+        print(f"    {reason if reason.startswith(f'{where}:') else f'{where}: {reason}'}", file=out)
     for warning in result.warnings:
         print(f"  warning: {warning}", file=out)

@@ -16,6 +16,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     defaults = {f.name: f.default for f in dataclasses.fields(FixtureConfig)}
     p = subparsers.add_parser(
         "fixture",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         help="generate an ILSVRC2012-shaped download (archives or extracted tree)",
         description=(
             "Write a download shaped like the real ILSVRC2012 one (real archive names, real "

@@ -6,8 +6,6 @@ import sys
 import time
 from typing import TextIO
 
-from ..worker import ShardResult
-
 
 class BarReporter:
     """A tqdm bar: images done / total, images/s, MB/s and ETA."""
@@ -15,13 +13,15 @@ class BarReporter:
     def __init__(self, stream: TextIO = sys.stderr) -> None:
         self._stream = stream
         self._bar = None
-        self._bytes = 0
+        self._bytes = 0.0
+        self._done = 0.0
         self._start = 0.0
 
     def start(self, images: int, nbytes: int, done_images: int, done_bytes: int) -> None:
         from tqdm import tqdm
 
         self._start = time.perf_counter()
+        self._done = float(done_images)
         self._bar = tqdm(
             total=images,
             initial=done_images,
@@ -33,13 +33,15 @@ class BarReporter:
             smoothing=0.1,
         )
 
-    def update(self, result: ShardResult) -> None:
+    def update(self, images: float, nbytes: float) -> None:
         if self._bar is None:
             return
-        self._bytes += result.bytes_in
+        self._bytes += nbytes
         elapsed = max(time.perf_counter() - self._start, 1e-9)
         self._bar.set_postfix_str(f"{self._bytes / 1e6 / elapsed:,.0f} MB/s", refresh=False)
-        self._bar.update(result.images + len(result.skipped))
+        # The bar counts whole images; a shard of a split built in two plan groups adds halves.
+        self._done += images
+        self._bar.update(round(self._done) - self._bar.n)
 
     def close(self) -> None:
         if self._bar is not None:
@@ -53,9 +55,9 @@ class LineReporter:
         self._stream = stream
         self._interval = interval
         self._total = 0
-        self._done = 0
-        self._images = 0
-        self._bytes = 0
+        self._done = 0.0
+        self._images = 0.0
+        self._bytes = 0.0
         self._start = 0.0
         self._last = 0.0
 
@@ -64,12 +66,12 @@ class LineReporter:
         self._done = done_images
         self._start = self._last = time.perf_counter()
 
-    def update(self, result: ShardResult) -> None:
-        self._done += result.images + len(result.skipped)
-        self._images += result.images + len(result.skipped)
-        self._bytes += result.bytes_in
+    def update(self, images: float, nbytes: float) -> None:
+        self._done += images
+        self._images += images
+        self._bytes += nbytes
         now = time.perf_counter()
-        if now - self._last >= self._interval or self._done >= self._total:
+        if now - self._last >= self._interval or round(self._done) >= self._total:
             self._last = now
             self._line(now)
 
@@ -80,7 +82,8 @@ class LineReporter:
         eta = f"{left / rate:,.0f} s" if rate > 0 else "?"
         pct = 100.0 * self._done / self._total if self._total else 100.0
         print(
-            f"build: {self._done:,}/{self._total:,} images ({pct:.0f}%), {rate:,.0f} images/s, "
+            f"build: {round(self._done):,}/{self._total:,} images ({pct:.0f}%), "
+            f"{rate:,.0f} images/s, "
             f"{self._bytes / 1e6 / elapsed:,.0f} MB/s, ETA {eta}",
             file=self._stream,
             flush=True,
