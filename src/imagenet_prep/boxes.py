@@ -11,6 +11,7 @@ an annotation belongs to the image named by its XML file's stem.
 
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
 from collections.abc import Container
 from dataclasses import dataclass
@@ -18,13 +19,16 @@ from dataclasses import dataclass
 from .errors import DataError
 
 __all__ = [
+    "CSV_UNSAFE",
     "Annotation",
     "Box",
     "BoxObject",
     "BoxResult",
     "csv_line",
+    "csv_unsafe",
     "normalize_box",
     "normalize_boxes",
+    "one_line",
     "parse_annotation",
     "record_box",
 ]
@@ -141,6 +145,38 @@ def normalize_boxes(annotation: Annotation, wnid: str, challenge: Container[str]
             continue
         kept.append(box)
     return BoxResult(kept=tuple(kept), dropped_other_synset=other, dropped_empty=empty)
+
+
+# The characters ``str.splitlines`` breaks lines at.
+_BREAKS = "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
+_LINE_BREAKS = re.compile(f"[{_BREAKS}]")
+
+#: What the seed's CSV cannot hold in a file name: its readers split lines, then commas,
+#: and CSV readers take a double quote as quoting.
+CSV_UNSAFE = re.compile(f'[,"{_BREAKS}]')
+
+
+def csv_unsafe(name: str) -> str | None:
+    """What in ``name`` the box CSV cannot hold, for a message; None when it can hold it.
+
+    >>> csv_unsafe("n01440764_10026.JPEG"), csv_unsafe("a,b.JPEG"), csv_unsafe('a"b')
+    (None, 'a comma', 'a double quote')
+    >>> csv_unsafe("a\\nb.JPEG")
+    'a line break'
+    """
+    found = CSV_UNSAFE.search(name)
+    if found is None:
+        return None
+    return {",": "a comma", '"': "a double quote"}.get(found.group(), "a line break")
+
+
+def one_line(text: str) -> str:
+    """``text`` with its line breaks escaped, so that a message naming a file stays one line.
+
+    >>> one_line("train/n1/a\\nb.JPEG")
+    'train/n1/a\\\\nb.JPEG'
+    """
+    return _LINE_BREAKS.sub(lambda m: repr(m.group())[1:-1], text)
 
 
 def csv_line(stem: str, box: Box) -> str:

@@ -25,6 +25,7 @@ from .errors import DataError
 from .fsutil import write_bytes_atomic
 from .labels import Synsets, is_wnid, load_synsets, validation_number
 from .sample import BBox, ImageRef
+from .sinks.webdataset import sample_key
 
 log = logging.getLogger(__name__)
 
@@ -160,14 +161,25 @@ class SplitIndex:
         return sum(self.sizes)
 
     def sort(self) -> None:
-        """Put images in canonical order (wnid, then file name); duplicate names are an error."""
+        """Put images in canonical order (wnid, then file name) and refuse names the outputs
+        cannot hold: a stem twice, what the box CSV cannot hold, two stems of one WebDataset key."""
         order = sorted(range(len(self.names)), key=lambda i: (self.labels[i], self.names[i]))
         self.names = [self.names[i] for i in order]
         self.labels = array("H", (self.labels[i] for i in order))
         self.offsets = array("q", (self.offsets[i] for i in order))
         self.sizes = array("q", (self.sizes[i] for i in order))
         self.where = array("I", (self.where[i] for i in order))
+        # One search over all names: a name holds no NUL (tar and file systems end names there).
+        text = "\0".join(self.names)
+        bad = boxmod.CSV_UNSAFE.search(text)
+        if bad is not None:
+            i = text.count("\0", 0, bad.start())
+            raise DataError(
+                f"{boxmod.one_line(self.origin(i))}: {boxmod.csv_unsafe(self.names[i])} in the "
+                "file name, which the bounding-box CSV cannot hold (rename the file)"
+            )
         seen: dict[str, int] = {}
+        renamed: list[int] = []  # the images whose WebDataset key is not their stem
         for i, name in enumerate(self.names):
             key = stem(name)
             if key in seen:
@@ -177,6 +189,18 @@ class SplitIndex:
                     f"(also {self.origin(j)})"
                 )
             seen[key] = i
+            if "." in key or "\\" in key:
+                renamed.append(i)
+        keys: dict[str, int] = {}
+        for i in renamed:
+            key = sample_key(stem(self.names[i]))
+            other = seen.get(key, keys.get(key))
+            if other is not None:
+                raise DataError(
+                    f"{self.origin(i)}: its WebDataset key {key} (the name's stem with . and \\ "
+                    f"as _) is also that of {self.origin(other)}; rename one of them"
+                )
+            keys[key] = i
 
     def origin(self, i: int) -> str:
         """Where image ``i`` comes from, for messages: ``archive:nested.tar:name`` or a path."""
@@ -487,6 +511,11 @@ def index_validation(
 
     def label_of(name: str, where: str, folder_wnid: str | None) -> int:
         number = validation_number(stem(name))
+        if folder_wnid is None and number is not None and not 1 <= number <= len(labels):
+            raise DataError(
+                f"{where}: validation image number {number} is out of range "
+                f"(there are labels for 1..{len(labels)})"
+            )
         truth = labels[number - 1] if number is not None and 1 <= number <= len(labels) else None
         if folder_wnid is not None:
             label = _class_of(synsets, folder_wnid, where)
@@ -554,27 +583,47 @@ class BoxStats:
     boxes_empty: int = 0
 
 
+def box_file(source: str, archive: bool, folder: str, key: str) -> str:
+    """A box XML's place for messages: ``archive:folder/key.xml`` or a path.
+
+    >>> box_file("bbox.tar.gz", True, "n1", "n1_5"), box_file("/b", False, "n1", "n1_5")
+    ('bbox.tar.gz:n1/n1_5.xml', '/b/n1/n1_5.xml')
+    """
+    return f"{source}:{folder}/{key}.xml" if archive else os.path.join(source, folder, f"{key}.xml")
+
+
+_NO_BOXES = (0, 0, "")
+
+
 class BoxTable:
     """Training boxes by image stem, as the records carry them, plus the CSV lines.
 
-    Kept as columns (per image: its first box and box count; the box values in one array;
-    one CSV line per box), so a partial table parsed in a worker pickles in a few C calls.
+    Kept as columns (per image: its first box, box count and folder; the box values in one
+    array; one CSV line per box), so a partial table parsed in a worker pickles in a few C
+    calls. ``source`` (an archive when ``archive``) and the folder name an image's XML file.
     """
 
-    def __init__(self) -> None:
-        self._where: dict[str, tuple[int, int]] = {}  # stem -> (first box, box count)
+    def __init__(self, source: str = "", archive: bool = False) -> None:
+        self.source = source
+        self.archive = archive
+        # stem -> (first box, box count, folder of its XML)
+        self._where: dict[str, tuple[int, int, str]] = {}
         self._values = array("d")  # xmin, ymin, xmax, ymax of every box, image after image
         self._lines: list[str] = []  # the CSV line of every box, in the same order
         self.stats = BoxStats()
         self.skipped: list[tuple[str, str]] = []
 
-    def add(self, key: str, boxes: Sequence[BBox | Box], lines: Sequence[str]) -> None:
-        """Boxes (``BBox`` or ``(xmin, ymin, xmax, ymax)``) and their CSV lines, one each."""
+    def add(
+        self, key: str, boxes: Sequence[BBox | Box], lines: Sequence[str], folder: str = ""
+    ) -> None:
+        """Boxes (``BBox`` or ``(xmin, ymin, xmax, ymax)``) and their CSV lines, one each,
+        from the XML file ``key`` in ``folder``."""
         if key in self._where:
-            raise DataError(f"two box files for the image {key}")
+            also = box_file(self.source, self.archive, folder, key)
+            raise DataError(f"two box files for the image {key}: {self.file(key)} and {also}")
         if len(lines) != len(boxes):
             raise ValueError(f"{key}: {len(boxes)} boxes with {len(lines)} CSV lines")
-        self._where[key] = (len(self._lines), len(boxes))
+        self._where[key] = (len(self._lines), len(boxes), folder)
         for box in boxes:
             if isinstance(box, BBox):
                 box = (box.xmin, box.ymin, box.xmax, box.ymax)
@@ -585,10 +634,13 @@ class BoxTable:
         """Take in a partial table parsed elsewhere (its boxes, lines, counts and skips)."""
         twice = other._where.keys() & self._where.keys()
         if twice:
-            raise DataError(f"two box files for the image {min(twice)}")
+            key = min(twice)
+            raise DataError(
+                f"two box files for the image {key}: {self.file(key)} and {other.file(key)}"
+            )
         shift = len(self._lines)
-        for key, (first, count) in other._where.items():
-            self._where[key] = (first + shift, count)
+        for key, (first, count, folder) in other._where.items():
+            self._where[key] = (first + shift, count, folder)
         self._values.extend(other._values)
         self._lines.extend(other._lines)
         for name, value in asdict(other.stats).items():
@@ -597,8 +649,12 @@ class BoxTable:
 
     def values(self, key: str) -> array[float]:
         """The image's box values (four per box, in file order); empty without boxes."""
-        first, count = self._where.get(key, (0, 0))
+        first, count, _ = self._where.get(key, _NO_BOXES)
         return self._values[4 * first : 4 * (first + count)]
+
+    def file(self, key: str) -> str:
+        """The XML file that gave the image ``key`` its boxes (KeyError when none did)."""
+        return box_file(self.source, self.archive, self._where[key][2], key)
 
     def get(self, key: str) -> tuple[BBox, ...]:
         v = self.values(key)
@@ -611,12 +667,15 @@ class BoxTable:
         return len(self._where)
 
     def csv_bytes(self) -> bytes:
-        """The seed's CSV: one line per kept box, sorted by image, boxes in file order."""
+        """The seed's CSV, in UTF-8: one line per kept box, sorted by image, boxes in file order.
+
+        Names are ASCII in ILSVRC2012, so the bytes are the seed's; others are written as they are.
+        """
         ordered: list[str] = []
         for key in sorted(self._where):
-            first, count = self._where[key]
+            first, count, _ = self._where[key]
             ordered.extend(self._lines[first : first + count])
-        return "".join(line + "\n" for line in ordered).encode("ascii")
+        return "".join(line + "\n" for line in ordered).encode("utf-8")
 
 
 def _iter_box_archive(path: Path) -> Iterator[tuple[str, str, bytes]]:
@@ -668,7 +727,7 @@ def load_boxes(
     src = layout.boxes
     if src is None:
         return None
-    table = BoxTable()
+    table = BoxTable(str(src), src.is_file())
     batches = _box_batches(src, synsets, table.stats, skip_bad)
     results: Iterable[BoxTable] = (
         map(parse_box_batch, batches)
@@ -688,6 +747,8 @@ class _BoxBatch:
     files: list[tuple[str, str, str, bytes]]  # (folder wnid, stem, where, XML bytes)
     challenge: frozenset[str]  # the synsets whose other-synset boxes are dropped
     skip_bad: bool
+    source: str = ""  # the box archive or folder, as BoxTable names it
+    archive: bool = False
 
 
 def _box_batches(
@@ -704,13 +765,12 @@ def _box_batches(
             # The seed keeps only annotations of challenge synsets (by folder).
             stats.files_other_synset += 1
             continue
-        where = f"{src}:{folder}/{key}.xml" if archive else str(src / folder / f"{key}.xml")
-        batch.append((folder, key, where, data))
+        batch.append((folder, key, box_file(str(src), archive, folder, key), data))
         if len(batch) >= BOX_BATCH:
-            yield _BoxBatch(batch, challenge, skip_bad)
+            yield _BoxBatch(batch, challenge, skip_bad, str(src), archive)
             batch = []
     if batch:
-        yield _BoxBatch(batch, challenge, skip_bad)
+        yield _BoxBatch(batch, challenge, skip_bad, str(src), archive)
 
 
 def parse_box_batch(batch: _BoxBatch) -> BoxTable:
@@ -718,10 +778,16 @@ def parse_box_batch(batch: _BoxBatch) -> BoxTable:
 
     Its ``stats.files`` stays 0: the reader of the archive counts the files.
     """
-    table = BoxTable()
+    table = BoxTable(batch.source, batch.archive)
     stats = table.stats
     for folder, key, where, data in batch.files:
         try:
+            unsafe = boxmod.csv_unsafe(key)
+            if unsafe is not None:
+                raise DataError(
+                    f"{boxmod.one_line(where)}: {unsafe} in the file name, which the "
+                    "bounding-box CSV cannot hold (rename the file)"
+                )
             annotation = boxmod.parse_annotation(data, where)
         except DataError as exc:
             if not batch.skip_bad:
@@ -737,6 +803,7 @@ def parse_box_batch(batch: _BoxBatch) -> BoxTable:
                 key,
                 [boxmod.record_box(b) for b in result.kept],
                 [boxmod.csv_line(key, b) for b in result.kept],
+                folder,
             )
     return table
 

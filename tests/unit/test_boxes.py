@@ -14,6 +14,7 @@ from imagenet_prep.boxes import (
     BoxObject,
     BoxResult,
     csv_line,
+    csv_unsafe,
     normalize_box,
     normalize_boxes,
     parse_annotation,
@@ -21,7 +22,7 @@ from imagenet_prep.boxes import (
 )
 from imagenet_prep.errors import DataError
 from imagenet_prep.labels import load_synsets
-from imagenet_prep.sources import discover, load_boxes
+from imagenet_prep.sources import SourceLayout, discover, load_boxes
 
 WNID = "n01440764"
 OTHER = "n01443537"  # another challenge synset
@@ -235,3 +236,29 @@ def test_parsing_spread_over_workers_gives_the_same_table(
     assert [spread.get(k) for k in sorted(alone.keys())] == [
         alone.get(k) for k in sorted(alone.keys())
     ]
+
+
+def test_csv_unsafe_finds_commas_quotes_and_every_break_of_splitlines() -> None:
+    """The CSV's readers split lines with ``str.splitlines``, then at commas."""
+    chars = [chr(c) for c in range(0x10000)]
+    breaks = {c for c in chars if len(f"a{c}b".splitlines()) > 1}
+    assert {"\n", "\r", "\u2028"} <= breaks
+    assert {c for c in chars if csv_unsafe(f"n01440764_1{c}2.JPEG")} == breaks | {",", '"'}
+    assert {csv_unsafe(f"a{c}b") for c in breaks} == {"a line break"}
+
+
+def test_a_box_file_name_the_csv_cannot_hold_is_refused_or_skipped(tmp_path: Path) -> None:
+    folder = tmp_path / "bounding_boxes" / WNID
+    folder.mkdir(parents=True)
+    (folder / f"{WNID}_1.xml").write_bytes(_xml(_object(WNID, 1, 2, 30, 40)))
+    bad = folder / f"{WNID}_2,3.xml"
+    bad.write_bytes(_xml(_object(WNID, 1, 2, 30, 40)))
+    layout = SourceLayout(tmp_path, None, None, tmp_path / "bounding_boxes", None)
+    with pytest.raises(DataError) as err:
+        load_boxes(layout, CHALLENGE)
+    assert str(err.value) == (
+        f"{bad}: a comma in the file name, which the bounding-box CSV cannot hold (rename the file)"
+    )
+    table = load_boxes(layout, CHALLENGE, skip_bad=True)
+    assert table is not None and table.keys() == [f"{WNID}_1"]
+    assert [where for where, _ in table.skipped] == [str(bad)]

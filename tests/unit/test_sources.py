@@ -88,3 +88,78 @@ def test_partial_box_tables_merge_into_one_with_their_lines_and_counts() -> None
         whole.merge(first)
     with pytest.raises(ValueError, match="2 boxes with 1 CSV lines"):
         whole.add("n01440764_3", [(0, 0, 1, 1), (0, 0, 1, 1)], ["one"])
+
+
+def test_two_box_files_for_one_image_name_both_files() -> None:
+    key = "n01440764_9"
+    table = BoxTable("/data/bounding_boxes", False)
+    table.add(key, [(0.1, 0.2, 0.3, 0.4)], ["a"], "n01440764")
+    with pytest.raises(DataError) as err:
+        table.add(key, [(0.1, 0.2, 0.3, 0.4)], ["b"], "n01443537")
+    assert str(err.value) == (
+        f"two box files for the image {key}: /data/bounding_boxes/n01440764/{key}.xml and "
+        f"/data/bounding_boxes/n01443537/{key}.xml"
+    )
+    # Across partial tables parsed in workers: the same, from the archive.
+    whole, part = BoxTable("bbox.tar.gz", True), BoxTable("bbox.tar.gz", True)
+    whole.add(key, [(0.1, 0.2, 0.3, 0.4)], ["a"], "n01440764")
+    part.add(key, [(0.1, 0.2, 0.3, 0.4)], ["b"], "n01443537")
+    with pytest.raises(DataError) as err:
+        whole.merge(pickle.loads(pickle.dumps(part)))
+    assert str(err.value) == (
+        f"two box files for the image {key}: bbox.tar.gz:n01440764/{key}.xml and "
+        f"bbox.tar.gz:n01443537/{key}.xml"
+    )
+
+
+def test_the_box_csv_is_utf8() -> None:
+    table = BoxTable()
+    table.add("n01440764_caf\u00e9", [(0.1, 0.2, 0.3, 0.4)], ["n01440764_caf\u00e9.JPEG,x"])
+    assert table.csv_bytes() == "n01440764_caf\u00e9.JPEG,x\n".encode()
+
+
+def _sorted_index(names: list[str]) -> SplitIndex:
+    index = SplitIndex("train")
+    index.containers.append(("/t/n01440764", "", True))
+    for name in names:
+        index.add(name, 0, 0, 1, 0)
+    index.sort()
+    return index
+
+
+@pytest.mark.parametrize(
+    ("names", "needles"),
+    [
+        (["n01440764_2,3.JPEG", "n01440764_1.JPEG"], ["/t/n01440764/n01440764_2,3.JPEG", "comma"]),
+        (['n01440764_2"3.JPEG'], ['/t/n01440764/n01440764_2"3.JPEG', "a double quote"]),
+        (["n01440764_2\n3.JPEG"], ["/t/n01440764/n01440764_2\\n3.JPEG", "a line break"]),
+        (["n01440764_2\u20283.JPEG"], ["/t/n01440764/n01440764_2\\u20283.JPEG", "line break"]),
+        (
+            ["n01440764_1_v2.JPEG", "n01440764_1.v2.JPEG"],
+            ["WebDataset key n01440764_1_v2", "/t/n01440764/n01440764_1_v2.JPEG", "1.v2.JPEG"],
+        ),
+        (
+            ["n01440764_1.v2.JPEG", "n01440764_1\\v2.JPEG"],
+            ["n01440764_1_v2", "/t/n01440764/n01440764_1.v2.JPEG", "n01440764_1\\v2.JPEG"],
+        ),
+    ],
+)
+def test_names_the_outputs_cannot_hold_are_refused_in_one_line(
+    names: list[str], needles: list[str]
+) -> None:
+    with pytest.raises(DataError) as err:
+        _sorted_index(names)
+    message = str(err.value)
+    assert "\n" not in message and "\u2028" not in message
+    for needle in needles:
+        assert needle in message
+
+
+def test_names_with_dots_and_backslashes_are_kept_as_they_are() -> None:
+    names = [
+        "n01440764_1.v2.JPEG",
+        "n01440764_1.v3.JPEG",
+        "n01440764_1\\v4.JPEG",
+        "n01440764_1.JPEG",
+    ]
+    assert _sorted_index(names).names == sorted(names)

@@ -1,9 +1,11 @@
 """WebDataset shards: ``OUT/webdataset/<split>-%06d.tar``, one sample per image.
 
-Each sample's key is the image's file stem; its members, in sorted order, are ``.cls``
+Each sample's key is the image's file stem with ``.`` and ``\\`` as ``_`` (:func:`sample_key`:
+readers split a member's name at its first dot); its members, in sorted order, are ``.cls``
 (the 0-based class index as ASCII, torchvision's convention, not affected by
 ``--label-offset``), ``.jpg`` (the image bytes as the TFRecords carry them) and ``.json``
-(wnid, text, width, height, filename, normalized boxes). Tars are written with the
+(wnid, text, width, height, filename, normalized boxes; ``filename`` is the image's name as
+found, so the original stem is there when the key differs). Tars are written with the
 standard library, with fixed mtime, owner and mode, so the bytes are reproducible.
 """
 
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import tarfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -27,6 +30,21 @@ from .shardfile import ShardFile, check_file, check_index, finalize_shards, unli
 DIRNAME = "webdataset"
 MEMBER_ORDER = ("cls", "jpg", "json")
 WDS_INDEX_VERSION = "v1.2"
+
+
+_KEY_SAFE = str.maketrans(".\\", "__")
+
+
+def sample_key(stem: str) -> str:
+    """The sample key of an image with file stem ``stem``: its dots and backslashes as ``_``.
+
+    WebDataset readers (and DALI's ``wds2idx``) take a member's key up to its first dot, and
+    some treat a backslash as a folder; two stems that give one key are refused at indexing.
+
+    >>> sample_key("n02105855_77.v2"), sample_key(r"a\\b"), sample_key("n01440764_10026")
+    ('n02105855_77_v2', 'a_b', 'n01440764_10026')
+    """
+    return stem.translate(_KEY_SAFE)
 
 
 def shard_file(split: str, index: int) -> str:
@@ -102,8 +120,9 @@ class WebDatasetShardWriter:
             "json": json.dumps(meta, sort_keys=True, ensure_ascii=False).encode("utf-8"),
         }
         components = []
+        key = sample_key(ref.key)
         for ext in MEMBER_ORDER:
-            name = f"{ref.key}.{ext}"
+            name = f"{key}.{ext}"
             data = payloads[ext]
             self._tar.addfile(_info(name, len(data)), io.BytesIO(data))
             # The member's data starts right after its 512-byte header.
@@ -209,6 +228,9 @@ def check_shard(out: Path, shard: dict[str, Any], *, decode: bool) -> VerifyRepo
             continue
         if meta.get("wnid") not in synsets or synsets.index(meta["wnid"]) != label:
             report.problems.append(f"{path}: sample {key}: class {label} is not {meta.get('wnid')}")
+        filename = meta.get("filename")
+        if not isinstance(filename, str) or sample_key(os.path.splitext(filename)[0]) != key:
+            report.problems.append(f"{path}: sample {key}: the JSON's filename is {filename!r}")
         if decode:
             from ..imagefix import decode_check
 

@@ -1,4 +1,8 @@
-"""``OUT/webdataset/<split>-*.tar``: samples of ``.cls``, ``.jpg`` and ``.json`` members."""
+"""``OUT/webdataset/<split>-*.tar``: samples of ``.cls``, ``.jpg`` and ``.json`` members.
+
+A sample's key is the image's stem with dots and backslashes made ``_``; the key reported
+is the original stem, from the JSON's ``filename``, as the other formats report it.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ from typing import Any
 from ...archive import iter_tar_view
 from ...errors import DataError
 from ..transforms import Box
-from .base import RawSample, Want, map_file, shard_files
+from .base import RawSample, Want, map_file, shard_files, stem
 
 
 class WebDatasetReader:
@@ -55,9 +59,11 @@ class WebDatasetReader:
 
         try:
             label = int(bytes(member("cls")))
+            meta = json.loads(bytes(member("json")))
+            name = stem(meta["filename"])
             boxes: tuple[Box, ...] = ()
             if self.boxes:
-                boxes = tuple(tuple(b) for b in json.loads(bytes(member("json")))["boxes"])
-        except (ValueError, KeyError, TypeError) as exc:
+                boxes = tuple(tuple(b) for b in meta["boxes"])
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise DataError(f"{path}: sample {key}: unreadable .cls or .json ({exc})") from None
-        return RawSample(key, label, member("jpg"), boxes)
+        return RawSample(name, label, member("jpg"), boxes)
