@@ -37,6 +37,8 @@ DEVKIT_ARCHIVE = "ILSVRC2012_devkit_t12.tar.gz"
 DEVKIT_DIR = "ILSVRC2012_devkit_t12"
 
 IMAGE_EXTENSIONS = frozenset({".jpeg", ".jpg", ".png"})
+#: A tar header's name field: a WebDataset member ``<key>.<ext>`` must fit in it.
+MAX_KEY_BYTES = 100
 # 2: the nested tars are kept too, and the archives' ends were checked.
 INDEX_VERSION = 2
 
@@ -178,6 +180,7 @@ class SplitIndex:
                 f"{boxmod.one_line(self.origin(i))}: {boxmod.csv_unsafe(self.names[i])} in the "
                 "file name, which the bounding-box CSV cannot hold (rename the file)"
             )
+        self._check_name_bytes(text)
         seen: dict[str, int] = {}
         renamed: list[int] = []  # the images whose WebDataset key is not their stem
         for i, name in enumerate(self.names):
@@ -201,6 +204,29 @@ class SplitIndex:
                     f"as _) is also that of {self.origin(other)}; rename one of them"
                 )
             keys[key] = i
+
+    def _check_name_bytes(self, text: str) -> None:
+        """Refuse names that are not UTF-8 (the records and the JSON carry them as UTF-8) or
+        too long for a WebDataset member (``<key>.json`` in a tar header's 100 bytes)."""
+        if text.isascii():  # the common case: one C pass, a byte per character
+            longest = max(range(len(self.names)), key=lambda i: len(self.names[i]), default=None)
+            suspects = [longest] if longest is not None else []
+        else:
+            suspects = list(range(len(self.names)))
+        for i in suspects:
+            name = self.names[i]
+            try:
+                key = sample_key(stem(name)).encode("utf-8")
+            except UnicodeEncodeError:
+                raise DataError(
+                    f"{boxmod.one_line(self.origin(i))}: the file name is not UTF-8 text, which "
+                    "the records and the WebDataset JSON need (rename the file)"
+                ) from None
+            if len(key) + len(b".json") > MAX_KEY_BYTES:
+                raise DataError(
+                    f"{self.origin(i)}: the file name is too long ({len(key)} bytes before the "
+                    f"extension; a WebDataset member's name holds {MAX_KEY_BYTES - 5})"
+                )
 
     def origin(self, i: int) -> str:
         """Where image ``i`` comes from, for messages: ``archive:nested.tar:name`` or a path."""

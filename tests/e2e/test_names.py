@@ -229,3 +229,25 @@ def test_a_validation_number_out_of_range_says_so(
     code, err = build(src, tmp_path / "out", capsys)
     line = one_error(code, err, str(bad), "99999", "out of range", "1..50000")
     assert "expected a name like" not in line
+
+
+def test_a_name_too_long_for_a_webdataset_member_is_refused(
+    src: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    wnid = wnids(src)[0]
+    bad = add_image(src, wnid, f"{wnid}_{'7' * 100}.JPEG")
+    code, err = build(src, tmp_path / "out", capsys)
+    one_error(code, err, str(bad), "the file name is too long (110 bytes")
+
+
+def test_a_name_that_is_not_utf8_is_refused(
+    src: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    wnid = wnids(src)[0]
+    folder = src / "train" / wnid
+    first = sorted(folder.iterdir())[0]
+    (
+        folder / f"{wnid}_9\xff9.JPEG".encode("latin-1").decode("utf-8", "surrogateescape")
+    ).write_bytes(first.read_bytes())
+    code, err = build(src, tmp_path / "out", capsys)
+    one_error(code, err, "the file name is not UTF-8 text")

@@ -48,15 +48,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         status: int = args.func(args)
     except UsageError as exc:
-        print(f"imagenet-prep {args.command}: error: {exc}", file=sys.stderr)
+        _error(args.command, exc)
         return EXIT_USAGE
     except (DataError, ImagenetPrepError) as exc:
-        print(f"imagenet-prep {args.command}: error: {exc}", file=sys.stderr)
+        _error(args.command, exc)
         return EXIT_DATA
     except KeyboardInterrupt:
         print(f"imagenet-prep {args.command}: interrupted", file=sys.stderr)
         return 130
     return status
+
+
+def _error(command: str, exc: Exception) -> None:
+    """Print the one error line; a file name that is not UTF-8 shows its odd bytes escaped."""
+    text = f"imagenet-prep {command}: error: {exc}"
+    print(text.encode("utf-8", "backslashreplace").decode("utf-8"), file=sys.stderr)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -10,8 +10,8 @@ from typing import TextIO
 class BarReporter:
     """A tqdm bar: images done / total, images/s, MB/s and ETA."""
 
-    def __init__(self, stream: TextIO = sys.stderr) -> None:
-        self._stream = stream
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self._stream = stream if stream is not None else sys.stderr
         self._bar = None
         self._bytes = 0.0
         self._done = 0.0
@@ -51,8 +51,8 @@ class BarReporter:
 class LineReporter:
     """One plain line at most every ``interval`` seconds, for logs and CI."""
 
-    def __init__(self, stream: TextIO = sys.stderr, interval: float = 10.0) -> None:
-        self._stream = stream
+    def __init__(self, stream: TextIO | None = None, interval: float = 10.0) -> None:
+        self._stream = stream if stream is not None else sys.stderr
         self._interval = interval
         self._total = 0
         self._done = 0.0
