@@ -59,9 +59,7 @@ class Sink(Protocol):
 
     def verify(self, section: dict[str, Any], *, decode: bool) -> VerifyReport: ...
 
-    def planned_files(
-        self, spec: ShardSpec, images: Iterable[tuple[str, str]]
-    ) -> Iterator[str]:
+    def planned_files(self, spec: ShardSpec, images: Iterable[tuple[str, str]]) -> Iterator[str]:
         """Every file (relative to OUT) that writing ``spec`` may make; ``images`` are the
         shard's (wnid, file name) pairs. Recorded before the shard work, so that
         ``--overwrite`` removes exactly what a build wrote."""
