@@ -78,10 +78,17 @@ def tree_rss(root: int) -> tuple[int, int]:
     return total, count
 
 
-def measure(command: list[str], interval: float = 0.01) -> dict[str, float]:
-    """Run ``command``; return its exit code, wall time, peak summed RSS and the most processes."""
+def measure(
+    command: list[str],
+    interval: float = 0.01,
+    *,
+    env: dict[str, str] | None = None,
+    cwd: str | os.PathLike[str] | None = None,
+) -> dict[str, float]:
+    """Run ``command`` (in ``env`` and ``cwd`` when given, else this process's); return its exit
+    code, wall time, peak summed RSS and the most processes."""
     start = time.perf_counter()
-    proc = subprocess.Popen(command)
+    proc = subprocess.Popen(command, env=env, cwd=cwd)
     peak = 0
     most = 0
     samples = 0

@@ -307,14 +307,32 @@ def suite(
     return rows, ours, floor, baseline
 
 
+def add_download_options(parser: argparse.ArgumentParser) -> None:
+    """The generated download's size and the folder it is kept in (``fixture``'s arguments);
+    bench/ab.py takes the same."""
+    parser.add_argument("--classes", type=int, default=100, help="classes (default: %(default)s)")
+    parser.add_argument(
+        "--per-class", type=int, default=200, help="training images a class (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--val-per-class",
+        type=int,
+        default=10,
+        help="validation images a class (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=ROOT / "bench" / "out",
+        help="where the download is kept between runs, and scratch space (default: bench/out)",
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--classes", type=int, default=100)
-    parser.add_argument("--per-class", type=int, default=200)
-    parser.add_argument("--val-per-class", type=int, default=10)
+    add_download_options(parser)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out")
     parser.add_argument("--skip-baseline", action="store_true")
     parser.add_argument("--skip-peers", action="store_true")
     parser.add_argument(
