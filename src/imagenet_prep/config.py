@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .imagefix import MAX_PIXELS
+
 SPLITS = ("train", "validation")
 FORMATS = ("tfrecord", "imagefolder", "webdataset")
 ON_ERROR = ("raise", "skip")
@@ -68,6 +70,7 @@ class BuildConfig:
     seed: int = DEFAULT_SEED
     on_error: str = "raise"
     decode_check: bool = False
+    max_pixels: int = MAX_PIXELS  # Pillow's own limit: more is refused as a decompression bomb
     check_md5: bool = True
     force: bool = False
     overwrite: bool = False
@@ -106,6 +109,8 @@ class BuildConfig:
             raise ValueError(
                 f"on-error must be one of {', '.join(ON_ERROR)}, not {self.on_error!r}"
             )
+        if self.max_pixels < 1:
+            raise ValueError(f"max-pixels must be at least 1, not {self.max_pixels}")
         if self.shard_size is not None and self.shard_size < 1:
             raise ValueError(f"shard-size must be at least 1, not {self.shard_size}")
         if self.resize_shorter is not None and self.resize_longer is not None:
@@ -134,6 +139,9 @@ class BuildConfig:
 
         ``on_error`` is left out on purpose: shards finished under ``raise`` are exactly
         what ``skip`` writes for them, so a failed strict run may be resumed with ``skip``.
+        So are ``decode_check`` and ``max_pixels``, checks for the same reason: they only
+        refuse images, and an image written is the same bytes whatever they say (a skip is
+        listed in the manifest); a rerun with a raised limit may finish a failed build.
         """
         return {
             "formats": list(self.formats),

@@ -5,6 +5,11 @@ and a PNG named ``.JPEG``, and any other download may have more. 8-bit grayscale
 YCbCr/RGB JPEGs pass through byte for byte; everything else is decoded with Pillow and
 re-encoded as a baseline RGB JPEG, as the seed's ``build_imagenet_data.py`` did for its
 hard-coded list of names. EXIF orientation is never applied: sizes are the stored grid.
+
+Size is checked before pixels: an image whose header declares more than ``max_pixels``
+is refused unread (a 333-byte JPEG may claim 60000x60000), and one that would take more
+than :data:`REENCODE_BUDGET` to re-encode whole goes in strips (8-bit PNGs) or is refused.
+libjpeg's complaints are sorted by one rule, :func:`jpeg_damage`, wherever a JPEG is decoded.
 """
 
 from __future__ import annotations
@@ -13,27 +18,34 @@ import io
 import re
 import warnings
 import zlib
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
-from struct import Struct, unpack_from
+from struct import Struct, pack, unpack_from
 from typing import TYPE_CHECKING
 
 from .errors import DataError
 
 if TYPE_CHECKING:  # Pillow is imported where an image is decoded: rarely, on the hot path
+    import numpy as np
     from PIL import Image
 
 __all__ = [
     "KNOWN_CMYK_TRAIN",
     "KNOWN_PNG_TRAIN",
+    "MAX_PIXELS",
     "OTHER_FORMATS",
+    "REENCODE_BUDGET",
     "FixedImage",
     "ImageInfo",
     "check",
     "decode_check",
+    "decode_jpeg",
     "examine",
     "fix",
     "inspect",
+    "jpeg_damage",
+    "pixel_limit",
     "reencode_reason",
 ]
 
@@ -44,6 +56,15 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 #: Formats with weak signatures (TGA, ...) are left out so garbage is not taken for an image.
 OTHER_FORMATS = ("GIF", "BMP", "TIFF", "WEBP", "PPM")
 _PIL_FORMATS = ("JPEG", "PNG", *OTHER_FORMATS)
+
+#: The default refusal size (``--max-pixels``): Pillow's own ``Image.MAX_IMAGE_PIXELS``.
+MAX_PIXELS = 89_478_485
+#: Memory one image may take to be decoded and re-encoded in one piece (Pillow keeps RGB and
+#: RGBA in 4 bytes a pixel, and converting makes a second image). Beyond it an 8-bit PNG is
+#: re-encoded in strips of rows; anything else is refused. Workers stay within 500 MB.
+REENCODE_BUDGET = 256 * 2**20
+# Pillow image bytes a strip may hold (rounded to whole JPEG restart intervals).
+_STRIP_BYTES = 16 * 2**20
 
 #: Training images the seed re-encoded by name as CMYK JPEGs. For tests and reports only:
 #: nothing in this module looks at names.
@@ -154,6 +175,25 @@ def _not_an_image(data: bytes, name: str) -> DataError:
     if not data:
         return DataError(f"{name}: empty file (0 bytes), not an image")
     return DataError(f"{name}: not a JPEG, PNG or other known image (starts with {data[:16]!r})")
+
+
+def pixel_limit(width: int, height: int, max_pixels: int) -> str | None:
+    """Why a header's size is refused unread, or None when it is within ``max_pixels``.
+
+    >>> pixel_limit(60000, 60000, MAX_PIXELS)
+    '60000x60000 image (3,600,000,000 pixels) is over the limit of 89,478,485 pixels'
+    >>> pixel_limit(500, 375, MAX_PIXELS) is None
+    True
+    """
+    pixels = width * height
+    if pixels <= max_pixels:
+        return None
+    return f"{width}x{height} image ({pixels:,} pixels) is over the limit of {max_pixels:,} pixels"
+
+
+def _over_limit(info: ImageInfo, name: str, max_pixels: int) -> DataError:
+    reason = pixel_limit(info.width, info.height, max_pixels)
+    return DataError(f"{name}: {reason} (--max-pixels); refused before decoding")
 
 
 # --- inspect ---------------------------------------------------------------------------------
@@ -275,9 +315,20 @@ def _open(data: bytes, name: str) -> Image.Image:
     from PIL import Image, UnidentifiedImageError
 
     try:
-        return Image.open(io.BytesIO(data), formats=_PIL_FORMATS)
+        with warnings.catch_warnings():
+            # Sizes are refused by max_pixels and REENCODE_BUDGET, in a line of our own;
+            # Pillow's warning would only add raw text. (Process-wide: one thread decodes.)
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            return Image.open(io.BytesIO(data), formats=_PIL_FORMATS)
     except UnidentifiedImageError:
         raise _not_an_image(data, name) from None
+    except Image.DecompressionBombError as exc:
+        found = re.search(r"\((\d+) pixels\)", str(exc))
+        pixels = f"{int(found[1]):,} pixels" if found else "too many pixels"
+        raise DataError(
+            f"{name}: image header declares {pixels}, over twice Pillow's limit of "
+            f"{MAX_PIXELS:,}; refused before decoding"
+        ) from None
     except Exception as exc:  # Pillow raises many types for a damaged header
         raise DataError(f"{name}: unreadable image header ({exc})") from None
 
@@ -311,15 +362,24 @@ def check(data: bytes, name: str) -> None:
     examine(data, name)
 
 
-def examine(data: bytes, name: str) -> ImageInfo:
-    """:func:`check` and :func:`inspect` in one pass over the header: the hot path's call."""
+def examine(data: bytes, name: str, max_pixels: int | None = None) -> ImageInfo:
+    """:func:`check` and :func:`inspect` in one pass over the header: the hot path's call.
+
+    With ``max_pixels``, an image whose header declares more pixels is refused (before any
+    pixel of another format than JPEG and PNG is decoded).
+    """
     if data.startswith(JPEG_SOI):
-        return _walk_jpeg(data, name, scans=False)
-    if data.startswith(PNG_SIGNATURE):
+        info = _walk_jpeg(data, name, scans=False)
+    elif data.startswith(PNG_SIGNATURE):
         _check_png(data, name)
-        return _inspect_png(data, name)
-    decode_check(data, name)
-    return _inspect_other(data, name)
+        info = _inspect_png(data, name)
+    else:
+        info = _inspect_other(data, name)
+        if max_pixels is None or info.width * info.height <= max_pixels:
+            decode_check(data, name)
+    if max_pixels is not None and info.width * info.height > max_pixels:
+        raise _over_limit(info, name, max_pixels)
+    return info
 
 
 def _walk_jpeg(data: bytes, name: str, *, scans: bool) -> ImageInfo:
@@ -468,13 +528,135 @@ def _check_png(data: bytes, name: str) -> None:
 
 # --- decode ----------------------------------------------------------------------------------
 
+# libjpeg's complaints that leave the image data whole: stray bytes it skipped before a marker
+# (JWRN_EXTRANEOUS_DATA: padding after the last scan, junk between segments) and oddities of
+# the metadata segments (JWRN_JFIF_MAJOR, JWRN_JFIF_BADTHUMBNAILSIZE, JWRN_ADOBE_XFORM,
+# JWRN_BOGUS_ICC). Every other warning, and every error, is about the image data itself.
+_HARMLESS_JPEG = re.compile(
+    r"extraneous bytes before marker|unknown JFIF revision|thumbnail image size does not match"
+    r"|Unknown Adobe color transform|bad ICC marker"
+)
+# A canonical JFIF segment (version 1.01, no thumbnail) and Adobe segment (transform at -1).
+_JFIF_SEGMENT = b"\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00"
+_ADOBE_SEGMENT = b"\xff\xee\x00\x0eAdobe\x00\x64\x00\x00\x00\x00"
+
+
+def jpeg_damage(complaint: str) -> bool:
+    """Whether libjpeg's complaint about a JPEG means its image data is damaged.
+
+    The one rule of ``--decode-check``, resizing and the loaders: a premature end of the
+    data and a bad Huffman code are damage; stray bytes before a marker (the image still
+    decodes completely) and oddities of the metadata segments are not.
+
+    >>> jpeg_damage("Corrupt JPEG data: premature end of data segment")
+    True
+    >>> jpeg_damage("Corrupt JPEG data: bad Huffman code")
+    True
+    >>> jpeg_damage("Premature end of JPEG file")
+    True
+    >>> jpeg_damage("Corrupt JPEG data: 3 extraneous bytes before marker 0xd9")
+    False
+    """
+    return _HARMLESS_JPEG.search(complaint) is None
+
+
+def decode_jpeg(
+    data: bytes | memoryview, name: str, *, min_height: int = 0, min_width: int = 0
+) -> np.ndarray:
+    """A JPEG's RGB pixels by libjpeg-turbo (simplejpeg); DataError when it is damaged.
+
+    ``min_height``/``min_width`` let libjpeg scale by a power of two (simplejpeg's meaning);
+    every coefficient is still read, so the verdict does not depend on the scale. libjpeg's
+    first complaint stops the decode; a harmless one (:func:`jpeg_damage`) is taken away and
+    the decode repeated, strictly again, on the stream rebuilt without stray bytes and
+    metadata segments before the first scan (same pixels: the JFIF and Adobe segments that
+    decide the colour space are kept in a canonical form). Stray bytes after a scan come
+    last when they precede the end-of-image marker (the image is whole); between the scans
+    of a progressive JPEG, the scans after them are decoded without stopping at warnings.
+    """
+    import simplejpeg
+
+    pixels: np.ndarray
+    try:
+        pixels = simplejpeg.decode_jpeg(
+            data, colorspace="RGB", min_height=min_height, min_width=min_width, strict=True
+        )
+        return pixels
+    except ValueError as exc:
+        if jpeg_damage(str(exc)):
+            raise DataError(f"{name}: damaged JPEG data ({exc})") from None
+    clean = _without_oddities(bytes(data))
+    for strict in (True, False):
+        try:
+            pixels = simplejpeg.decode_jpeg(
+                clean, colorspace="RGB", min_height=min_height, min_width=min_width, strict=strict
+            )
+            return pixels
+        except ValueError as exc:
+            if not strict or jpeg_damage(str(exc)):
+                raise DataError(f"{name}: damaged JPEG data ({exc})") from None
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _without_oddities(data: bytes) -> bytes:
+    """The JPEG with its header rebuilt from the segments libjpeg needs: stray bytes, APPn
+    and COM segments left out, a JFIF or Adobe segment put back in canonical form (the
+    colour space libjpeg assumes stays the same). Bytes from the first scan on are kept."""
+    n = len(data)
+    kept: list[bytes] = []
+    jfif, adobe, ncomp = False, -1, 0
+    pos = 2
+    while True:
+        pos = data.find(b"\xff", pos)
+        if pos < 0:
+            return data  # no scan: libjpeg's own error will say so
+        while pos < n and data[pos] == 0xFF:
+            pos += 1
+        if pos + 2 >= n:
+            return data
+        marker = data[pos]
+        if marker in (_SOS, _EOI):
+            break
+        pos += 1
+        if 0xD0 <= marker <= 0xD7 or marker == 0x01:
+            continue
+        end = pos + _U16(data, pos)[0]
+        if 0xE0 <= marker <= 0xEF or marker == 0xFE:
+            jfif, adobe = _colour_hints(data, marker, pos + 2, end - pos, jfif, adobe)
+        else:
+            if marker in _SOF_MARKERS and pos + 7 < n:
+                ncomp = data[pos + 7]
+            kept.append(data[pos - 2 : end])
+        pos = end
+    head = [JPEG_SOI]
+    if jfif:
+        head.append(_JFIF_SEGMENT)
+    if adobe >= 0:
+        # libjpeg reads an unknown transform as YCbCr (3 components) or YCCK (4).
+        head.append(_ADOBE_SEGMENT + bytes((0 if adobe == 0 else 2 if ncomp == 4 else 1,)))
+    return b"".join(head + kept) + data[pos - 1 :]
+
 
 def decode_check(data: bytes, name: str) -> tuple[int, int]:
-    """Decode fully with Pillow (after the structural check); return (width, height).
+    """Decode fully (after the structural check); return (width, height).
 
-    Truncation is an error whatever ``ImageFile.LOAD_TRUNCATED_IMAGES`` says, because the
-    structural check runs first; Pillow's global settings are never changed.
+    JPEGs libjpeg-turbo decodes (8-bit Huffman coding) go through :func:`decode_jpeg` at
+    1/8 scale, which still reads every coefficient, and so meet the rule resizing meets;
+    8-bit PNGs too large for :data:`REENCODE_BUDGET` are decoded in strips; the rest with
+    Pillow. Truncation is an error whatever ``ImageFile.LOAD_TRUNCATED_IMAGES`` says,
+    because the structural check runs first; Pillow's global settings are never changed.
     """
+    if data.startswith(JPEG_SOI):
+        info = _walk_jpeg(data, name, scans=True)
+        if info.precision == 8 and info.sof in _PASS_SOF:
+            decode_jpeg(data, name, min_height=1, min_width=1)
+            return info.width, info.height
+    elif data.startswith(PNG_SIGNATURE):
+        info = _inspect_png(data, name)
+        if _whole_bytes(info) > REENCODE_BUDGET and _in_strips(info):
+            for _ in _png_strips(data, name, info, _strip_rows(info.width)):
+                pass
+            return info.width, info.height
     with _load(data, name) as im:
         return im.size
 
@@ -482,6 +664,7 @@ def decode_check(data: bytes, name: str) -> tuple[int, int]:
 def _load(data: bytes, name: str) -> Image.Image:
     """Structural check (JPEG/PNG) and a full Pillow decode; warnings of truncation are errors.
 
+    An image that would take more than :data:`REENCODE_BUDGET` is refused before decoding.
     ``warnings.catch_warnings`` is process-wide: decode from one thread per process.
     """
     if data.startswith(JPEG_SOI):
@@ -489,6 +672,12 @@ def _load(data: bytes, name: str) -> Image.Image:
     elif data.startswith(PNG_SIGNATURE):
         _check_png(data, name)
     im = _open(data, name)
+    per_pixel = {"1": 1, "L": 1, "P": 1}.get(im.mode, 4) + 4  # the image and its RGB copy
+    if im.mode.startswith("I;16"):
+        per_pixel = 16  # through numpy to 8 bits (_to_rgb)
+    if im.width * im.height * per_pixel > REENCODE_BUDGET:
+        im.close()
+        raise _over_budget(name, im.width, im.height, im.format or "image", per_pixel)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
@@ -502,6 +691,179 @@ def _load(data: bytes, name: str) -> Image.Image:
             raise DataError(f"{name}: cannot decode {im.format} image ({w.message})")
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     return im
+
+
+def _whole_bytes(info: ImageInfo) -> int:
+    """About the memory Pillow takes to decode an image whole and convert it to RGB."""
+    # A byte a pixel for gray and palette, 4 for the rest, 4 for the RGB copy; 16-bit
+    # samples go through numpy (_to_rgb).
+    per_pixel = 16 if info.precision > 8 else (1 if info.components == 1 else 4) + 4
+    return info.width * info.height * per_pixel
+
+
+def _over_budget(name: str, width: int, height: int, kind: str, per_pixel: int) -> DataError:
+    need = width * height * per_pixel
+    return DataError(
+        f"{name}: {width}x{height} {kind} would take about {need >> 20:,} MB to decode whole, "
+        f"over the limit of {REENCODE_BUDGET >> 20} MB an image may take (only 8-bit PNGs are "
+        f"decoded in strips); refused before decoding"
+    )
+
+
+# --- strips: a large PNG, a band of rows at a time ---------------------------------------------
+
+_PNG_MODES = {"gray": "L", "rgb": "RGB", "palette": "P", "gray-alpha": "LA", "rgba": "RGBA"}
+
+
+def _in_strips(info: ImageInfo) -> bool:
+    """Whether :func:`_png_strips` can decode this PNG: 8-bit samples, not interlaced."""
+    return (
+        info.format == "png"
+        and info.precision == 8
+        and not info.progressive
+        and info.colorspace in _PNG_MODES
+    )
+
+
+def _strip_rows(width: int) -> int:
+    """Rows a strip holds: whole multiples of 128 (8 rows of 16-pixel MCUs, see
+    :func:`_jpeg_from_strips`), about :data:`_STRIP_BYTES` of Pillow image each."""
+    return max(128, _STRIP_BYTES // (4 * width) // 128 * 128)
+
+
+def _png_chunk(ctype: bytes, payload: bytes) -> bytes:
+    crc = zlib.crc32(payload, zlib.crc32(ctype))
+    return pack(">I", len(payload)) + ctype + payload + pack(">I", crc)
+
+
+def _png_strips(data: bytes, name: str, info: ImageInfo, rows: int) -> Iterator[Image.Image]:
+    """The PNG's rows as Pillow images of ``rows`` rows (the last may have fewer).
+
+    The image data is inflated here, a strip at a time, and each strip decoded by Pillow as
+    a small PNG of its own: its rows, still filtered, after the row above them unfiltered
+    (filter type None), which the filters of its first row refer to. Memory holds a strip,
+    never the image; the pixels are Pillow's for the whole image.
+    """
+    from PIL import Image
+
+    _check_png(data, name)
+    width, height = info.width, info.height
+    line = width * info.components + 1  # the filter type byte, then 8-bit samples
+    header = pack(">IIBBBBB", width, 0, 8, data[25], 0, 0, 0)  # height set per strip
+    palette = b""
+    idats: list[memoryview] = []
+    view = memoryview(data)
+    pos = 8
+    while pos + 8 <= len(data):
+        length, ctype = unpack_from(">I4s", data, pos)
+        if ctype == b"PLTE":
+            palette = bytes(view[pos : pos + 12 + length])
+        elif ctype == b"IDAT":
+            idats.append(view[pos + 8 : pos + 8 + length])
+        elif ctype == b"IEND":
+            break
+        pos += 12 + length
+    step = 1 << 20  # inflate input a piece at a time: unconsumed input is copied each call
+    pieces = (chunk[i : i + step] for chunk in idats for i in range(0, len(chunk), step))
+    inflate = zlib.decompressobj()
+    pending = bytearray()
+    tail: bytes | memoryview = b""
+    above = b""
+    for top in range(0, height, rows):
+        n = min(rows, height - top)
+        want = n * line
+        while len(pending) < want:
+            if not tail:
+                tail = next(pieces, b"")
+                if not tail:
+                    break
+            try:
+                pending += inflate.decompress(tail, want - len(pending))
+            except zlib.error as exc:
+                raise DataError(f"{name}: cannot decode PNG image ({exc})") from None
+            tail = inflate.unconsumed_tail
+        if len(pending) < want:
+            raise DataError(
+                f"{name}: truncated: the PNG image data ends in row {top + len(pending) // line}"
+                f" of {height}"
+            )
+        body = b"\x00" + above + pending[:want] if above else bytes(pending[:want])
+        del pending[:want]
+        count = n + 1 if above else n
+        small = (
+            PNG_SIGNATURE
+            + _png_chunk(b"IHDR", header[:4] + pack(">I", count) + header[8:])
+            + palette
+            + _png_chunk(b"IDAT", zlib.compress(body, 0))
+            + _png_chunk(b"IEND", b"")
+        )
+        del body
+        try:
+            with Image.open(io.BytesIO(small), formats=("PNG",)) as im:
+                im.load()
+                strip = im.crop((0, 1, width, count)) if above else im.copy()
+        except Exception as exc:  # Pillow raises many types for damaged pixel data
+            raise DataError(f"{name}: cannot decode PNG image ({exc})") from None
+        above = strip.crop((0, n - 1, width, n)).tobytes()
+        if strip.mode != _PNG_MODES[info.colorspace] or len(above) != line - 1:
+            raise DataError(f"{name}: cannot decode a {strip.mode} PNG in strips")
+        yield strip
+
+
+def _jpeg_from_strips(strips: Iterable[Image.Image], height: int, quality: int, name: str) -> bytes:
+    """One baseline JPEG of RGB strips, each encoded alone, as :func:`fix` encodes whole.
+
+    Each strip (but the last) is a whole number of 8 MCU rows and is encoded with a restart
+    marker after every MCU row (Pillow's ``restart_marker_rows``): restart intervals are
+    byte-aligned and start their DC predictions afresh, so the strips' entropy-coded data
+    join into one scan, with the RST7 that ends each strip's last interval between them.
+    The coefficients are those of a whole encode (4:2:0 is averaged within each MCU).
+    """
+    head = b""
+    parts: list[bytes] = []
+    for strip in strips:
+        out = io.BytesIO()
+        strip.save(
+            out,
+            format="JPEG",
+            quality=quality,
+            subsampling=2,
+            optimize=False,
+            progressive=False,
+            restart_marker_rows=1,
+        )
+        piece = out.getvalue()
+        sof, scan, restarts = _jpeg_layout(piece)
+        strip_head = piece[:sof] + pack(">H", height) + piece[sof + 2 : scan]
+        if not head:
+            if not restarts:
+                raise DataError(
+                    f"{name}: re-encoding a large image in strips needs Pillow 10.2 or later "
+                    "(restart markers)"
+                )
+            head = strip_head
+        else:
+            if strip_head != head:
+                raise DataError(f"{name}: strips encoded with different JPEG headers")
+            parts.append(b"\xff\xd7")
+        parts.append(piece[scan:-2])
+    return b"".join([head, *parts, b"\xff\xd9"])
+
+
+def _jpeg_layout(data: bytes) -> tuple[int, int, bool]:
+    """(offset of the frame height, start of the entropy-coded data, whether a restart
+    interval is defined) of a JPEG Pillow wrote: segments, one frame, one scan."""
+    pos, sof, restarts = 2, 0, False
+    while True:
+        marker = data[pos + 1]
+        length = _U16(data, pos + 2)[0]
+        if marker in _SOF_MARKERS:
+            sof = pos + 5
+        elif marker == 0xDD:
+            restarts = True
+        elif marker == _SOS:
+            return sof, pos + 2 + length, restarts
+        pos += 2 + length
 
 
 # --- fix -------------------------------------------------------------------------------------
@@ -527,7 +889,9 @@ def fix(data: bytes, name: str, *, quality: int = 100, info: ImageInfo | None = 
 
     Re-encoding decodes with Pillow (after the structural check), converts to RGB (alpha
     dropped, 16-bit samples keep their high byte, no EXIF rotation) and writes 4:2:0 JPEG
-    with ``quality`` and no metadata. Pass-through bytes are not checked here: run
+    with ``quality`` and no metadata. An 8-bit PNG over :data:`REENCODE_BUDGET` is done in
+    strips of rows (the same pixels, restart markers between the rows); any other image
+    over it is refused. Pass-through bytes are not checked here: run
     :func:`check` or :func:`decode_check` as the error policy asks; ``info`` is what
     :func:`examine` returned for ``data``, to spare a second look at the header.
     """
@@ -539,6 +903,17 @@ def fix(data: bytes, name: str, *, quality: int = 100, info: ImageInfo | None = 
     if reason is None:
         return FixedImage(
             data=data, width=info.width, height=info.height, reencoded=None, info=info
+        )
+    if max(info.width, info.height) > 65535:
+        raise DataError(
+            f"{name}: {info.width}x{info.height} is larger than a JPEG can be (65535 a side)"
+        )
+    if _whole_bytes(info) > REENCODE_BUDGET and _in_strips(info):
+        rows = _strip_rows(info.width)
+        strips = (_to_rgb(im, name) for im in _png_strips(data, name, info, rows))
+        encoded = _jpeg_from_strips(strips, info.height, quality, name)
+        return FixedImage(
+            data=encoded, width=info.width, height=info.height, reencoded=reason, info=info
         )
     with _load(data, name) as im:
         rgb = _to_rgb(im, name)
@@ -561,6 +936,9 @@ def _to_rgb(im: Image.Image, name: str) -> Image.Image:
     elif im.mode == "PA":
         im = im.convert("RGBA")
     try:
-        return im.convert("RGB")
+        with warnings.catch_warnings():
+            # Pillow's advice on palette transparency, which RGB drops anyway: no raw text.
+            warnings.simplefilter("ignore", UserWarning)
+            return im.convert("RGB")
     except (ValueError, OSError) as exc:
         raise DataError(f"{name}: cannot convert a {im.mode} image to RGB ({exc})") from None

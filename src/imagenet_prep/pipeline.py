@@ -346,6 +346,7 @@ def _jobs(
                 skip_bad=config.on_error == "skip",
                 decode_check=config.decode_check,
                 resize=resize,
+                max_pixels=config.max_pixels,
             )
 
 

@@ -1,9 +1,10 @@
 """Resized copies at write time: short side to N, or long side capped at N, never larger.
 
 The fastest correct path measured here (bench/resize figures in docs/BENCHMARKS.md): decode
-with libjpeg-turbo through simplejpeg, using its DCT scaling only by powers of two and only
-while the result stays at least the target size (finer DCT factors cost quality), resize
-with OpenCV's area filter (antialiased), encode with simplejpeg at 4:2:0.
+with libjpeg-turbo through simplejpeg (``imagefix.decode_jpeg``, which also judges damage),
+using its DCT scaling only by powers of two and only while the result stays at least the
+target size (finer DCT factors cost quality), resize with OpenCV's area filter
+(antialiased), encode with simplejpeg at 4:2:0.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .errors import DataError
+from .imagefix import decode_jpeg
 
 
 @dataclass(frozen=True)
@@ -66,7 +68,11 @@ def _dct_factor(width: int, height: int, target: tuple[int, int]) -> int:
 def resize_jpeg(
     data: bytes, width: int, height: int, spec: ResizeSpec, name: str
 ) -> tuple[bytes, int, int] | None:
-    """Resize a JPEG of the given stored size; None when it is already within ``spec``."""
+    """Resize a JPEG of the given stored size; None when it is already within ``spec``.
+
+    The decode judges libjpeg's complaints as ``--decode-check`` does
+    (:func:`imagefix.decode_jpeg`): a damaged JPEG is a DataError, stray bytes are not.
+    """
     target = spec.target(width, height)
     if target is None:
         return None
@@ -76,15 +82,12 @@ def resize_jpeg(
     factor = _dct_factor(width, height, target)
     try:
         if factor > 1:
-            pixels = simplejpeg.decode_jpeg(
-                data,
-                colorspace="RGB",
-                min_height=-(-height // factor),
-                min_width=-(-width // factor),
+            pixels = decode_jpeg(
+                data, name, min_height=-(-height // factor), min_width=-(-width // factor)
             )
         else:
-            pixels = simplejpeg.decode_jpeg(data, colorspace="RGB")
-    except (ValueError, RuntimeError) as exc:
+            pixels = decode_jpeg(data, name)
+    except RuntimeError as exc:
         raise DataError(f"{name}: cannot decode for resizing ({exc})") from None
     small = cv2.resize(pixels, target, interpolation=cv2.INTER_AREA)
     encoded = simplejpeg.encode_jpeg(

@@ -30,6 +30,7 @@ class ShardJob:
     skip_bad: bool = False
     decode_check: bool = False
     resize: ResizeSpec | None = None
+    max_pixels: int = imagefix.MAX_PIXELS
 
 
 @dataclass(frozen=True)
@@ -75,9 +76,11 @@ class OpenFiles:
         self.close()
 
 
-def _read_fixed(fd: int, ref: ImageRef, decode_check: bool) -> tuple[bytes, imagefix.FixedImage]:
+def _read_fixed(
+    fd: int, ref: ImageRef, decode_check: bool, max_pixels: int
+) -> tuple[bytes, imagefix.FixedImage]:
     raw = read_at(fd, ref.offset, ref.size, ref.origin)
-    info = imagefix.examine(raw, ref.origin)
+    info = imagefix.examine(raw, ref.origin, max_pixels)
     if decode_check:
         imagefix.decode_check(raw, ref.origin)
     return raw, imagefix.fix(raw, ref.origin, info=info)
@@ -110,8 +113,13 @@ def process_shard(
     try:
         for ref in job.refs:
             fd = files.fd(ref.path, ref.origin)  # an unreadable source stops the run
+            resized = None
             try:
-                raw, fixed = _read_fixed(fd, ref, job.decode_check)
+                raw, fixed = _read_fixed(fd, ref, job.decode_check, job.max_pixels)
+                if job.resize is not None:  # its decode may find damage: the same policy
+                    resized = resize_jpeg(
+                        fixed.data, fixed.width, fixed.height, job.resize, ref.origin
+                    )
             except DataError as exc:
                 if not job.skip_bad:
                     raise
@@ -120,12 +128,7 @@ def process_shard(
             bytes_in += len(raw)
             if fixed.reencoded is not None:
                 reencoded.append([ref.origin, fixed.reencoded])
-            data, width, height = fixed.data, fixed.width, fixed.height
-            resized = None
-            if job.resize is not None:
-                resized = resize_jpeg(data, width, height, job.resize, ref.origin)
-                if resized is not None:
-                    data, width, height = resized
+            data, width, height = resized or (fixed.data, fixed.width, fixed.height)
             sample = Sample(
                 ref=ref,
                 raw=raw,

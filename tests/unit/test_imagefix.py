@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import io
 import struct
+import subprocess
+import sys
+import warnings
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
+import simplejpeg
 from PIL import Image, ImageFile, JpegImagePlugin
 
 from imagenet_prep import imagefix
@@ -23,6 +28,7 @@ from imagenet_prep.imagefix import (
     inspect,
 )
 from imagenet_prep.labels import is_wnid, load_synsets
+from imagenet_prep.resize import ResizeSpec, resize_jpeg
 
 NAME = "n01440764/n01440764_10026.JPEG"
 
@@ -505,3 +511,253 @@ def test_an_eoi_inside_a_header_segment_does_not_count() -> None:
     cut = JPEG_BASELINE[:2] + thumb + JPEG_BASELINE[2:-200]
     with pytest.raises(DataError, match="truncated"):
         check(cut, NAME)
+
+
+# --- sizes: refused from the header, or decoded within the memory budget (issue 13, item 7) ----
+
+
+def _with_size(data: bytes, width: int, height: int) -> bytes:
+    """A JPEG or PNG whose header claims another size (the image data is left as it is)."""
+    out = bytearray(data)
+    if data.startswith(imagefix.PNG_SIGNATURE):
+        struct.pack_into(">II", out, 16, width, height)
+        struct.pack_into(">I", out, 29, zlib.crc32(bytes(out[12:29])))
+    else:
+        sof = dict(_segments(data))[0xC0]
+        struct.pack_into(">HH", out, sof + 5, height, width)
+    return bytes(out)
+
+
+# A 331-byte JPEG that claims 60000x60000: 10 GiB of RGB once decoded.
+BOMB = _with_size(_save(Image.new("L", (8, 8), 128), "JPEG", quality=75), 60000, 60000)
+
+
+def test_a_header_over_max_pixels_is_refused_before_decoding() -> None:
+    assert len(BOMB) < 400
+    assert examine(BOMB, NAME) == inspect(BOMB, NAME)  # well formed: only its size is wrong
+    for data in (BOMB, _with_size(PNG_RGB, 60000, 60000)):
+        with pytest.raises(DataError, match="60000x60000 image") as err:
+            examine(data, NAME, imagefix.MAX_PIXELS)
+        text = str(err.value)
+        assert text.startswith(NAME + ": ") and "--max-pixels" in text and "\n" not in text
+    assert examine(JPEG_BASELINE, NAME, 64 * 48) == inspect(JPEG_BASELINE, NAME)
+    with pytest.raises(DataError, match=r"64x48 image \(3,072 pixels\) is over the limit of 3,071"):
+        examine(JPEG_BASELINE, NAME, 64 * 48 - 1)
+    with pytest.raises(DataError, match="64x48 image"):
+        examine(GIF, NAME, 100)  # other formats: from Pillow's look at the header
+
+
+def test_pillow_never_prints_its_bomb_warning(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Over Pillow's limit a warning, over twice it an exception: a DataError line instead."""
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 64 * 48 - 1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a warning would fail the test
+        assert fix(GIF, NAME).width == 64
+        assert decode_check(BMP, NAME) == (64, 48)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 64 * 48 // 3)
+    with pytest.raises(DataError, match="3,072 pixels") as err:
+        examine(GIF, NAME)
+    assert str(err.value).startswith(NAME + ": ") and "\n" not in str(err.value)
+
+
+def _png(image: Image.Image, **params: object) -> bytes:
+    return _save(image, "PNG", **params)
+
+
+def _noisy(size: tuple[int, int], seed: int = 0) -> Image.Image:
+    """A picture with noise, so every row and every filter type has work to do."""
+    w, h = size
+    rng = np.random.default_rng(seed)
+    noise = rng.integers(-30, 30, (h, w, 3))
+    return Image.fromarray(np.clip(np.asarray(_picture(size)) + noise, 0, 255).astype(np.uint8))
+
+
+STRIP_PNGS = {
+    "rgb": _png(_noisy((203, 301))),
+    "rgba": _png(_noisy((203, 301)).convert("RGBA")),
+    "gray": _png(_noisy((203, 301)).convert("L")),
+    "gray-alpha": _png(_noisy((203, 301)).convert("LA")),
+    "palette": _png(_noisy((203, 301)).quantize(200)),
+    "palette-transparency": _png(_noisy((203, 301)).quantize(200), transparency=3),
+    "rgb-transparency": _png(_noisy((203, 301)), transparency=(1, 2, 3)),
+    "rgb-every-filter": _png(_noisy((203, 301)), optimize=True),
+    "one-row": _png(_noisy((203, 1))),
+}
+
+
+@pytest.fixture
+def in_strips(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every PNG over the memory budget, in strips of 128 rows."""
+    monkeypatch.setattr(imagefix, "REENCODE_BUDGET", 0, raising=False)
+    monkeypatch.setattr(imagefix, "_STRIP_BYTES", 1, raising=False)
+
+
+@pytest.mark.parametrize("key", sorted(STRIP_PNGS))
+def test_a_png_over_the_budget_is_reencoded_in_strips(key: str, in_strips: None) -> None:
+    """The strips join into the JPEG Pillow writes of the whole image with a restart marker
+    after every MCU row: the same pixels as the whole-image path, byte for byte."""
+    data = STRIP_PNGS[key]
+    fixed = fix(data, NAME)
+    with Image.open(io.BytesIO(data)) as im:
+        whole = _save(im.convert("RGB"), "JPEG", quality=100, subsampling=2, restart_marker_rows=1)
+        assert (fixed.width, fixed.height, fixed.reencoded) == (*im.size, "png")
+    assert fixed.data == whole
+    assert decode_check(data, NAME) == (fixed.width, fixed.height)
+
+
+def test_strips_find_damage_as_a_whole_decode_does(in_strips: None) -> None:
+    data = STRIP_PNGS["rgb"]
+    at = _png_chunks(data)[b"IDAT"]
+    length = struct.unpack_from(">I", data, at)[0]
+    for bad in (bytes(length), zlib.compress(bytes(100))):  # no zlib stream; too few rows
+        damaged = data[:at] + struct.pack(">I", len(bad)) + b"IDAT" + bad
+        damaged += struct.pack(">I", zlib.crc32(b"IDAT" + bad)) + data[at + 12 + length :]
+        for fn in (fix, decode_check):
+            with pytest.raises(DataError, match=r"cannot decode PNG|truncated") as err:
+                fn(damaged, NAME)
+            assert str(err.value).startswith(NAME + ": ")
+
+
+@pytest.mark.parametrize("key", ["png-gray16", "cmyk", "gif"])
+def test_what_cannot_go_in_strips_is_refused_over_the_budget(
+    key: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(imagefix, "REENCODE_BUDGET", 1000, raising=False)
+    for fn in (fix, decode_check):
+        if fn is decode_check and key == "cmyk":
+            continue  # libjpeg checks it at 1/8 scale, within any budget
+        with pytest.raises(DataError, match="over the limit of 0 MB") as err:
+            fn(GOOD[key], NAME)
+        assert str(err.value).startswith(NAME + ": ") and "refused" in str(err.value)
+
+
+def test_a_large_png_stays_within_500_mb(tmp_path: Path) -> None:
+    """9000x9000 RGBA (81 MP, under the pixel limit): 1.4 GB when decoded whole."""
+    path = tmp_path / "large.png"
+    width = height = 9000
+    with path.open("wb") as f:
+        f.write(imagefix.PNG_SIGNATURE)
+        for ctype, payload in _large_png_chunks(width, height):
+            f.write(struct.pack(">I", len(payload)) + ctype + payload)
+            f.write(struct.pack(">I", zlib.crc32(payload, zlib.crc32(ctype))))
+    script = (
+        "import resource, sys\n"
+        "from imagenet_prep import imagefix\n"
+        "data = open(sys.argv[1], 'rb').read()\n"
+        "fixed = imagefix.fix(data, 'large.png')\n"
+        "assert (fixed.width, fixed.height) == (9000, 9000)\n"
+        "import simplejpeg\n"
+        "assert simplejpeg.decode_jpeg_header(fixed.data)[:2] == (9000, 9000)\n"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script, str(path)], capture_output=True, text=True, timeout=600
+    )
+    assert proc.returncode == 0, proc.stderr
+    peak_mb = int(proc.stdout.split()[-1]) / 1024
+    assert peak_mb < 500, f"peak {peak_mb:.0f} MB"  # 673 MB before strips, 190 MB with them
+
+
+def _large_png_chunks(width: int, height: int) -> Iterator[tuple[bytes, bytes]]:
+    """IHDR, IDAT chunks and IEND of an RGBA gradient, made a band of rows at a time."""
+    yield b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 6, 0, 0, 0)
+    deflate = zlib.compressobj(1)
+    row = np.empty((width, 4), np.uint8)
+    row[:, 0] = np.arange(width) % 256
+    row[:, 3] = 255
+    for top in range(0, height, 500):
+        band = []
+        for y in range(top, min(top + 500, height)):
+            row[:, 1] = y % 256
+            row[:, 2] = (np.arange(width) + y) % 256
+            band.append(b"\x00" + row.tobytes())
+        yield b"IDAT", deflate.compress(b"".join(band))
+    yield b"IDAT", deflate.flush()
+    yield b"IEND", b""
+
+
+# --- one rule for JPEG damage (issue 13, item 9) -----------------------------------------------
+
+
+def test_jpeg_damage_is_one_rule() -> None:
+    assert imagefix.jpeg_damage("Corrupt JPEG data: premature end of data segment")
+    assert imagefix.jpeg_damage("Premature end of JPEG file")
+    assert imagefix.jpeg_damage("Corrupt JPEG data: bad Huffman code")
+    assert imagefix.jpeg_damage("Bogus Huffman table definition")
+    assert not imagefix.jpeg_damage("Corrupt JPEG data: 245 extraneous bytes before marker 0xd9")
+    assert not imagefix.jpeg_damage("Warning: unknown JFIF revision number 2.01")
+
+
+PHOTO = _save(_noisy((320, 240)), "JPEG", quality=90)
+PHOTO_PIXELS = simplejpeg.decode_jpeg(PHOTO, colorspace="RGB")
+
+
+def _jfif_version_2() -> bytes:
+    at = PHOTO.index(b"JFIF\x00")
+    return PHOTO[: at + 5] + b"\x02" + PHOTO[at + 6 :]
+
+
+def _bad_huffman_code() -> bytes:
+    """Eight 1-bits twice over (0xFF 0x00 is a stuffed 0xFF) near the end of the scan, where
+    libjpeg-turbo decodes code by code: no Huffman code of a standard table is that long."""
+    out = bytearray(PHOTO)
+    out[-60:-52] = b"\xff\x00" * 4
+    return bytes(out)
+
+
+def _scan_cut_with_eoi() -> bytes:
+    sos = dict(_segments(PHOTO))[0xDA]
+    return PHOTO[: (sos + len(PHOTO)) // 2] + b"\xff\xd9"
+
+
+HARMLESS = {
+    "bytes before the end-of-image marker": PHOTO[:-2] + bytes(range(1, 200)) + PHOTO[-2:],
+    "bytes between header segments": PHOTO[:20] + b"\x00junk" + PHOTO[20:],
+    "an unknown JFIF version": _jfif_version_2(),
+}
+DAMAGE = {
+    "a scan cut short, an end-of-image marker after it": (
+        _scan_cut_with_eoi(),
+        "premature end of data segment",
+    ),
+    "a bad Huffman code": (_bad_huffman_code(), "bad Huffman code"),
+    "stray bytes, then a scan cut short": (
+        _scan_cut_with_eoi()[:20] + b"\x00junk" + _scan_cut_with_eoi()[20:],
+        "premature end of data segment",
+    ),
+}
+
+
+@pytest.mark.parametrize("key", sorted(HARMLESS))
+def test_harmless_complaints_pass_decode_check_and_resizing(key: str) -> None:
+    data = HARMLESS[key]
+    check(data, NAME)
+    assert decode_check(data, NAME) == (320, 240)
+    for spec in (ResizeSpec(shorter=200), ResizeSpec(shorter=60)):  # whole, and DCT-scaled
+        resized = resize_jpeg(data, 320, 240, spec, NAME)
+        assert resized is not None and resized == resize_jpeg(PHOTO, 320, 240, spec, NAME)
+    assert np.array_equal(imagefix.decode_jpeg(data, NAME), PHOTO_PIXELS)
+
+
+def test_harmless_complaints_keep_the_colour_space() -> None:
+    """The header rebuilt without the oddities keeps Adobe's transform: RGB stays RGB."""
+    junk = JPEG_ADOBE_RGB[:2] + b"\x00junk" + JPEG_ADOBE_RGB[2:]
+    whole = imagefix.decode_jpeg(JPEG_ADOBE_RGB, NAME)
+    assert np.array_equal(imagefix.decode_jpeg(junk, NAME), whole)
+    assert np.abs(whole.astype(np.int16) - _rgb(JPEG_ADOBE_RGB)).max() <= 2
+
+
+@pytest.mark.parametrize("key", sorted(DAMAGE))
+def test_damage_is_refused_alike_by_decode_check_and_resizing(key: str) -> None:
+    data, complaint = DAMAGE[key]
+    check(data, NAME)  # the structure is whole: only a decoder can tell
+    messages = set()
+    for refuse in (
+        lambda: decode_check(data, NAME),
+        lambda: resize_jpeg(data, 320, 240, ResizeSpec(shorter=200), NAME),
+        lambda: resize_jpeg(data, 320, 240, ResizeSpec(shorter=60), NAME),
+    ):
+        with pytest.raises(DataError, match=complaint) as err:
+            refuse()
+        messages.add(str(err.value))
+    assert messages == {f"{NAME}: damaged JPEG data (Corrupt JPEG data: {complaint})"}

@@ -9,6 +9,7 @@ from typing import Any
 
 from ..config import DEFAULT_SEED, FORMATS, ON_ERROR, SPLITS, BuildConfig, default_workers
 from ..errors import UsageError
+from ..imagefix import MAX_PIXELS
 
 
 def register(sub: Any) -> None:
@@ -72,6 +73,14 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--decode-check", action="store_true", help="decode every image fully (slower)")
     p.add_argument(
+        "--max-pixels",
+        type=int,
+        default=MAX_PIXELS,
+        metavar="N",
+        help="refuse, under --on-error, an image whose header declares more than N pixels, "
+        f"before decoding it (default {MAX_PIXELS:,}, Pillow's limit)",
+    )
+    p.add_argument(
         "--no-md5",
         action="store_true",
         help="do not check the MD5 of the official archives against the published one",
@@ -106,6 +115,7 @@ def run(args: argparse.Namespace) -> int:
             seed=args.seed,
             on_error=args.on_error,
             decode_check=args.decode_check,
+            max_pixels=args.max_pixels,
             check_md5=not args.no_md5,
             force=args.force,
             overwrite=args.overwrite,
