@@ -7,6 +7,11 @@ no JPEG or that the fast decoder refuses (the PNGs an ImageFolder build keeps) g
 Pillow. EXIF orientation is never applied, so the pixel grid matches the records'
 width and height; grayscale and CMYK come out as RGB. With a transform and ``"auto"``, the
 iterator first decodes only the crop (cropdecode.py) and calls these for what that cannot.
+
+A JPEG simplejpeg refuses for a harmless complaint of libjpeg (stray bytes before a marker:
+``imagefix.jpeg_damage``) is still decoded by libjpeg-turbo, to the pixels of an intact
+stream; a damaged one is left to Pillow, which decodes what it can. The iterator checks
+the size a header declares (:func:`check_size`) before any of these allocate.
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataError
+from ..imagefix import JPEG_SOI, PNG_SIGNATURE, inspect, jpeg_damage, pixel_limit
+from ..imagefix import decode_jpeg as _decode_jpeg_checked
 
 DECODERS = ("auto", "simplejpeg", "cv2", "pillow")
 
@@ -26,13 +33,43 @@ ImageBytes = bytes | memoryview
 Decoder = Callable[[ImageBytes], np.ndarray]
 
 
+# Enough bytes to hold a JPEG's frame header after its usual metadata, or a PNG's IHDR.
+_HEAD = 4096
+
+
+def check_size(data: ImageBytes, max_pixels: int) -> None:
+    """DataError when a JPEG or PNG header declares more than ``max_pixels`` pixels.
+
+    Reads the header only (the JPEG frame header, the PNG IHDR). Other bytes pass: Pillow
+    refuses more than twice its own limit when it opens them. An unreadable header passes
+    too, for the decoder to refuse in its own words.
+    """
+    if data[:2] != JPEG_SOI and data[:8] != PNG_SIGNATURE:
+        return
+    try:
+        info = inspect(bytes(data[:_HEAD]), "")
+    except DataError:
+        try:
+            info = inspect(bytes(data), "")  # a frame header after a large EXIF segment
+        except DataError:
+            return
+    reason = pixel_limit(info.width, info.height, max_pixels)
+    if reason is not None:
+        raise DataError(f"{reason} (max_pixels); refused before decoding")
+
+
 def _pillow(data: ImageBytes) -> np.ndarray:
-    from PIL import Image
+    from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(io.BytesIO(data)) as image:
             return np.array(image.convert("RGB"))  # writable, as the other decoders' arrays
-    except (OSError, ValueError, SyntaxError) as exc:
+    except UnidentifiedImageError:
+        start = bytes(data[:16])
+        raise DataError(f"not an image Pillow can read (starts with {start!r})") from None
+    except Image.DecompressionBombError as exc:
+        raise DataError(f"refused before decoding ({exc})") from None
+    except Exception as exc:  # Pillow raises many types for damaged data
         raise DataError(f"cannot decode image ({exc})") from None
 
 
@@ -44,8 +81,12 @@ def _simplejpeg(module: Any) -> Decoder:
             try:
                 image: np.ndarray = decode_jpeg(data, colorspace="RGB")
                 return image
-            except ValueError:
-                pass
+            except ValueError as exc:
+                if not jpeg_damage(str(exc)):
+                    try:
+                        return _decode_jpeg_checked(data, "")
+                    except DataError:
+                        pass
         return _pillow(data)
 
     return decode

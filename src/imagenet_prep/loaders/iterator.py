@@ -10,8 +10,9 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataError
+from ..imagefix import MAX_PIXELS
 from .cropdecode import make_crop_decoder
-from .decode import DECODERS, make_decoder
+from .decode import DECODERS, check_size, make_decoder
 from .order import BALANCE, BufferShuffle, Consumer, consumer_range, locate, unit_order
 from .readers import FORMATS, RawSample, Reader, normalize_split, open_reader
 from .rng import CropRandom
@@ -29,7 +30,9 @@ class LoaderConfig:
 
     ``shuffle=None`` means on for ``train``, off for ``validation``. ``buffer_size`` is the
     number of undecoded records a consumer holds to shuffle within (about 110 KB each);
-    ImageFolder needs none (its files are permuted one by one).
+    ImageFolder needs none (its files are permuted one by one). An image whose header
+    declares more than ``max_pixels`` pixels is refused before anything is allocated for it
+    (the default is Pillow's limit and the build's ``--max-pixels``).
     """
 
     root: Path
@@ -42,6 +45,7 @@ class LoaderConfig:
     buffer_size: int = DEFAULT_BUFFER
     balance: str = "none"
     decoder: str = "auto"
+    max_pixels: int = MAX_PIXELS
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "root", Path(self.root))
@@ -62,6 +66,8 @@ class LoaderConfig:
             raise ValueError(f"balance must be one of {', '.join(BALANCE)}, not {self.balance!r}")
         if self.decoder not in DECODERS:
             raise ValueError(f"decoder must be one of {', '.join(DECODERS)}, not {self.decoder!r}")
+        if self.max_pixels < 1:
+            raise ValueError(f"max_pixels must be at least 1, not {self.max_pixels}")
 
     def open_reader(self) -> Reader:
         """The reader of this split (boxes loaded only for ``train-inception``)."""
@@ -215,13 +221,20 @@ class ImageNetIterator(Iterator[Sample]):
         return pending.pop(p), self._lo + p
 
     def process(self, raw: RawSample, position: int, out: np.ndarray | None = None) -> np.ndarray:
-        """Decode and transform one record (into ``out`` when given, with a transform)."""
-        if self.transform is None:
-            return self.decode(raw.data)
-        rng = CropRandom(f"crop/{self.config.seed}/{self.epoch}/{position}")
-        if self.crop_decode is not None:
-            return self.crop_decode(raw.data, raw.boxes, rng, out)
-        return self.transform(self.decode(raw.data), raw.boxes, rng, out)
+        """Decode and transform one record (into ``out`` when given, with a transform).
+
+        The header's size is checked first; a DataError names the shard (or file) and key.
+        """
+        try:
+            check_size(raw.data, self.config.max_pixels)
+            if self.transform is None:
+                return self.decode(raw.data)
+            rng = CropRandom(f"crop/{self.config.seed}/{self.epoch}/{position}")
+            if self.crop_decode is not None:
+                return self.crop_decode(raw.data, raw.boxes, rng, out)
+            return self.transform(self.decode(raw.data), raw.boxes, rng, out)
+        except DataError as exc:
+            raise DataError(f"{raw.source or self.reader.format}: {raw.key}: {exc}") from None
 
     def __next__(self) -> Sample:
         raw, position = self.next_raw()
@@ -245,6 +258,7 @@ def iterate(
     buffer_size: int = DEFAULT_BUFFER,
     balance: str = "none",
     decoder: str = "auto",
+    max_pixels: int = MAX_PIXELS,
 ) -> ImageNetIterator:
     """Iterate ``(image, label, key)`` over ``split`` of the build at ``root``.
 
@@ -252,7 +266,9 @@ def iterate(
     build wrote); ``transform`` is None, ``train``, ``train-inception`` or ``eval``.
     ``rank``/``world_size`` and ``worker``/``num_workers`` pick this consumer's share;
     all consumers of an epoch together yield every image once (``balance`` pads or drops
-    to give every rank the same count). See :class:`ImageNetIterator`.
+    to give every rank the same count). An image whose header declares more than
+    ``max_pixels`` pixels raises DataError before it is decoded. See
+    :class:`ImageNetIterator`.
     """
     config = LoaderConfig(
         root=Path(root),
@@ -265,6 +281,7 @@ def iterate(
         buffer_size=buffer_size,
         balance=balance,
         decoder=decoder,
+        max_pixels=max_pixels,
     )
     consumer = Consumer(rank=rank, world_size=world_size, worker=worker, num_workers=num_workers)
     return ImageNetIterator(config, consumer, epoch)

@@ -23,6 +23,7 @@ class RawSample(NamedTuple):
     label: int
     data: bytes | memoryview  # TFRecords: a view into the record, not a copy
     boxes: tuple[Box, ...]
+    source: str = ""  # the shard or file it came from, for error messages
 
 
 class Reader(Protocol):

@@ -96,4 +96,4 @@ class ImageFolderReader:
         except OSError as exc:
             raise DataError(f"{path}: cannot read ({exc.strerror})") from None
         key = stem(relpath.rsplit("/", 1)[1])
-        yield 0, RawSample(key, int(self.labels[unit]), data, self.boxes.get(key, ()))
+        yield 0, RawSample(key, int(self.labels[unit]), data, self.boxes.get(key, ()), path)

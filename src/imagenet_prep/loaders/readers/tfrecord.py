@@ -43,16 +43,16 @@ class TFRecordReader:
             data = view[offset + 12 : end - 4]
             if tfrecord_io.masked_crc32c(data) != int.from_bytes(view[end - 4 : end], "little"):
                 raise DataError(f"{path}: record {i} at byte {offset}: data CRC mismatch")
-            yield i, self._sample(data, f"{path}: record {i}")
+            yield i, self._sample(data, path, f"{path}: record {i}")
 
-    def _sample(self, data: memoryview, where: str) -> RawSample:
+    def _sample(self, data: memoryview, path: str, where: str) -> RawSample:
         try:
             fields = _example_fields(data)
         except (IndexError, ValueError):
             fields = None
         try:
             if fields is None:  # not laid out as expected: the general codec decides
-                return self._sample_slow(data)
+                return self._sample_slow(data, path)
             return RawSample(
                 stem(str(fields["image/filename"][0], "utf-8")),
                 fields["image/class/label"][0] - self.label_offset,
@@ -66,11 +66,12 @@ class TFRecordReader:
                         strict=True,
                     )
                 ),
+                path,
             )
         except (DataError, ValueError, KeyError, IndexError, TypeError, UnicodeDecodeError) as exc:
             raise DataError(f"{where}: {exc}") from None
 
-    def _sample_slow(self, data: memoryview) -> RawSample:
+    def _sample_slow(self, data: memoryview, path: str) -> RawSample:
         ex = tfrecord_io.decode_example(bytes(data))
         coords = [ex.get(f"image/object/bbox/{k}") for k in ("xmin", "ymin", "xmax", "ymax")]
         boxes = tuple(zip(*(c.values for c in coords if c is not None), strict=True))
@@ -79,6 +80,7 @@ class TFRecordReader:
             tfrecord_io.first_int(ex, "image/class/label") - self.label_offset,
             tfrecord_io.first_bytes(ex, "image/encoded"),
             boxes if len(boxes) and len(boxes[0]) == 4 else (),
+            path,
         )
 
 

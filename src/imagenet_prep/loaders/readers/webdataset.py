@@ -66,4 +66,4 @@ class WebDatasetReader:
                 boxes = tuple(tuple(b) for b in meta["boxes"])
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise DataError(f"{path}: sample {key}: unreadable .cls or .json ({exc})") from None
-        return RawSample(name, label, member("jpg"), boxes)
+        return RawSample(name, label, member("jpg"), boxes, path)
