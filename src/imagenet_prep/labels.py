@@ -7,9 +7,11 @@ ILSVRC2012 synsets (``imagenet_lsvrc_2015_synsets.txt``). Sinks add their own of
 
 from __future__ import annotations
 
+import gzip
 import io
 import re
 import tarfile
+import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -27,6 +29,8 @@ NUM_VALIDATION = 50_000
 
 DEVKIT_META = "ILSVRC2012_devkit_t12/data/meta.mat"
 DEVKIT_GROUND_TRUTH = "ILSVRC2012_devkit_t12/data/ILSVRC2012_validation_ground_truth.txt"
+
+_GZIP_MAGIC = b"\x1f\x8b"
 
 _WNID_RE = re.compile(r"^n\d{8}$")
 _VAL_NAME_RE = re.compile(r"^ILSVRC2012_val_(\d{8})$")
@@ -229,23 +233,59 @@ def read_devkit(path: Path) -> Devkit:
         root = path.parent
         try:
             meta = (root / meta_name).read_bytes()
-            truth = (root / truth_name).read_text("ascii")
+            truth = (root / truth_name).read_bytes()
         except OSError as exc:
             raise DataError(f"{path}: incomplete devkit ({exc.strerror}: {exc.filename})") from None
+        truth_source = str(root / truth_name)
     else:
         meta, truth = _read_devkit_archive(path, meta_name, truth_name)
+        truth_source = f"{path}:{truth_name}"
     source = str(path)
     return Devkit(
         source=source,
         synsets=parse_meta_mat(meta, f"{path}:{meta_name}"),
-        validation_ids=parse_ground_truth(truth, f"{path}:{truth_name}"),
+        validation_ids=parse_ground_truth(_ascii(truth, truth_source), truth_source),
     )
 
 
-def _read_devkit_archive(path: Path, meta_name: str, truth_name: str) -> tuple[bytes, str]:
+def _ascii(data: bytes, source: str) -> str:
+    """``data`` as ASCII text; a DataError naming the line of the first other byte."""
+    try:
+        return data.decode("ascii")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise DataError(
+            f"{source}: line {line} is not ASCII text (byte {data[exc.start]:#04x} at offset "
+            f"{exc.start})"
+        ) from None
+
+
+def _one_line(exc: BaseException) -> str:
+    """An exception's message on one line (tarfile's "could not be opened" spans several)."""
+    return " ".join(str(exc).split())
+
+
+def _read_devkit_archive(path: Path, meta_name: str, truth_name: str) -> tuple[bytes, bytes]:
+    """The two members' bytes from the devkit archive (gzip'd as published, or a plain tar).
+
+    A gzip'd archive is decompressed whole first (a few MB), so that its CRC and length are
+    checked: tarfile stops at the tar's end blocks and never reaches the gzip trailer, which
+    let damaged bytes through to the labels unnoticed.
+    """
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc.strerror})") from None
+    gzipped = data.startswith(_GZIP_MAGIC)
+    if gzipped:
+        try:
+            with gzip.GzipFile(fileobj=io.BytesIO(data)) as gz:
+                data = gz.read()
+        except (OSError, EOFError, zlib.error) as exc:
+            raise DataError(f"{path}: damaged gzip stream ({_one_line(exc)})") from None
     found: dict[str, bytes] = {}
     try:
-        with tarfile.open(path, "r:*") as tar:
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
             for member in tar:
                 name = member.name.lstrip("./")
                 if name in (meta_name, truth_name) and member.isfile():
@@ -253,11 +293,14 @@ def _read_devkit_archive(path: Path, meta_name: str, truth_name: str) -> tuple[b
                     assert f is not None  # isfile() guarantees a file object
                     found[name] = f.read()
     except (tarfile.TarError, OSError, EOFError) as exc:
-        raise DataError(f"{path}: not a readable devkit archive ({exc})") from None
+        what = "the tar inside the gzip stream" if gzipped else "neither gzip'd nor a tar"
+        raise DataError(
+            f"{path}: not a readable devkit archive ({what}: {_one_line(exc)})"
+        ) from None
     for name in (meta_name, truth_name):
         if name not in found:
             raise DataError(f"{path}: devkit archive has no {name}")
-    return found[meta_name], found[truth_name].decode("ascii")
+    return found[meta_name], found[truth_name]
 
 
 def validation_labels(devkit: Devkit | None) -> tuple[str, ...]:
