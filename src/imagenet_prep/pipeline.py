@@ -20,7 +20,7 @@ from . import __version__
 from .archive import file_md5
 from .config import OFFICIAL_BOX_FILES, BuildConfig
 from .errors import DataError, UsageError
-from .executors import Executor, WorkerDied, make_executor
+from .executors import Executor, WorkerDied, make_executor, refuse_while_importing_main
 from .fsutil import xxh3_of
 from .labels import Devkit, Synsets, load_synsets, read_devkit, validation_labels
 from .manifest import (
@@ -426,6 +426,8 @@ def build(
     folder that cannot be used, :class:`ResourceError` when the disk is too small. A run
     that stops leaves every finished shard in place; the same call again resumes.
     """
+    # First: in a worker importing a script that calls this unguarded, it must touch nothing.
+    refuse_while_importing_main("imagenet_prep.build()")
     started = time.perf_counter()
     out = config.output
     layout = discover(config.source)

@@ -7,7 +7,15 @@ from concurrent.futures import Future
 from types import TracebackType
 from typing import Protocol, TypeVar
 
-from .local import InlineExecutor, ProcessExecutor, WorkerDied, start_fork_server
+from .local import (
+    IMPORTING_MAIN_EXIT,
+    InlineExecutor,
+    ProcessExecutor,
+    UnguardedMain,
+    WorkerDied,
+    refuse_while_importing_main,
+    start_fork_server,
+)
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -37,10 +45,13 @@ def make_executor(workers: int) -> Executor:
 
 
 __all__ = [
+    "IMPORTING_MAIN_EXIT",
     "Executor",
     "InlineExecutor",
     "ProcessExecutor",
+    "UnguardedMain",
     "WorkerDied",
     "make_executor",
+    "refuse_while_importing_main",
     "start_fork_server",
 ]

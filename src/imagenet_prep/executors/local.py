@@ -1,16 +1,24 @@
-"""Local engines: inline (one process) and a process pool that fails fast when a worker dies."""
+"""Local engines: inline (one process) and a process pool that fails fast when a worker dies.
+
+Worker processes end with the process that made them, however it ends: each runs a watchdog
+thread that exits the worker once that process is gone (see :func:`_watch`).
+"""
 
 from __future__ import annotations
 
 import multiprocessing
+import os
+import select
+import sys
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from types import TracebackType
+from types import FrameType, TracebackType
 from typing import TypeVar
 
-from ..errors import ImagenetPrepError
+from ..errors import ImagenetPrepError, UsageError
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -18,6 +26,105 @@ R = TypeVar("R")
 
 class WorkerDied(ImagenetPrepError):
     """A worker process ended without finishing its task (killed, or out of memory)."""
+
+
+class UnguardedMain(UsageError):
+    """A worker process, importing the main module, reached the code that starts the workers.
+
+    Python imports the main script in every worker it starts with ``spawn`` or ``forkserver``
+    (as ``__mp_main__``); a script that starts a build at its top level, not under
+    ``if __name__ == "__main__":``, would start one in every worker.
+    """
+
+
+#: The exit status of a worker stopped by :func:`refuse_while_importing_main`; the pool that
+#: sees it raises :class:`UnguardedMain` instead of :class:`WorkerDied`.
+IMPORTING_MAIN_EXIT = 86
+
+
+def _main_file() -> str:
+    main = sys.modules.get("__main__")
+    return str(getattr(main, "__file__", None) or "the main module")
+
+
+def _unguarded_main() -> UnguardedMain:
+    return UnguardedMain(
+        f"a worker process, importing the main module {_main_file()} as Python does in every "
+        "worker, started a build of its own there: put the code that starts the build under "
+        '`if __name__ == "__main__":`'
+    )
+
+
+def refuse_while_importing_main(what: str) -> None:
+    """End this process, saying why, if it is a worker importing the main module; else nothing.
+
+    Call it first in a function that starts worker processes (``what`` names it). A worker
+    that reaches it is running a script's top level that lacks the ``__main__`` guard: it
+    could not start processes (Python refuses during a worker's start) and would write
+    where its parent writes. It ends with :data:`IMPORTING_MAIN_EXIT`, which the parent's
+    pool reports as :class:`UnguardedMain`; raising would only show as a worker that died.
+    """
+    # multiprocessing runs the main module under the name __mp_main__ while the process is
+    # still starting (its own check before starting a process reads the same flag).
+    main = sys.modules.get("__mp_main__")
+    if main is None or not getattr(multiprocessing.current_process(), "_inheriting", False):
+        return
+    where = str(getattr(main, "__file__", None) or getattr(main, "__name__", "__mp_main__"))
+    frame: FrameType | None = sys._getframe(1)
+    while frame is not None and frame.f_globals is not main.__dict__:
+        frame = frame.f_back
+    if frame is not None:
+        where = f"{where}, line {frame.f_lineno}"
+    sys.stderr.write(
+        f"imagenet-prep: {what} was called while worker process {os.getpid()} imported the "
+        f"main module ({where}): put the code that starts the build under "
+        '`if __name__ == "__main__":`\n'
+    )
+    sys.stderr.flush()
+    os._exit(IMPORTING_MAIN_EXIT)
+
+
+#: How often a worker without ``os.pidfd_open`` (not Linux, or a kernel before 5.3) looks
+#: whether the process that made it is still there.
+_POLL_SECONDS = 0.25
+
+
+def _watch(parent: int) -> None:
+    """Pool initializer: end this worker as soon as process ``parent`` (the pool's maker) ends.
+
+    Without it, killing the maker (``kill -9``) leaves its workers waiting forever on their
+    task queue or a full result pipe: they hold those pipes' other ends themselves, so they
+    never see end of file. With the workers gone, the fork server and the resource tracker
+    (which stop when the last holder of their pipes ends) go too. The thread sleeps in
+    ``select`` on a pidfd, which the kernel makes readable when ``parent`` exits: it costs
+    the worker nothing.
+    """
+    threading.Thread(
+        target=_exit_after, args=(parent,), name="imagenet-prep-watchdog", daemon=True
+    ).start()
+
+
+def _exit_after(parent: int) -> None:
+    try:
+        pidfd = os.pidfd_open(parent)
+    except ProcessLookupError:
+        pass  # gone already
+    except (AttributeError, OSError):  # no pidfd here: look now and then
+        while _exists(parent):
+            time.sleep(_POLL_SECONDS)
+    else:
+        select.select([pidfd], [], [])
+    os._exit(1)
+
+
+def _exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # the number now belongs to another user's process
+        return False
+    return True
 
 
 class InlineExecutor:
@@ -68,12 +175,25 @@ def start_fork_server(preload: Sequence[str] = PRELOAD) -> None:
     ).start()
 
 
-def _copy_outcome(source: Future[R], target: Future[R]) -> None:
+def _copy_outcome(
+    source: Future[R], target: Future[R], processes: Sequence[multiprocessing.process.BaseProcess]
+) -> None:
     exc = source.exception()
+    if isinstance(exc, BrokenProcessPool) and _importing_main_exit(processes):
+        exc = _unguarded_main()
     if exc is not None:
         target.set_exception(exc)
     else:
         target.set_result(source.result())
+
+
+def _importing_main_exit(processes: Iterable[multiprocessing.process.BaseProcess]) -> bool:
+    """Whether one of these ended processes was stopped by :func:`refuse_while_importing_main`."""
+    for process in processes:
+        process.join(timeout=5)
+        if process.exitcode == IMPORTING_MAIN_EXIT:
+            return True
+    return False
 
 
 def _ready() -> None:
@@ -100,6 +220,7 @@ class ProcessExecutor:
     ) -> None:
         if workers < 1:
             raise ValueError(f"workers must be at least 1, not {workers}")
+        refuse_while_importing_main("a process pool")
         self.workers = workers
         self._start_method = start_method
         self._preload = list(preload)
@@ -113,8 +234,13 @@ class ProcessExecutor:
             ctx.set_forkserver_preload(self._preload)
         return ctx
 
-    def _make_pool(self) -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(max_workers=self.workers, mp_context=self._context())
+    def _make_pool(self, workers: int) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(
+            max_workers=workers,
+            mp_context=self._context(),
+            initializer=_watch,
+            initargs=(os.getpid(),),
+        )
 
     def _in_background(self, fn: Callable[[], None]) -> None:
         thread = threading.Thread(target=fn, name="imagenet-prep-start", daemon=True)
@@ -122,11 +248,14 @@ class ProcessExecutor:
         thread.start()
 
     def __enter__(self) -> ProcessExecutor:
-        pool = self._pool = self._make_pool()
+        pool = self._pool = self._make_pool(self.workers)
 
         def start() -> None:
-            for _ in range(self.workers):
-                pool.submit(_ready)
+            try:
+                for _ in range(self.workers):
+                    pool.submit(_ready)
+            except BrokenProcessPool:
+                pass  # a worker died already: the first task says so
 
         self._in_background(start)
         return self
@@ -159,19 +288,19 @@ class ProcessExecutor:
         """
         outer: Future[R] = Future()
         outer.set_running_or_notify_cancel()
-        context = self._context()
 
         def start() -> None:
             try:
-                aside = ProcessPoolExecutor(max_workers=1, mp_context=context)
+                aside = self._make_pool(1)
                 inner = aside.submit(fn, *args)  # starts the process
                 # Kept to stop it if the run fails: concurrent.futures has no public way.
-                self._aside.append(list((getattr(aside, "_processes", None) or {}).values()))
+                processes = list((getattr(aside, "_processes", None) or {}).values())
+                self._aside.append(processes)
                 aside.shutdown(wait=False)
             except BaseException as exc:  # e.g. the fork server could not start
                 outer.set_exception(exc)
                 return
-            inner.add_done_callback(lambda done: _copy_outcome(done, outer))
+            inner.add_done_callback(lambda done: _copy_outcome(done, outer, processes))
 
         self._in_background(start)
         return outer
@@ -205,15 +334,22 @@ class ProcessExecutor:
                 done, _ = wait(pending, return_when=FIRST_COMPLETED)
                 for fut in done:
                     pending.discard(fut)
-                    try:
-                        result = fut.result()
-                    except BrokenProcessPool:
-                        raise WorkerDied(
-                            "a worker process died before finishing its shard (killed, or out "
-                            "of memory); finished shards are kept, rerun the command to resume"
-                        ) from None
-                    yield result
+                    yield fut.result()
                 fill()
+        except BrokenProcessPool:  # from a task's result, or from submit once the pool knows
+            raise _why_broken(pool) from None
         finally:
             for fut in pending:
                 fut.cancel()
+
+
+def _why_broken(pool: ProcessPoolExecutor) -> ImagenetPrepError:
+    """The error to raise for a pool one of whose workers died."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=True)  # the pool joins its workers: their exit codes are known after
+    if _importing_main_exit(processes):
+        return _unguarded_main()
+    return WorkerDied(
+        "a worker process died before finishing its shard (killed, or out of memory); "
+        "finished shards are kept, rerun the command to resume"
+    )
