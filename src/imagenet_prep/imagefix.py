@@ -322,12 +322,11 @@ def _open(data: bytes, name: str) -> Image.Image:
             return Image.open(io.BytesIO(data), formats=_PIL_FORMATS)
     except UnidentifiedImageError:
         raise _not_an_image(data, name) from None
-    except Image.DecompressionBombError as exc:
-        found = re.search(r"\((\d+) pixels\)", str(exc))
-        pixels = f"{int(found[1]):,} pixels" if found else "too many pixels"
+    except Image.DecompressionBombError as exc:  # over twice Image.MAX_IMAGE_PIXELS
+        size = [f"{int(n):,}" for n in re.findall(r"\d+", str(exc))]
+        said = f"{size[0]} pixels, over the {size[1]}" if len(size) == 2 else "more than the pixels"
         raise DataError(
-            f"{name}: image header declares {pixels}, over twice Pillow's limit of "
-            f"{MAX_PIXELS:,}; refused before decoding"
+            f"{name}: image header declares {said} Pillow opens; refused before decoding"
         ) from None
     except Exception as exc:  # Pillow raises many types for a damaged header
         raise DataError(f"{name}: unreadable image header ({exc})") from None

@@ -9,7 +9,10 @@ on a decoded image, and its pixels equal a whole decode's, so the result is the 
 decoding the whole image and cutting the crop out of it.
 
 Anything that is not a JPEG libjpeg can turn into RGB (the PNGs an ImageFolder build keeps,
-CMYK, a damaged stream) goes through the whole-image decoder, with the same crop.
+CMYK, a damaged stream) goes through the whole-image decoder, with the same crop. So does a
+JPEG libjpeg warns about at all: the C module does not judge warnings; the whole-image
+decoder applies the one rule (``imagefix.jpeg_damage``), and a harmless complaint (stray
+bytes before a marker) still gets libjpeg-turbo's pixels of the intact stream.
 """
 
 from __future__ import annotations
