@@ -122,6 +122,7 @@ def test_ctrl_c_ends_every_process(download: Path, tmp_path: Path) -> None:
         os.killpg(proc.pid, signal.SIGINT)  # what a terminal sends the foreground group
         _, stderr = proc.communicate(timeout=60)
         assert proc.returncode == 130, stderr
+        assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr
         took, left = wait_until_gone(proc.pid, GONE_WITHIN + 5)
         assert not left, f"still running {took:.1f} s after Ctrl-C: {left}"
         assert took < GONE_WITHIN

@@ -9,6 +9,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import select
+import signal
 import sys
 import threading
 import time
@@ -99,6 +100,9 @@ def _watch(parent: int) -> None:
     ``select`` on a pidfd, which the kernel makes readable when ``parent`` exits: it costs
     the worker nothing.
     """
+    # Ctrl-C reaches the whole process group; the maker alone acts on it (it stops the
+    # pool), so a worker neither prints a KeyboardInterrupt traceback nor dies mid-write.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     threading.Thread(
         target=_exit_after, args=(parent,), name="imagenet-prep-watchdog", daemon=True
     ).start()
@@ -267,6 +271,11 @@ class ProcessExecutor:
             thread.join()
         self._starting.clear()
         if self._pool is not None:
+            if kind is not None:
+                # The run failed (an error, Ctrl-C): the tasks under way would only be thrown
+                # away (their shards stay under temporary names), so they are not waited for.
+                for process in list((getattr(self._pool, "_processes", None) or {}).values()):
+                    process.terminate()
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
         for processes in self._aside:
