@@ -270,9 +270,11 @@ def _md5_wanted(config: BuildConfig, archive: Path | None) -> bool:
 # --- build ---------------------------------------------------------------------------
 
 
-def shard_plans(
-    config: BuildConfig, indexes: dict[str, SplitIndex]
-) -> list[tuple[tuple[str, ...], list[ShardSpec]]]:
+#: The shards to write: per plan group, its formats and its shards.
+Plans = list[tuple[tuple[str, ...], list[ShardSpec]]]
+
+
+def shard_plans(config: BuildConfig, indexes: dict[str, SplitIndex]) -> Plans:
     """The shards to write: per split, the formats that share a shard count share the work.
 
     TFRecords and ImageFolder follow ``--train-shards``/``--validation-shards``; WebDataset
@@ -294,12 +296,15 @@ def shard_plans(
 
 
 def _planned_files(
-    config: BuildConfig, indexes: dict[str, SplitIndex], synsets: Synsets
+    config: BuildConfig,
+    indexes: dict[str, SplitIndex],
+    synsets: Synsets,
+    plans: Plans,
 ) -> Iterator[str]:
     """Every file the build may write, relative to OUT (see :func:`record_outputs`)."""
     yield from (MANIFEST, LABELS_TXT, BOX_CSV)
     options = SinkOptions(out=config.output, dali_index=config.dali_index)
-    for formats, specs in shard_plans(config, indexes):
+    for formats, specs in plans:
         index = indexes[specs[0].split]
         for name in formats:
             sink = get_sink(name, options)
@@ -316,6 +321,7 @@ def _jobs(
     indexes: dict[str, SplitIndex],
     synsets: Synsets,
     boxes: BoxTable | None,
+    plans: Plans,
     done: dict[str, ShardResult],
 ) -> Iterator[ShardJob]:
     options = SinkOptions(
@@ -332,7 +338,7 @@ def _jobs(
         else None
     )
     orders = {split: shuffled_order(len(index), config.seed) for split, index in indexes.items()}
-    for formats, specs in shard_plans(config, indexes):
+    for formats, specs in plans:
         for spec in specs:
             if spec.name in done:
                 continue
@@ -627,14 +633,14 @@ def _build(
     journal = Journal(out)
     _forget_changed_sources(config, layout, state, journal)
     records = journal.load()
+    plans = shard_plans(config, indexes)
     done: dict[str, ShardResult] = {}
-    for formats, specs in shard_plans(config, indexes):
+    for formats, specs in plans:
         for spec in specs:
             result = _finished(config, formats, spec, records)
             if result is not None:
                 done[spec.name] = result
     reused = len(done)
-    plans = shard_plans(config, indexes)
     # An image passes through each plan group of its split (formats with their own shard
     # counts); progress counts it once, a share per group.
     groups = {split: sum(specs[0].split == split for _f, specs in plans) for split in indexes}
@@ -651,7 +657,7 @@ def _build(
     done_output = sum(_output_bytes(r) for r in done.values())
     check_disk(config, indexes, done_output)
     need.bytes = disk_need(config, indexes, done_output)
-    record_outputs(out, _planned_files(config, indexes, synsets))
+    record_outputs(out, _planned_files(config, indexes, synsets, plans))
 
     results = dict(done)
     written = 0
@@ -662,7 +668,7 @@ def _build(
         round(done_bytes),
     )
     try:
-        jobs = _jobs(config, indexes, synsets, boxes, done)
+        jobs = _jobs(config, indexes, synsets, boxes, plans, done)
         for batch in executor.map_unordered(process_shards, batched(jobs, TASK_IMAGES)):
             journal.extend([vars(result) for result in batch])
             for result in batch:
@@ -681,7 +687,7 @@ def _build(
             log.info("waiting for the devkit check of the validation labels")
         _check_devkit(devkit_future, extra)
 
-    manifest = _manifest(config, layout, indexes, synsets, results, extra)
+    manifest = _manifest(config, layout, indexes, synsets, results, extra, foreign)
     manifest["downloads"] = downloads
     manifest["warnings"] = warnings
     manifest["skipped"] = skipped + manifest["skipped"]
@@ -712,19 +718,19 @@ def _manifest(
     synsets: Synsets,
     results: dict[str, ShardResult],
     extra: dict[str, Any],
+    foreign: list[str],
 ) -> dict[str, Any]:
     options = SinkOptions(out=config.output, label_offset=config.label_offset)
     ordered = [results[k] for k in sorted(results)]
     # Every image passes through each plan group; count and list it once, from one group.
     primary = [r for r in ordered if config.formats[0] in r.outputs]
     formats = {}
-    foreign = read_foreign(config.output)
     for name in config.formats:
         sink = get_sink(name, options)
         formats[name] = sink.finalize([r.outputs[name] for r in ordered if name in r.outputs])
         folder = sink.root.relative_to(config.output).as_posix() + "/"
         # A user's files that --overwrite left in the format's folder: named, not checked.
-        mine = [p for p in foreign if p.startswith(folder) and (config.output / p).exists()]
+        mine = [path for path in foreign if path.startswith(folder)]
         if mine:
             formats[name]["foreign"] = mine
     if "webdataset" in formats:
