@@ -25,13 +25,13 @@ from .manifest import (
     state_dir,
     write_json,
 )
+from .sinks.imagefolder import DIRNAME as IMAGEFOLDER_DIR
 from .sources import SourceLayout, SplitIndex, is_image_name
 
 log = logging.getLogger(__name__)
 
 BOX_CSV = "imagenet_2012_bounding_boxes.csv"
 LABELS_TXT = "labels.txt"
-IMAGEFOLDER_DIR = "imagefolder"
 # Output bytes per input byte, per image format, for the disk-space estimate.
 _SIZE_FACTOR = {"tfrecord": 1.01, "imagefolder": 1.0, "webdataset": 1.03}
 _DISK_MARGIN = 64 << 20
@@ -136,11 +136,11 @@ def _recorded_files(out: Path) -> list[str]:
     return files
 
 
-def clear_output(out: Path) -> list[str]:
+def clear_output(out: Path) -> None:
     """Remove exactly what the earlier build in ``out`` wrote, from its own records.
 
-    Folders it made are removed once empty. Anything else is left alone and returned
-    (relative paths, sorted), and recorded so that the next manifest names it.
+    Folders it made are removed once empty. Anything else is left alone and recorded
+    (:func:`~imagenet_prep.manifest.record_foreign`), so that the next build names it.
     """
     log.info("removing the earlier build in %s", out)
     recorded = _recorded_files(out)
@@ -168,7 +168,6 @@ def clear_output(out: Path) -> list[str]:
         if os.path.relpath(dirpath, out).split(os.sep)[0] != STATE_DIR
     )
     record_foreign(out, left)  # the build names them in its warnings and manifest
-    return left
 
 
 def _remove_empty_folders(top: Path) -> None:
