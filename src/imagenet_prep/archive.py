@@ -200,13 +200,9 @@ class _StreamReader:
         return self._at >= len(self._buf)
 
     def read(self, n: int) -> bytes:
-        if self._at + n > len(self._buf):
-            self._fill(n)
-        data = self._buf[self._at : self._at + n]
+        data = self.read_upto(n)
         if len(data) != n:
-            raise DataError(f"{self.path}: truncated archive (ends at byte {self.pos + len(data)})")
-        self._at += n
-        self.pos += n
+            raise DataError(f"{self.path}: truncated archive (ends at byte {self.pos})")
         return data
 
     def read_upto(self, n: int) -> bytes:
