@@ -24,6 +24,7 @@ __all__ = [
     "Box",
     "BoxObject",
     "BoxResult",
+    "check_csv_name",
     "csv_line",
     "csv_unsafe",
     "normalize_box",
@@ -168,6 +169,22 @@ def csv_unsafe(name: str) -> str | None:
     if found is None:
         return None
     return {",": "a comma", '"': "a double quote"}.get(found.group(), "a line break")
+
+
+def check_csv_name(name: str, where: str) -> None:
+    """DataError naming ``where`` when the box CSV cannot hold ``name`` (see :func:`csv_unsafe`).
+
+    >>> check_csv_name("n1_5", "b/n1/n1_5.xml")
+    >>> check_csv_name("n1_5,6", "b/n1/n1_5,6.xml")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    imagenet_prep.errors.DataError: b/n1/n1_5,6.xml: a comma in the file name, which the ...
+    """
+    unsafe = csv_unsafe(name)
+    if unsafe is not None:
+        raise DataError(
+            f"{one_line(where)}: {unsafe} in the file name, which the bounding-box CSV cannot "
+            "hold (rename the file)"
+        )
 
 
 def one_line(text: str) -> str:

@@ -176,10 +176,7 @@ class SplitIndex:
         bad = boxmod.CSV_UNSAFE.search(text)
         if bad is not None:
             i = text.count("\0", 0, bad.start())
-            raise DataError(
-                f"{boxmod.one_line(self.origin(i))}: {boxmod.csv_unsafe(self.names[i])} in the "
-                "file name, which the bounding-box CSV cannot hold (rename the file)"
-            )
+            boxmod.check_csv_name(self.names[i], self.origin(i))
         self._check_name_bytes(text)
         seen: dict[str, int] = {}
         renamed: list[int] = []  # the images whose WebDataset key is not their stem
@@ -208,12 +205,12 @@ class SplitIndex:
     def _check_name_bytes(self, text: str) -> None:
         """Refuse names that are not UTF-8 (the records and the JSON carry them as UTF-8) or
         too long for a WebDataset member (``<key>.json`` in a tar header's 100 bytes)."""
-        if text.isascii():  # the common case: one C pass, a byte per character
-            longest = max(range(len(self.names)), key=lambda i: len(self.names[i]), default=None)
-            suspects = [longest] if longest is not None else []
-        else:
-            suspects = list(range(len(self.names)))
-        for i in suspects:
+        # A name at least as long as its key: in ASCII (a byte a character, one C pass to
+        # tell) only names over the limit need a closer look, and usually none is.
+        limit = MAX_KEY_BYTES - len(b".json")
+        if text.isascii() and max(map(len, self.names), default=0) <= limit:
+            return
+        for i in range(len(self.names)):
             name = self.names[i]
             try:
                 key = sample_key(stem(name)).encode("utf-8")
@@ -222,10 +219,10 @@ class SplitIndex:
                     f"{boxmod.one_line(self.origin(i))}: the file name is not UTF-8 text, which "
                     "the records and the WebDataset JSON need (rename the file)"
                 ) from None
-            if len(key) + len(b".json") > MAX_KEY_BYTES:
+            if len(key) > limit:
                 raise DataError(
                     f"{self.origin(i)}: the file name is too long ({len(key)} bytes before the "
-                    f"extension; a WebDataset member's name holds {MAX_KEY_BYTES - 5})"
+                    f"extension; a WebDataset member's name holds {limit})"
                 )
 
     def origin(self, i: int) -> str:
@@ -537,12 +534,12 @@ def index_validation(
 
     def label_of(name: str, where: str, folder_wnid: str | None) -> int:
         number = validation_number(stem(name))
-        if folder_wnid is None and number is not None and not 1 <= number <= len(labels):
+        truth = labels[number - 1] if number is not None and 1 <= number <= len(labels) else None
+        if folder_wnid is None and number is not None and truth is None:
             raise DataError(
                 f"{where}: validation image number {number} is out of range "
                 f"(there are labels for 1..{len(labels)})"
             )
-        truth = labels[number - 1] if number is not None and 1 <= number <= len(labels) else None
         if folder_wnid is not None:
             label = _class_of(synsets, folder_wnid, where)
             if truth is not None and truth != folder_wnid:
@@ -808,12 +805,7 @@ def parse_box_batch(batch: _BoxBatch) -> BoxTable:
     stats = table.stats
     for folder, key, where, data in batch.files:
         try:
-            unsafe = boxmod.csv_unsafe(key)
-            if unsafe is not None:
-                raise DataError(
-                    f"{boxmod.one_line(where)}: {unsafe} in the file name, which the "
-                    "bounding-box CSV cannot hold (rename the file)"
-                )
+            boxmod.check_csv_name(key, where)
             annotation = boxmod.parse_annotation(data, where)
         except DataError as exc:
             if not batch.skip_bad:

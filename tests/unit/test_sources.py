@@ -142,6 +142,11 @@ def _sorted_index(names: list[str]) -> SplitIndex:
             ["n01440764_1.v2.JPEG", "n01440764_1\\v2.JPEG"],
             ["n01440764_1_v2", "/t/n01440764/n01440764_1.v2.JPEG", "n01440764_1\\v2.JPEG"],
         ),
+        # Two names of one length, the second with the longer stem: it is the one refused.
+        (
+            ["a" * 95 + ".JPEG", "b" * 96 + ".jpg"],
+            ["/t/n01440764/" + "b" * 96 + ".jpg", "too long (96 bytes", "holds 95"],
+        ),
     ],
 )
 def test_names_the_outputs_cannot_hold_are_refused_in_one_line(
