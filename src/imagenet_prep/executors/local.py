@@ -222,6 +222,11 @@ def _importing_main_exit(processes: Iterable[multiprocessing.process.BaseProcess
     return False
 
 
+def _processes(pool: ProcessPoolExecutor) -> list[multiprocessing.process.BaseProcess]:
+    """The pool's worker processes now (concurrent.futures has no public way to them)."""
+    return list((getattr(pool, "_processes", None) or {}).values())
+
+
 def _ready() -> None:
     """A no-op task: submitting it makes the pool start a worker."""
 
@@ -297,7 +302,7 @@ class ProcessExecutor:
             if kind is not None:
                 # The run failed (an error, Ctrl-C): the tasks under way would only be thrown
                 # away (their shards stay under temporary names), so they are not waited for.
-                for process in list((getattr(self._pool, "_processes", None) or {}).values()):
+                for process in _processes(self._pool):
                     process.terminate()
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
@@ -325,8 +330,8 @@ class ProcessExecutor:
             try:
                 aside = self._make_pool(1)
                 inner = aside.submit(fn, *args)  # starts the process
-                # Kept to stop it if the run fails: concurrent.futures has no public way.
-                processes = list((getattr(aside, "_processes", None) or {}).values())
+                # Kept to stop it if the run fails.
+                processes = _processes(aside)
                 self._aside.append(processes)
                 aside.shutdown(wait=False)
             except BaseException as exc:  # e.g. the fork server could not start
@@ -377,7 +382,7 @@ class ProcessExecutor:
 
 def _why_broken(pool: ProcessPoolExecutor) -> ImagenetPrepError:
     """The error to raise for a pool one of whose workers died."""
-    processes = list((getattr(pool, "_processes", None) or {}).values())
+    processes = _processes(pool)
     pool.shutdown(wait=True)  # the pool joins its workers: their exit codes are known after
     if _importing_main_exit(processes):
         return _unguarded_main()
