@@ -652,7 +652,7 @@ def decode_check(data: bytes, name: str) -> tuple[int, int]:
             return info.width, info.height
     elif data.startswith(PNG_SIGNATURE):
         info = _inspect_png(data, name)
-        if _whole_bytes(info) > REENCODE_BUDGET and _in_strips(info):
+        if _goes_in_strips(info):
             for _ in _png_strips(data, name, info, _strip_rows(info.width)):
                 pass
             return info.width, info.height
@@ -671,9 +671,7 @@ def _load(data: bytes, name: str) -> Image.Image:
     elif data.startswith(PNG_SIGNATURE):
         _check_png(data, name)
     im = _open(data, name)
-    per_pixel = {"1": 1, "L": 1, "P": 1}.get(im.mode, 4) + 4  # the image and its RGB copy
-    if im.mode.startswith("I;16"):
-        per_pixel = 16  # through numpy to 8 bits (_to_rgb)
+    per_pixel = _per_pixel(im.mode in ("1", "L", "P"), im.mode.startswith("I;16"))
     if im.width * im.height * per_pixel > REENCODE_BUDGET:
         im.close()
         raise _over_budget(name, im.width, im.height, im.format or "image", per_pixel)
@@ -692,12 +690,18 @@ def _load(data: bytes, name: str) -> Image.Image:
     return im
 
 
-def _whole_bytes(info: ImageInfo) -> int:
-    """About the memory Pillow takes to decode an image whole and convert it to RGB."""
-    # A byte a pixel for gray and palette, 4 for the rest, 4 for the RGB copy; 16-bit
-    # samples go through numpy (_to_rgb).
-    per_pixel = 16 if info.precision > 8 else (1 if info.components == 1 else 4) + 4
-    return info.width * info.height * per_pixel
+def _per_pixel(one_byte: bool, sixteen_bit: bool) -> int:
+    """About the bytes a pixel takes to decode whole and convert to RGB: a byte a pixel for
+    gray and palette images, 4 for the rest, 4 for the RGB copy; 16 for 16-bit samples,
+    which go through numpy (_to_rgb)."""
+    return 16 if sixteen_bit else (1 if one_byte else 4) + 4
+
+
+def _goes_in_strips(info: ImageInfo) -> bool:
+    """Whether an image is re-encoded in strips: too large for :data:`REENCODE_BUDGET` whole,
+    and a PNG :func:`_png_strips` can decode."""
+    per_pixel = _per_pixel(info.components == 1, info.precision > 8)
+    return info.width * info.height * per_pixel > REENCODE_BUDGET and _in_strips(info)
 
 
 def _over_budget(name: str, width: int, height: int, kind: str, per_pixel: int) -> DataError:
@@ -907,7 +911,7 @@ def fix(data: bytes, name: str, *, quality: int = 100, info: ImageInfo | None = 
         raise DataError(
             f"{name}: {info.width}x{info.height} is larger than a JPEG can be (65535 a side)"
         )
-    if _whole_bytes(info) > REENCODE_BUDGET and _in_strips(info):
+    if _goes_in_strips(info):
         rows = _strip_rows(info.width)
         strips = (_to_rgb(im, name) for im in _png_strips(data, name, info, rows))
         encoded = _jpeg_from_strips(strips, info.height, quality, name)
