@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import gzip
 import io
-import logging
 import shutil
 import tarfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,15 +23,6 @@ TRAIN = "ILSVRC2012_img_train.tar"
 VAL = "ILSVRC2012_img_val.tar"
 BOXES = "ILSVRC2012_bbox_train_v2.tar.gz"
 ERROR = "imagenet-prep build: error: "
-
-
-@pytest.fixture(autouse=True)
-def _restore_log_level() -> Iterator[None]:
-    """``--quiet`` sets the package's logger to ERROR; give the next test its level back."""
-    logger = logging.getLogger("imagenet_prep")
-    level = logger.level
-    yield
-    logger.setLevel(level)
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import json
+import logging
 import os
 import shutil
 import signal
@@ -466,3 +467,17 @@ def test_wait_for_lock_release_is_not_needed_after_a_finished_build(
     assert main(args) == 0
     assert time.perf_counter() - started < 30
     assert (out / ".imagenet-prep" / "lock").read_bytes() == b""
+
+
+def test_quiet_lasts_only_for_its_command(small_download: Path, tmp_path: Path) -> None:
+    """main() in a process that goes on (tests, tools): --quiet does not silence what follows."""
+    package_log = logging.getLogger("imagenet_prep")
+    before = package_log.level
+    args = [
+        "build", "--source", str(small_download), "--output", str(tmp_path / "out"),
+        "--workers", "1", "--train-shards", "2", "--validation-shards", "1", "--quiet",
+    ]  # fmt: skip
+    assert main(args) == 0
+    assert package_log.level == before
+    assert main(["verify", str(tmp_path / "missing"), "--quiet"]) == 1
+    assert package_log.level == before

@@ -44,7 +44,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         stream=sys.stderr,
         force=True,  # main() may run more than once in a process (tests, tools): today's stderr
     )
-    logging.getLogger("imagenet_prep").setLevel(logging.NOTSET)  # an earlier --quiet's level
+    package_log = logging.getLogger("imagenet_prep")
+    level = package_log.level  # --quiet raises it for the command, and only for the command
     try:
         status: int = args.func(args)
     except UsageError as exc:
@@ -56,6 +57,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"imagenet-prep {args.command}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        package_log.setLevel(level)
     return status
 
 
