@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import io
+import os
+import subprocess
+import sys
 import tarfile
 from pathlib import Path
 from typing import Any
@@ -10,6 +13,20 @@ from typing import Any
 from PIL import Image
 
 from imagenet_prep.sinks.tfrecord import read_examples
+
+
+def run_cli(
+    *args: object, env: dict[str, str] | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """``imagenet-prep ARGS`` as a user runs it, in a process of its own, output captured
+    (``env`` is added to this process's environment)."""
+    return subprocess.run(
+        [sys.executable, "-m", "imagenet_prep", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=timeout,
+    )
 
 
 def encode(image: Image.Image, fmt: str, **options: object) -> bytes:

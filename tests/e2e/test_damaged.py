@@ -6,8 +6,6 @@ import hashlib
 import json
 import os
 import shutil
-import subprocess
-import sys
 from collections import namedtuple
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -16,6 +14,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import pytest
+from tests.helpers import run_cli as cli
 
 from imagenet_prep import BuildConfig, build, verify
 from imagenet_prep.archive import file_md5
@@ -24,15 +23,6 @@ from imagenet_prep.errors import DataError, ResourceError
 from imagenet_prep.executors import InlineExecutor
 
 R = TypeVar("R")
-
-
-def cli(*args: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "imagenet_prep", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
+from tests.helpers import run_cli
 
 from imagenet_prep import tfrecord_io
 from imagenet_prep.errors import DataError
@@ -27,17 +28,8 @@ from imagenet_prep.loaders import iterate
 FORMATS = ("tfrecord", "webdataset", "imagefolder")
 
 
-def cli(*args: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "imagenet_prep", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-
-
 def build(src: Path, out: Path, *options: object) -> subprocess.CompletedProcess[str]:
-    return cli(
+    return run_cli(
         "build",
         "--source",
         src,
@@ -50,6 +42,7 @@ def build(src: Path, out: Path, *options: object) -> subprocess.CompletedProcess
         "--workers",
         "1",
         *options,
+        timeout=600,
     )
 
 

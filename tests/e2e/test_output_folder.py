@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tests.helpers import run_cli
 
 from imagenet_prep import BuildConfig, build, pipeline, verify
 from imagenet_prep.cli import main
@@ -24,16 +25,6 @@ from imagenet_prep.pipeline import Reporter
 from imagenet_prep.sinks import shardfile
 
 CLI = [sys.executable, "-m", "imagenet_prep"]
-
-
-def cli(*args: object, **options: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*CLI, *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        **options,  # type: ignore[call-overload]
-    )
 
 
 def files(root: Path) -> set[str]:
@@ -271,7 +262,7 @@ def test_a_real_full_file_system(small_download: Path, small_fs: Path) -> None:
         "build", "--source", small_download, "--output", out, "--workers", "2",
         "--train-shards", "6", "--validation-shards", "2", "--force",
     ]  # fmt: skip
-    proc = cli(*args)
+    proc = run_cli(*args)
     assert proc.returncode == 1
     errors = [line for line in error_lines(proc.stderr) if "error:" in line]
     assert len(errors) == 1, proc.stderr
@@ -280,7 +271,7 @@ def test_a_real_full_file_system(small_download: Path, small_fs: Path) -> None:
     assert not (out / "manifest.json").exists()
     # With room, the same command resumes and finishes.
     subprocess.run(["mount", "-o", "remount,size=200m", str(small_fs)], check=True)
-    proc = cli(*args)
+    proc = run_cli(*args)
     assert proc.returncode == 0, proc.stderr
     assert verify(out).ok
 
@@ -288,7 +279,9 @@ def test_a_real_full_file_system(small_download: Path, small_fs: Path) -> None:
 def test_without_force_a_small_disk_is_refused_in_megabytes(
     small_download: Path, small_fs: Path
 ) -> None:
-    proc = cli("build", "--source", small_download, "--output", small_fs / "out", "--workers", "1")
+    proc = run_cli(
+        "build", "--source", small_download, "--output", small_fs / "out", "--workers", "1"
+    )
     assert proc.returncode == 1
     lines = error_lines(proc.stderr)
     assert "MB more and the file system has" in lines[-1] and "GB" not in lines[-1]
@@ -356,7 +349,7 @@ def test_verify_names_a_folder_inside_a_class_folder(
 
 def test_two_formats_count_each_image_once(small_download: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    proc = cli(
+    proc = run_cli(
         "build", "--source", small_download, "--output", out, "--workers", "2",
         "--formats", "tfrecord,webdataset", "--shard-size", "5",
         "--train-shards", "3", "--validation-shards", "1",
@@ -430,7 +423,7 @@ def test_a_skipped_image_is_listed_once(small_extracted: Path, tmp_path: Path) -
     shutil.copytree(small_extracted, src)
     victim = sorted((src / "train").rglob("*.jpeg"))[3]
     victim.write_bytes(victim.read_bytes()[:200])
-    proc = cli(
+    proc = run_cli(
         "build", "--source", src, "--output", tmp_path / "out", "--workers", "1",
         "--train-shards", "2", "--validation-shards", "1", "--on-error", "skip",
     )  # fmt: skip
@@ -440,16 +433,16 @@ def test_a_skipped_image_is_listed_once(small_extracted: Path, tmp_path: Path) -
 
 
 def test_fixture_prints_its_time_once(tmp_path: Path) -> None:
-    proc = cli("fixture", tmp_path / "dl", "--classes", "2", "--per-class", "5")
+    proc = run_cli("fixture", tmp_path / "dl", "--classes", "2", "--per-class", "5")
     assert proc.returncode == 0, proc.stderr
     both = proc.stdout + proc.stderr
     assert both.count(" s\n") == 1, both
 
 
 def test_help_shows_defaults_and_splits() -> None:
-    fixture = cli("fixture", "--help").stdout
+    fixture = run_cli("fixture", "--help").stdout
     assert "(default: 10)" in fixture and "(default: archives)" in fixture
-    build_help = " ".join(cli("build", "--help").stdout.split())
+    build_help = " ".join(run_cli("build", "--help").stdout.split())
     assert "train, validation" in build_help
 
 

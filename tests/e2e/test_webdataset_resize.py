@@ -7,14 +7,13 @@ import json
 import shutil
 import struct
 import subprocess
-import sys
 import tarfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
-from tests.helpers import records_by_name, source_images
+from tests.helpers import records_by_name, run_cli, source_images
 
 from imagenet_prep import BuildConfig, build, verify
 from imagenet_prep.labels import load_synsets
@@ -238,12 +237,7 @@ def test_resize_quality_against_pillow_lanczos(resized: Path, small_download: Pa
 
 def test_resize_options_from_the_command_line(small_download: Path, tmp_path: Path) -> None:
     def cli(*args: object) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "imagenet_prep", "build", *map(str, args)],
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
+        return run_cli("build", *args)
 
     both = cli(
         "--source", small_download, "--output", tmp_path / "a",
