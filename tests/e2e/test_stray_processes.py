@@ -24,6 +24,14 @@ pytestmark = pytest.mark.slow
 GONE_WITHIN = 5.0
 
 
+def assert_all_gone(sid: int, after: str) -> None:
+    """Every process of session ``sid`` ends within GONE_WITHIN seconds (looked at a little
+    longer, to say what was left)."""
+    took, left = wait_until_gone(sid, GONE_WITHIN + 5)
+    assert not left, f"still running {took:.1f} s after {after}: {left}"
+    assert took < GONE_WITHIN
+
+
 @pytest.fixture(scope="module")
 def download(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Enough images that resizing them all keeps two workers busy for a second or more."""
@@ -100,9 +108,7 @@ def test_kill_9_of_the_main_process_ends_every_process_and_the_rerun_finishes(
         assert kinds(before)["forkserver"] >= 3, before
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
-        took, left = wait_until_gone(proc.pid, GONE_WITHIN + 5)
-        assert not left, f"still running {took:.1f} s after kill -9: {left}"
-        assert took < GONE_WITHIN
+        assert_all_gone(proc.pid, "kill -9")
     finally:
         kill_session(proc.pid)
     assert not (out / "manifest.json").exists()
@@ -123,9 +129,7 @@ def test_ctrl_c_ends_every_process(download: Path, tmp_path: Path) -> None:
         _, stderr = proc.communicate(timeout=60)
         assert proc.returncode == 130, stderr
         assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr
-        took, left = wait_until_gone(proc.pid, GONE_WITHIN + 5)
-        assert not left, f"still running {took:.1f} s after Ctrl-C: {left}"
-        assert took < GONE_WITHIN
+        assert_all_gone(proc.pid, "Ctrl-C")
     finally:
         kill_session(proc.pid)
 
@@ -159,8 +163,6 @@ def test_kill_9_ends_the_pool_workers_and_the_helper_processes(tmp_path: Path) -
         time.sleep(0.5)  # the tasks are running by now
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
-        took, left = wait_until_gone(proc.pid, GONE_WITHIN + 5)
-        assert not left, f"still running {took:.1f} s after kill -9: {left}"
-        assert took < GONE_WITHIN
+        assert_all_gone(proc.pid, "kill -9")
     finally:
         kill_session(proc.pid)
