@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import ctypes
-import hashlib
 import os
 import resource
 import shutil
@@ -55,6 +54,8 @@ from run import (
     image_stats,
     warm,
 )
+
+from imagenet_prep.fsutil import hash_file
 
 WORKTREES = Path("/tmp")
 PR_SET_CHILD_SUBREAPER = 36  # <linux/prctl.h>
@@ -168,7 +169,7 @@ def probe(side: Side) -> None:
 
 
 def digest(out: Path) -> dict[str, tuple[int, str]]:
-    """Size and SHA-256 of every file a build wrote, but for manifest.json and .imagenet-prep/."""
+    """Size and XXH3-128 of every file a build wrote, but for manifest.json and .imagenet-prep/."""
     files: dict[str, tuple[int, str]] = {}
     for folder, dirs, names in os.walk(out):
         here = Path(folder)
@@ -177,11 +178,7 @@ def digest(out: Path) -> dict[str, tuple[int, str]]:
             names = [n for n in names if n not in NOT_COMPARED]
         for name in names:
             path = here / name
-            h = hashlib.sha256()
-            with open(path, "rb") as f:
-                while chunk := f.read(1 << 20):
-                    h.update(chunk)
-            files[path.relative_to(out).as_posix()] = (path.stat().st_size, h.hexdigest())
+            files[path.relative_to(out).as_posix()] = hash_file(path)
     return files
 
 
