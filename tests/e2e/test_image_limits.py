@@ -7,7 +7,6 @@ classifier for JPEG damage) and 5 (no raw DecompressionBombWarning text).
 from __future__ import annotations
 
 import io
-import json
 import shutil
 import struct
 import subprocess
@@ -24,6 +23,7 @@ from tests.helpers import run_cli
 from imagenet_prep import tfrecord_io
 from imagenet_prep.errors import DataError
 from imagenet_prep.loaders import iterate
+from imagenet_prep.manifest import read_manifest
 
 FORMATS = ("tfrecord", "webdataset", "imagefolder")
 
@@ -50,13 +50,8 @@ def error_lines(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if "error:" in line]
 
 
-def manifest(out: Path) -> dict[str, object]:
-    data: dict[str, object] = json.loads((out / "manifest.json").read_text())
-    return data
-
-
 def skipped(out: Path) -> dict[str, str]:
-    entries = manifest(out)["skipped"]
+    entries = read_manifest(out)["skipped"]
     assert isinstance(entries, list)
     return {s["image"]: s["reason"] for s in entries}
 
@@ -239,7 +234,7 @@ def test_a_png_over_pillows_limit_gives_one_line(tree: Path, tmp_path: Path) -> 
     proc = build(tree, out, "--max-pixels", 10**8)
     assert proc.returncode == 0, proc.stderr
     assert "Warning" not in proc.stderr and "DOS attack" not in proc.stderr
-    reencoded = manifest(out)["reencoded"]
+    reencoded = read_manifest(out)["reencoded"]
     assert isinstance(reencoded, list)
     assert [r["reason"] for r in reencoded if r["image"] == str(victim)] == ["png"]
 
@@ -274,7 +269,7 @@ def test_decode_check_and_resizing_judge_jpeg_damage_alike(tree: Path, tmp_path:
         proc = build(tree, out, "--on-error", "skip", *options)
         assert proc.returncode == 0, proc.stderr
         results[name] = skipped(out)
-        files = {r["image"] for r in manifest(out)["reencoded"]}  # type: ignore[union-attr]
+        files = {r["image"] for r in read_manifest(out)["reencoded"]}
         assert str(stray) not in files
     assert results["decode-check"] == results["resize"] == results["both"]
     assert results["resize"] == {

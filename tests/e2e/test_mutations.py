@@ -26,7 +26,6 @@ from __future__ import annotations
 import contextlib
 import gzip
 import io
-import json
 import logging
 import os
 import random
@@ -48,6 +47,7 @@ from imagenet_prep.archive import BLOCK, TarMember, index_tar, iter_tar_view
 from imagenet_prep.cli import main
 from imagenet_prep.fixture import FixtureConfig, generate
 from imagenet_prep.fixture.config import Layout
+from imagenet_prep.manifest import read_manifest
 
 SEED = 13
 IN_PROCESS_CASES = 280
@@ -390,11 +390,6 @@ class Download:
     box_files: dict[str, int]  # per layout
 
 
-def _manifest(out: Path) -> dict[str, Any]:
-    manifest: dict[str, Any] = json.loads((out / "manifest.json").read_text())
-    return manifest
-
-
 @pytest.fixture(scope="module")
 def download(tmp_path_factory: pytest.TempPathFactory) -> Download:
     """The small download in both layouts, and what a clean build of each makes of it."""
@@ -419,7 +414,7 @@ def download(tmp_path_factory: pytest.TempPathFactory) -> Download:
         argv = _build_argv(roots[layout], out, ("--formats", "tfrecord"), 1, True)
         code, err = _run_in_process(argv)
         assert code == 0 and not err, err
-        clean[layout] = _manifest(out)
+        clean[layout] = read_manifest(out)
     splits = clean["archives"]["splits"]
     assert clean["extracted"]["splits"] == splits, "the two layouts of the clean download differ"
     return Download(
@@ -516,7 +511,7 @@ def _accounted(case: Mutation, out: Path, download: Download) -> list[str]:
     and so accounted for; box files are counted as read whether parsed or skipped.
     """
     problems = []
-    manifest = _manifest(out)
+    manifest = read_manifest(out)
     skip = "skip" in case.options
     for split, clean in download.splits.items():
         got = manifest["splits"].get(split)

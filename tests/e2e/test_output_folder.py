@@ -4,7 +4,6 @@ of odd folders, and counts that say what happened (issue 13, items 2, 3, 5 and 1
 from __future__ import annotations
 
 import errno
-import json
 import logging
 import os
 import shutil
@@ -21,6 +20,7 @@ from tests.helpers import run_cli
 from imagenet_prep import BuildConfig, build, pipeline, verify
 from imagenet_prep.cli import main
 from imagenet_prep.fsutil import HashingWriter
+from imagenet_prep.manifest import read_manifest
 from imagenet_prep.pipeline import Reporter
 from imagenet_prep.sinks import shardfile
 
@@ -83,7 +83,7 @@ def test_overwrite_removes_exactly_what_the_earlier_build_wrote(
     # The user's files are all still there, unchanged, and named in the manifest.
     for name, data in mine.items():
         assert (out / name).read_bytes() == data, name
-    manifest = json.loads((out / "manifest.json").read_text())
+    manifest = read_manifest(out)
     assert manifest["formats"]["tfrecord"]["foreign"] == ["tfrecord/notes.txt"]
     # The build exits 0, so its own verify passes, the user's file beside the shards or not.
     assert verify(out).ok
@@ -355,7 +355,7 @@ def test_two_formats_count_each_image_once(small_download: Path, tmp_path: Path)
         "--train-shards", "3", "--validation-shards", "1",
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
-    manifest = json.loads((out / "manifest.json").read_text())
+    manifest = read_manifest(out)
     total = sum(s["images"] for s in manifest["splits"].values())
     progress = [line for line in proc.stderr.splitlines() if line.startswith("build: ")]
     assert progress[-1].startswith(f"build: {total}/{total} images (100%)"), progress
