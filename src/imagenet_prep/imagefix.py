@@ -4,7 +4,8 @@ Every decision is made from the bytes, never from the file name: ImageNet has CM
 and a PNG named ``.JPEG``, and any other download may have more. 8-bit grayscale and
 YCbCr/RGB JPEGs pass through byte for byte; everything else is decoded with Pillow and
 re-encoded as a baseline RGB JPEG, as the seed's ``build_imagenet_data.py`` did for its
-hard-coded list of names. EXIF orientation is never applied: sizes are the stored grid.
+hard-coded list of names. EXIF orientation is never applied: sizes are the stored grid
+(:func:`exif_orientation` reads the tag, for resized copies to carry it).
 
 Size is checked before pixels: an image whose header declares more than ``max_pixels``
 is refused unread (a 333-byte JPEG may claim 60000x60000), and one that would take more
@@ -42,11 +43,14 @@ __all__ = [
     "decode_check",
     "decode_jpeg",
     "examine",
+    "exif_orientation",
+    "exif_orientation_segment",
     "fix",
     "inspect",
     "jpeg_damage",
     "pixel_limit",
     "reencode_reason",
+    "with_exif_orientation",
 ]
 
 JPEG_SOI = b"\xff\xd8"
@@ -111,6 +115,7 @@ _SOF_FIELDS = Struct(">BHHB").unpack_from
 _SOS = 0xDA
 _EOI = 0xD9
 _APP0 = 0xE0
+_APP1 = 0xE1
 _APP14 = 0xEE
 # The next marker in entropy-coded data: 0xFF not followed by stuffing (00), RSTn or fill (FF).
 _SCAN_END = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
@@ -343,6 +348,127 @@ def _inspect_other(data: bytes, name: str) -> ImageInfo:
             progressive=bool(im.info.get("progressive") or im.info.get("interlace")),
             precision=_MODE_PRECISION.get(im.mode, 8),
         )
+
+
+# --- EXIF orientation -----------------------------------------------------------------------
+
+_EXIF = b"Exif\x00\x00"
+_ORIENTATION = 0x0112
+# TIFF byte order marks (with the magic 42) and the struct prefix they mean.
+_TIFF_ORDER = {b"II*\x00": "<", b"MM\x00*": ">"}
+_SHORT, _LONG = 3, 4
+
+
+def exif_orientation(data: bytes) -> int | None:
+    """The EXIF Orientation (1..8) of a JPEG's IFD0, or None: no tag, no EXIF, malformed.
+
+    Only the marker segments before the first scan are read, never the image data; the first
+    ``Exif`` APP1 segment counts, as for Pillow. Never raises, whatever the bytes.
+
+    >>> exif_orientation(JPEG_SOI + exif_orientation_segment(6) + b"\\xff\\xd9")
+    6
+    >>> exif_orientation(JPEG_SOI + b"\\xff\\xe1\\x00\\x08Exif\\x00\\x00\\xff\\xd9") is None
+    True
+    """
+    if not data.startswith(JPEG_SOI):
+        return None
+    for marker, body, end in _header_segments(data):
+        if marker == _APP1 and data.startswith(_EXIF, body, end):
+            return _tiff_orientation(data, body + len(_EXIF), end)
+    return None
+
+
+def _header_segments(data: bytes) -> Iterator[tuple[int, int, int]]:
+    """``(marker, payload start, end)`` of each segment before the first scan, leniently.
+
+    Stray and fill bytes are skipped (as libjpeg skips them); the walk stops quietly at SOS,
+    EOI, or a segment that runs past the end of the data. The strict walk is :func:`_walk_jpeg`.
+    """
+    n = len(data)
+    pos = 2
+    while True:
+        pos = data.find(b"\xff", pos)
+        if pos < 0:
+            return
+        while pos < n and data[pos] == 0xFF:
+            pos += 1
+        if pos + 3 > n:
+            return
+        marker = data[pos]
+        if marker in (_SOS, _EOI):
+            return
+        pos += 1
+        if 0xD0 <= marker <= 0xD8 or marker in (0x00, 0x01):
+            continue
+        length = _U16(data, pos)[0]
+        end = pos + length
+        if length < 2 or end > n:
+            return
+        yield marker, pos + 2, end
+        pos = end
+
+
+def _tiff_orientation(data: bytes, tiff: int, end: int) -> int | None:
+    """The Orientation entry of IFD0 in the TIFF structure at ``data[tiff:end]``, or None."""
+    if tiff + 8 > end:
+        return None
+    order = _TIFF_ORDER.get(data[tiff : tiff + 4])
+    if order is None:
+        return None
+    ifd = tiff + unpack_from(order + "I", data, tiff + 4)[0]
+    if ifd + 2 > end:
+        return None
+    count = unpack_from(order + "H", data, ifd)[0]
+    for entry in range(ifd + 2, min(ifd + 2 + 12 * count, end - 11), 12):
+        tag, kind, values = unpack_from(order + "HHI", data, entry)
+        if tag == _ORIENTATION:
+            if values != 1 or kind not in (_SHORT, _LONG):
+                return None
+            value: int = unpack_from(order + ("H" if kind == _SHORT else "I"), data, entry + 8)[0]
+            return value if 1 <= value <= 8 else None
+    return None
+
+
+def exif_orientation_segment(orientation: int) -> bytes:
+    """A minimal APP1 segment: ``Exif``, a big-endian TIFF header and an IFD0 of one entry,
+    Orientation (SHORT, count 1), with no next IFD. 36 bytes.
+
+    >>> exif_orientation_segment(6).hex(" ", 4)
+    'ffe10022 45786966 00004d4d 002a0000 00080001 01120003 00000001 00060000 00000000'
+    """
+    if not 1 <= orientation <= 8:
+        raise ValueError(f"EXIF orientation must be in 1..8, got {orientation}")
+    return pack(
+        ">2sH6s4sIHHHIHHI",
+        b"\xff\xe1",
+        34,  # the length counts itself and the payload, not the marker
+        _EXIF,
+        b"MM\x00*",
+        8,  # IFD0 right after the TIFF header
+        1,
+        _ORIENTATION,
+        _SHORT,
+        1,
+        orientation,  # a SHORT is left-aligned in the 4-byte value field
+        0,
+        0,  # no next IFD
+    )
+
+
+def with_exif_orientation(data: bytes, orientation: int) -> bytes:
+    """The JPEG with :func:`exif_orientation_segment` put in after SOI, or after a leading
+    JFIF APP0 segment (JFIF must come first). ``data`` is taken to have no EXIF of its own.
+
+    >>> jfif = JPEG_SOI + _JFIF_SEGMENT
+    >>> with_exif_orientation(jfif + b"\\xff\\xd9", 6)[20:24] == b"\\xff\\xe1\\x00\\x22"
+    True
+    """
+    if not data.startswith(JPEG_SOI):
+        raise ValueError("not a JPEG: no start-of-image marker")
+    at = 2
+    if data.startswith(b"\xff\xe0", 2) and data.startswith(b"JFIF\x00", 6):
+        at = min(4 + _U16(data, 4)[0], len(data))
+    return data[:at] + exif_orientation_segment(orientation) + data[at:]
 
 
 # --- check -----------------------------------------------------------------------------------

@@ -5,6 +5,11 @@ with libjpeg-turbo through simplejpeg (``imagefix.decode_jpeg``, which also judg
 using its DCT scaling only by powers of two and only while the result stays at least the
 target size (finer DCT factors cost quality), resize with OpenCV's area filter
 (antialiased), encode with simplejpeg at 4:2:0.
+
+Orientation is kept, not applied: the pixels stay the stored grid, scaled, and a resized
+copy carries the EXIF Orientation of its input (in a minimal APP1 segment, the only metadata
+it has), so readers that turn images upright (DALI, Pillow's ``exif_transpose``) show it as
+they show the full-size image.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .errors import DataError
-from .imagefix import decode_jpeg
+from .imagefix import decode_jpeg, exif_orientation, with_exif_orientation
 
 
 @dataclass(frozen=True)
@@ -72,6 +77,7 @@ def resize_jpeg(
 
     The decode judges libjpeg's complaints as ``--decode-check`` does
     (:func:`imagefix.decode_jpeg`): a damaged JPEG is a DataError, stray bytes are not.
+    The output carries the input's EXIF Orientation, if it has one, and no other metadata.
     """
     target = spec.target(width, height)
     if target is None:
@@ -93,4 +99,6 @@ def resize_jpeg(
     encoded = simplejpeg.encode_jpeg(
         small, quality=spec.quality, colorspace="RGB", colorsubsampling="420"
     )
-    return bytes(encoded), target[0], target[1]
+    orientation = exif_orientation(data)
+    out = bytes(encoded) if orientation is None else with_exif_orientation(encoded, orientation)
+    return out, target[0], target[1]
