@@ -12,6 +12,7 @@ from .imagefix import MAX_PIXELS
 SPLITS = ("train", "validation")
 FORMATS = ("tfrecord", "imagefolder", "webdataset")
 ON_ERROR = ("raise", "skip")
+OUTPUT_LAYOUT = 2  # see BuildConfig.output_options
 DEFAULT_SEED = 12345
 WEBDATASET_SHARD_BYTES = 10**9  # the seed's build_imagenet_data.py shuffles with random.seed(12345)
 
@@ -144,6 +145,10 @@ class BuildConfig:
         listed in the manifest); a rerun with a raised limit may finish a failed build.
         """
         return {
+            # The version of the output's layout and bytes: a build of another is not resumed.
+            # 2: DALI indexes in OUT/dali-index/, dataset cards and metadata beside the
+            # shards, resized copies keep the EXIF Orientation tag.
+            "layout": OUTPUT_LAYOUT,
             "formats": list(self.formats),
             "splits": list(self.splits),
             "train_shards": self.train_shards,

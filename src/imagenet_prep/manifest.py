@@ -29,6 +29,8 @@ OPTIONS_FILE = "options.json"
 LOCK_FILE = "lock"
 OUTPUTS_FILE = "outputs.txt"
 FOREIGN_FILE = "foreign.json"
+# What formats keep per shard until the build joins it (removed once the manifest is written).
+PARTS_DIR = "parts"
 
 
 def state_dir(out: Path) -> Path:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import shutil
 import sys
 import time
 from collections.abc import Iterator
@@ -26,6 +27,7 @@ from .labels import Devkit, Synsets, load_synsets, read_devkit, validation_label
 from .manifest import (
     FORMAT_VERSION,
     MANIFEST,
+    PARTS_DIR,
     BuildLock,
     Journal,
     read_foreign,
@@ -304,6 +306,8 @@ def _planned_files(
     """Every file the build may write, relative to OUT (see :func:`record_outputs`)."""
     yield from (MANIFEST, LABELS_TXT, BOX_CSV)
     options = SinkOptions(out=config.output, dali_index=config.dali_index)
+    for name in config.formats:
+        yield from get_sink(name, options).side_files(list(indexes))
     for formats, specs in plans:
         index = indexes[specs[0].split]
         for name in formats:
@@ -693,6 +697,7 @@ def _build(
     manifest["skipped"] = skipped + manifest["skipped"]
     write_manifest(out, manifest)
     journal.remove()
+    shutil.rmtree(state / PARTS_DIR, ignore_errors=True)  # joined into the formats' files
     fresh = [r for k, r in results.items() if k not in done and config.formats[0] in r.outputs]
     return BuildResult(
         output=out,
@@ -705,7 +710,8 @@ def _build(
         seconds=time.perf_counter() - started,
         bytes_in=sum(r.bytes_in for r in fresh),
         images_written=sum(r.images for r in fresh),
-        files_written=sum(_output_files(r) for k, r in results.items() if k not in done),
+        files_written=sum(_output_files(r) for k, r in results.items() if k not in done)
+        + sum(len(f.get("side_files", ())) for f in manifest["formats"].values()),
         files_reused=sum(_output_files(r) for r in done.values()),
         manifest=manifest,
     )

@@ -21,8 +21,7 @@ def _row(row: dict[str, Any]) -> tuple[str, int, list[list[float]], list[int]]:
     if "json" in row:  # webdataset: cls, jpg, json
         meta = row["json"]
         return meta["filename"], row["cls"], meta["boxes"], [meta["width"], meta["height"]]
-    boxes = json.loads(row["boxes_json"])
-    return row["filename"], row["label"], boxes, [row["width"], row["height"]]
+    return row["filename"], row["label"], row["boxes"], [row["width"], row["height"]]
 
 
 def main(folder: str) -> dict[str, Any]:

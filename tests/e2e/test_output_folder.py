@@ -57,7 +57,7 @@ def test_overwrite_removes_exactly_what_the_earlier_build_wrote(
     earlier = files(out)
     assert any(p.startswith("webdataset/") for p in earlier)
     # The user's own files, in the format folders and beside them.
-    wnid = sorted(p.name for p in (out / "imagefolder" / "train").iterdir())[0]
+    wnid = sorted(p.name for p in (out / "imagefolder" / "train").iterdir() if p.is_dir())[0]
     mine = {
         "tfrecord/notes.txt": b"mine",
         f"imagefolder/train/{wnid}/extra.JPEG": b"not from the build",
@@ -335,7 +335,7 @@ def test_verify_names_a_folder_inside_a_class_folder(
         source=small_download, output=out, formats=("imagefolder",), workers=1, splits="validation"
     )
     build(config)
-    folder = next((out / "imagefolder" / "val").iterdir()) / "nested"
+    folder = next(p for p in (out / "imagefolder" / "val").iterdir() if p.is_dir()) / "nested"
     folder.mkdir()
     capsys.readouterr()
     assert main(["verify", str(out)]) == 1

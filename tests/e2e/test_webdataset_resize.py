@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import shutil
 import struct
 import subprocess
@@ -17,6 +18,7 @@ from tests.helpers import records_by_name, run_cli, source_images
 
 from imagenet_prep import BuildConfig, build, verify
 from imagenet_prep.labels import load_synsets
+from imagenet_prep.sinks import hfcard
 from imagenet_prep.sinks.tfrecord import read_examples
 
 
@@ -55,6 +57,8 @@ def test_webdataset_library_reads_every_sample(wds_build: Path, small_download: 
             for sample in samples:
                 key = sample["__key__"]
                 meta = json.loads(sample["json"])
+                # The keys the dataset card declares (datasets drops any other).
+                assert tuple(sorted(meta)) == hfcard.WEBDATASET_JSON_KEYS
                 assert key == Path(meta["filename"]).stem
                 assert int(sample["cls"]) == synsets.index(meta["wnid"])
                 assert meta["text"] == synsets.text(meta["wnid"])
@@ -120,6 +124,31 @@ def test_tar_members_are_sorted_and_reproducible(wds_build: Path) -> None:
     }
 
 
+def _index(out: Path, shard: Path) -> Path:
+    """The contract: ``OUT/dali-index/<format>/<shard file>.idx``."""
+    return out / "dali-index" / shard.parent.name / (shard.name + ".idx")
+
+
+def test_shard_globs_find_only_shards(wds_build: Path) -> None:
+    # The glob of the inception and TPU ResNet input code (and of webdataset users).
+    for split in ("train", "validation"):
+        tf = sorted(p.name for p in (wds_build / "tfrecord").glob(f"{split}-*"))
+        assert tf and all(re.fullmatch(rf"{split}-\d{{5}}-of-\d{{5}}", n) for n in tf), tf
+        wds = sorted(p.name for p in (wds_build / "webdataset").glob(f"{split}-*"))
+        assert wds and all(re.fullmatch(rf"{split}-\d{{6}}\.tar", n) for n in wds), wds
+        for name in tf:
+            assert _index(wds_build, wds_build / "tfrecord" / name).is_file()
+        for name in wds:
+            assert _index(wds_build, wds_build / "webdataset" / name).is_file()
+    assert verify(wds_build).ok
+    stray = wds_build / "dali-index" / "tfrecord" / "train-00099-of-00100.idx"
+    stray.write_text("0 10\n")
+    try:
+        assert verify(wds_build).problems == [f"{stray}: not listed in the manifest"]
+    finally:
+        stray.unlink()
+
+
 def test_dali_index_files_match_the_shards(wds_build: Path) -> None:
     for shard in sorted((wds_build / "tfrecord").glob("*-of-?????")):
         data = shard.read_bytes()
@@ -128,9 +157,9 @@ def test_dali_index_files_match_the_shards(wds_build: Path) -> None:
             (length,) = struct.unpack_from("<Q", data, offset)
             expected.append(f"{offset} {length + 16}")
             offset += length + 16
-        assert shard.with_name(shard.name + ".idx").read_text().splitlines() == expected
+        assert _index(wds_build, shard).read_text().splitlines() == expected
     for shard in sorted((wds_build / "webdataset").glob("*.tar")):
-        lines = shard.with_suffix(".idx").read_text().splitlines()
+        lines = _index(wds_build, shard).read_text().splitlines()
         with tarfile.open(shard) as tar:
             members = [m for m in tar if m.isfile()]
         assert lines[0] == f"v1.2 {len(members) // 3}"
@@ -263,13 +292,15 @@ def test_dali_reads_both_kinds_of_shard_with_our_indexes(wds_build: Path) -> Non
 
     @dali.pipeline_def(batch_size=2, num_threads=1, device_id=None)  # type: ignore[untyped-decorator]
     def records():  # type: ignore[no-untyped-def]
-        inputs = fn.readers.tfrecord(path=str(shard), index_path=str(shard) + ".idx", features=spec)
+        inputs = fn.readers.tfrecord(
+            path=str(shard), index_path=str(_index(wds_build, shard)), features=spec
+        )
         return fn.decoders.image(inputs["image/encoded"], device="cpu"), inputs["image/class/label"]
 
     @dali.pipeline_def(batch_size=2, num_threads=1, device_id=None)  # type: ignore[untyped-decorator]
     def samples():  # type: ignore[no-untyped-def]
         jpg, cls = fn.readers.webdataset(
-            paths=[str(tar)], index_paths=[str(tar.with_suffix(".idx"))], ext=["jpg", "cls"]
+            paths=[str(tar)], index_paths=[str(_index(wds_build, tar))], ext=["jpg", "cls"]
         )
         return fn.decoders.image(jpg, device="cpu"), cls
 

@@ -59,7 +59,7 @@ IMAGEFOLDER = {
     "filename": datasets.Value("string"),
     "width": datasets.Value("int32"),
     "height": datasets.Value("int32"),
-    "boxes_json": datasets.Value("string"),
+    "boxes": BOXES,
 }
 
 
@@ -84,8 +84,8 @@ def test_imagefolder_card_gives_the_features_to_the_config_too() -> None:
     front = _front(hfcard.imagefolder_card(FOLDERS))
     (config,) = front["configs"]
     assert config["data_files"] == [
-        {"split": "train", "path": ["train/metadata.jsonl", "train/*/*"]},
-        {"split": "validation", "path": ["val/metadata.jsonl", "val/*/*"]},
+        {"split": "train", "path": ["train/metadata.parquet", "train/*/*"]},
+        {"split": "validation", "path": ["val/metadata.parquet", "val/*/*"]},
     ]
     assert config["features"] == front["dataset_info"]["features"] == _yaml_features(IMAGEFOLDER)
 
@@ -117,6 +117,31 @@ def test_splits_are_checked() -> None:
         hfcard.imagefolder_card({"train": "a/b"})
 
 
+def test_metadata_is_parquet_with_typed_boxes_in_every_split(tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    boxes = [(0.125, 0.25, 0.5, 1.0)]  # float32 holds these exactly
+    lines = [
+        hfcard.metadata_line("n1/a.JPEG", 3, "n1", 10, 20, boxes),
+        hfcard.metadata_line("n1/b.JPEG", 3, "n1", 11, 21, []),
+    ]
+    schemas = []
+    for name, chunks in [("train", [b"".join(lines), b""]), ("val", [lines[1]]), ("none", [])]:
+        with open(tmp_path / name, "wb") as f:
+            hfcard.write_metadata(chunks, f)
+        table = pq.read_table(tmp_path / name)
+        schemas.append(table.schema)
+        assert table.column_names == list(hfcard.METADATA_COLUMNS)
+    assert schemas[0] == schemas[1] == schemas[2]  # empty boxes do not change the type
+    assert (
+        str(schemas[0].field("boxes").type) == "list<element: fixed_size_list<element: float>[4]>"
+    )
+    rows = pq.read_table(tmp_path / "train").to_pylist()
+    assert [r["filename"] for r in rows] == ["a.JPEG", "b.JPEG"]
+    assert rows[0]["boxes"] == [list(boxes[0])] and rows[1]["boxes"] == []
+    assert (rows[0]["label"], rows[0]["width"], rows[0]["height"]) == (3, 10, 20)
+
+
 def test_metadata_line_round_trips() -> None:
     boxes = [(0.1, 0.25, 0.5, 1.0), (0.0, 0.0, 1.0, 1.0)]
     line = hfcard.metadata_line("n01440764/n01440764_7.v2.JPEG", 0, "n01440764", 50, 40, boxes)
@@ -129,11 +154,10 @@ def test_metadata_line_round_trips() -> None:
         "filename": "n01440764_7.v2.JPEG",
         "width": 50,
         "height": 40,
-        "boxes_json": row["boxes_json"],
+        "boxes": [list(b) for b in boxes],
     }
-    assert json.loads(row["boxes_json"]) == [list(b) for b in boxes]
-    assert json.loads(hfcard.metadata_line("n1/é.JPEG", 3, "n1", 1, 1, []))["boxes_json"] == "[]"
-    for name in ("/abs.JPEG", "../up.JPEG", "a\\b.JPEG"):
+    assert json.loads(hfcard.metadata_line("n1/é.JPEG", 3, "n1", 1, 1, []))["boxes"] == []
+    for name in ("/abs.JPEG", "../up.JPEG"):
         with pytest.raises(ValueError, match="relative"):
             hfcard.metadata_line(name, 0, "n1", 1, 1, [])
     with pytest.raises(ValueError, match="4 coordinates"):
@@ -207,7 +231,11 @@ def _write_outputs(out: Path, images: dict[str, list[dict[str, Any]]]) -> None:
             lines.append(
                 hfcard.metadata_line(relpath, label, image["wnid"], width, height, image["boxes"])
             )
-        (folder / hfcard.METADATA_NAME).write_bytes(b"".join(lines))
+        with open(folder / hfcard.METADATA_NAME, "wb") as f:
+            # Two chunks (row groups), as two shards give them.
+            assert hfcard.write_metadata([b"".join(lines[:2]), b"".join(lines[2:])], f) == len(
+                lines
+            )
     (wds / hfcard.CARD_NAME).write_text(hfcard.webdataset_card(images))
     (out / "imagefolder" / hfcard.CARD_NAME).write_text(hfcard.imagefolder_card(FOLDERS))
 

@@ -63,7 +63,8 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--dali-index",
         action="store_true",
-        help="write NVIDIA DALI's index beside each TFRecord and WebDataset shard",
+        help="write NVIDIA DALI's index of each TFRecord and WebDataset shard to "
+        "OUT/dali-index/<format>/<shard>.idx",
     )
     p.add_argument(
         "--on-error",

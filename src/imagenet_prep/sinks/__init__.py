@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -18,7 +18,7 @@ class SinkOptions:
     out: Path
     label_offset: int = 1
     link: bool = False  # imagefolder: hard-link files of an extracted tree instead of copying
-    dali_index: bool = False  # tfrecord, webdataset: write NVIDIA DALI's index beside each shard
+    dali_index: bool = False  # tfrecord, webdataset: write OUT/dali-index/<format>/<shard>.idx
 
 
 @dataclass
@@ -58,6 +58,11 @@ class Sink(Protocol):
         ...
 
     def verify(self, section: dict[str, Any], *, decode: bool) -> VerifyReport: ...
+
+    def side_files(self, splits: Sequence[str]) -> Iterator[str]:
+        """The files (relative to OUT) that ``finalize`` writes beside the shards of ``splits``
+        (dataset cards, readers' info files); listed in the section under ``side_files``."""
+        ...
 
     def planned_files(self, spec: ShardSpec, images: Iterable[tuple[str, str]]) -> Iterator[str]:
         """Every file (relative to OUT) that writing ``spec`` may make; ``images`` are the

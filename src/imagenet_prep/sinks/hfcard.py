@@ -15,16 +15,16 @@ WebDataset: the builder honours ``dataset_info.features``. The columns are the m
 (``cls``, ``jpg``, ``json``) plus ``__key__`` and ``__url__``, which the builder adds to
 every sample; a column the features do not declare is dropped, and so is a ``json`` key.
 
-ImageFolder: each split folder gets a :data:`METADATA_NAME` (one :func:`metadata_line` per
-image, ``file_name`` relative to it), and the builder takes every row, label included, from
-it instead of from the folder names. This builder ignores ``dataset_info.features``. It uses
-the config's ``features`` (datasets 3.0.2 and later), so the card gives them there too. But
-first, whatever the card says, it infers the types of the first rows of each split's metadata
-file and refuses files whose types differ. Boxes that are ``[]`` in every validation row are
-typed ``list<null>`` and always differ from the training file's, so the metadata carries boxes
-as JSON text (``boxes_json``: ``"[]"``, ``"[[0.1,0.2,0.9,1.0]]"``). torchvision's
-``ImageFolder`` only looks at class folders and their image files, so a file beside the class
-folders changes nothing for it.
+ImageFolder: each split folder gets a :data:`METADATA_NAME` (one row per image, ``file_name``
+relative to it), and the builder takes every row, label included, from it instead of from the
+folder names. This builder ignores ``dataset_info.features``. It uses the config's
+``features`` (datasets 3.0.2 and later), so the card gives them there too. But first,
+whatever the card says, it infers the types of the first rows of each split's metadata file
+and refuses files whose types differ: in JSON lines, boxes that are ``[]`` in every validation
+row are typed ``list<null>`` and never match the training file's. So the metadata is Parquet,
+written with one explicit schema (:func:`write_metadata`), boxes typed as lists of 4 float32
+in both splits. torchvision's ``ImageFolder`` only looks at class folders and their image
+files, so a file beside the class folders changes nothing for it.
 
 The YAML is written here by hand and always comes out the same, so the package needs neither
 ``datasets`` nor a YAML library; the tests parse the output with both.
@@ -35,11 +35,12 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
+from typing import BinaryIO
 
 from ..labels import load_synsets
 
 CARD_NAME = "README.md"
-METADATA_NAME = "metadata.jsonl"
+METADATA_NAME = "metadata.parquet"
 SPLITS = ("train", "validation")
 
 # The keys of the WebDataset ``.json`` member that the card declares (webdataset.py writes them).
@@ -112,7 +113,7 @@ def _imagefolder_features() -> list[Feature]:
         ("filename", _STRING),
         ("width", _INT32),
         ("height", _INT32),
-        ("boxes_json", _STRING),
+        ("boxes", _BOXES),
     ]
 
 
@@ -165,7 +166,7 @@ def imagefolder_patterns(folder: str) -> list[str]:
     ``datasets`` picks the builder by the most common file extension.
 
     >>> imagefolder_patterns("val")
-    ['val/metadata.jsonl', 'val/*/*']
+    ['val/metadata.parquet', 'val/*/*']
     """
     return [f"{folder}/{METADATA_NAME}", f"{folder}/*/*"]
 
@@ -207,7 +208,7 @@ def imagefolder_card(splits: Mapping[str, str]) -> str:
     """The text of ``OUT/imagefolder/README.md``; ``splits`` maps a split to its folder.
 
     >>> card = imagefolder_card({"validation": "val"})
-    >>> "  - split: validation\\n    path:\\n    - val/metadata.jsonl\\n    - val/*/*\\n" in card
+    >>> "  - split: validation\\n    path:\\n    - val/metadata.parquet\\n    - val/*/*\\n" in card
     True
     """
     names = _check_splits(splits)
@@ -225,16 +226,15 @@ def imagefolder_card(splits: Mapping[str, str]) -> str:
 
 Written by imagenet-prep: {folders} hold one folder per WordNet ID with its images, and a
 `{METADATA_NAME}` that Hugging Face `datasets` reads the rows from (`file_name`, `label`,
-`wnid`, `filename`, `width`, `height`, `boxes_json`).
+`wnid`, `filename`, `width`, `height`, `boxes`).
 
 {_LOAD}
 
 `label` is the 0-based index of the image's WordNet ID in the sorted list of the 1000
 ILSVRC2012 synsets: `ds["train"].features["label"].int2str(0)` is `n01440764`. This is also
-the index torchvision's `ImageFolder` gives the class folders of a full build. `boxes_json`
-is JSON text: a list of `[xmin, ymin, xmax, ymax]` boxes normalized to the image's width and
-height (`json.loads` it). Validation images have none. It is text because a list that is
-empty in every validation row makes `datasets` refuse the metadata.
+the index torchvision's `ImageFolder` gives the class folders of a full build. `boxes` holds
+`[xmin, ymin, xmax, ymax]` boxes normalized to the image's width and height; validation images
+have none.
 """
 
 
@@ -250,17 +250,19 @@ def metadata_line(
     height: int,
     boxes: Sequence[tuple[float, float, float, float]],
 ) -> bytes:
-    """One line of a split folder's :data:`METADATA_NAME`; ``file_name`` is relative to it.
+    """One image's metadata row as a JSON line: a shard gathers its rows in such lines, and
+    :func:`write_metadata` turns a split's lines into its :data:`METADATA_NAME`.
+    ``file_name`` is relative to the split folder.
 
     >>> line = metadata_line("n01440764/n01440764_10026.JPEG", 0, "n01440764", 250, 188,
     ...                      [(0.1, 0.2, 0.9, 1.0)])
     >>> line[:62]
     b'{"file_name":"n01440764/n01440764_10026.JPEG","label":0,"wnid"'
-    >>> json.loads(line)["boxes_json"], line.endswith(b"}\\n")
-    ('[[0.1,0.2,0.9,1.0]]', True)
+    >>> json.loads(line)["boxes"], line.endswith(b"}\\n")
+    ([[0.1, 0.2, 0.9, 1.0]], True)
     """
-    if "\\" in file_name or file_name.startswith("/") or ".." in file_name.split("/"):
-        raise ValueError(f"file_name must be a relative path with '/': {file_name!r}")
+    if file_name.startswith("/") or ".." in file_name.split("/"):
+        raise ValueError(f"file_name must be a relative path: {file_name!r}")
     coords = [[float(v) for v in box] for box in boxes]
     if any(len(box) != 4 for box in coords):
         raise ValueError(f"{file_name}: a box must have 4 coordinates: {boxes!r}")
@@ -271,6 +273,40 @@ def metadata_line(
         "filename": file_name.rsplit("/", 1)[-1],
         "width": width,
         "height": height,
-        "boxes_json": json.dumps(coords, separators=(",", ":")),
+        "boxes": coords,
     }
     return json.dumps(row, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n"
+
+
+# The metadata's columns: the card's, with ``file_name`` in place of the image.
+METADATA_COLUMNS = ("file_name", "label", "wnid", "filename", "width", "height", "boxes")
+
+
+def write_metadata(chunks: Iterable[bytes], out: BinaryIO) -> int:
+    """Write a split's :data:`METADATA_NAME` to ``out`` from chunks of :func:`metadata_line`
+    lines (one row group per chunk, one explicit schema); the number of rows."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = pa.schema(
+        [
+            ("file_name", pa.string()),
+            ("label", pa.int64()),
+            ("wnid", pa.string()),
+            ("filename", pa.string()),
+            ("width", pa.int32()),
+            ("height", pa.int32()),
+            ("boxes", pa.list_(pa.list_(pa.float32(), 4))),
+        ]
+    )
+    rows = 0
+    with pq.ParquetWriter(out, schema, compression="zstd") as writer:
+        for chunk in chunks:
+            records = [json.loads(line) for line in chunk.splitlines()]
+            if records:
+                columns = {name: [r[name] for r in records] for name in METADATA_COLUMNS}
+                writer.write_table(pa.table(columns, schema=schema))
+                rows += len(records)
+        if not rows:  # no image written: the file still holds the schema
+            writer.write_table(schema.empty_table())
+    return rows

@@ -5,26 +5,37 @@
 This is the layout torchvision's ``ImageFolder`` and ``ImageNet`` datasets read. The
 manifest keeps, per class folder, a count, a byte total and an order-independent digest
 (the sum of the XXH3-128 of each file's relative path and bytes), not 1.3 million entries.
+
+For Hugging Face ``datasets``, ``finalize`` also writes ``README.md`` (a dataset card: splits
+and explicit features) and, per split folder, ``metadata.jsonl`` (one line per image: its
+path in the folder, 0-based label, size and boxes), which torchvision ignores (it lists
+only folders). Each shard writes its lines to the bookkeeping folder as it goes; they are
+joined in shard order at the end, so a resumed build needs nothing from the shards it reuses.
 """
 
 from __future__ import annotations
 
 import errno
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import xxhash
 
 from ..errors import DataError
-from ..fsutil import temp_name, write_bytes_atomic
+from ..fsutil import atomic_open, hash_file, temp_name, write_bytes_atomic
+from ..manifest import PARTS_DIR, state_dir
 from ..plan import ShardSpec
 from ..sample import Sample
-from . import SinkOptions, VerifyReport
+from . import SinkOptions, VerifyReport, hfcard
+from .shardfile import check_side_files, write_side_file
 
 DIRNAME = "imagefolder"
 SPLIT_DIRS = {"train": "train", "validation": "val"}
+CARD = "README.md"
+# Where shards keep their metadata lines until the build joins them: in the bookkeeping folder.
+PARTS = f"{PARTS_DIR}/imagefolder"
 _MOD = 1 << 128
 
 
@@ -69,11 +80,13 @@ class ImageFolderShardWriter:
     a file system; otherwise it is copied.
     """
 
-    def __init__(self, root: Path, link: bool = False) -> None:
+    def __init__(self, root: Path, part: Path, link: bool = False) -> None:
         self.root = root
+        self.part = part
         self.link = link
         self.totals = ClassTotals()
         self._made: set[Path] = set()
+        self._lines: list[bytes] = []
 
     def add(self, sample: Sample) -> None:
         ref = sample.ref
@@ -94,9 +107,20 @@ class ImageFolderShardWriter:
         if not linked:
             write_bytes_atomic(target, data)
         self.totals.add(folder, len(data), file_digest(relpath, data))
+        self._lines.append(
+            hfcard.metadata_line(
+                f"{ref.wnid}/{ref.filename}",
+                ref.label,
+                ref.wnid,
+                sample.width,
+                sample.height,
+                [(b.xmin, b.ymin, b.xmax, b.ymax) for b in ref.boxes],
+            )
+        )
 
     def commit(self) -> dict[str, Any]:
-        return {"classes": self.totals.as_dict()}
+        write_bytes_atomic(self.part, b"".join(self._lines))
+        return {"classes": self.totals.as_dict(), "part": self.part.name}
 
     def abort(self) -> None:
         """Finished files stay: they are complete, and a rerun rewrites the same bytes."""
@@ -126,7 +150,8 @@ class ImageFolderSink:
         self.root = options.out / DIRNAME
 
     def open_shard(self, spec: ShardSpec) -> ImageFolderShardWriter:
-        return ImageFolderShardWriter(self.root, link=self.options.link)
+        part = state_dir(self.options.out) / PARTS / f"{spec.name}.jsonl"
+        return ImageFolderShardWriter(self.root, part, link=self.options.link)
 
     def finalize(self, results: list[dict[str, Any]]) -> dict[str, Any]:
         totals = ClassTotals()
@@ -134,11 +159,42 @@ class ImageFolderSink:
             for folder, entry in result["classes"].items():
                 totals.merge(folder, entry["count"], entry["bytes"], entry["digest"])
         classes = totals.as_dict()
+        splits = sorted({r["part"].split("-", 1)[0] for r in results}, key=list(SPLIT_DIRS).index)
+        files = [self._join_parts(split, results) for split in splits]
+        card = hfcard.imagefolder_card({split: SPLIT_DIRS[split] for split in splits})
+        files.append(write_side_file(self.options.out, f"{DIRNAME}/{CARD}", card.encode()))
         return {
             "files": sum(c["count"] for c in classes.values()),
             "bytes": sum(c["bytes"] for c in classes.values()),
             "classes": classes,
+            "side_files": files,
         }
+
+    def _join_parts(self, split: str, results: list[dict[str, Any]]) -> dict[str, Any]:
+        """The split's metadata file, from its shards' lines, in shard order."""
+        relpath = f"{DIRNAME}/{SPLIT_DIRS[split]}/{hfcard.METADATA_NAME}"
+        parts = state_dir(self.options.out) / PARTS
+        names = sorted(r["part"] for r in results if r["part"].startswith(f"{split}-"))
+
+        def chunks() -> Iterator[bytes]:
+            for name in names:
+                try:
+                    yield (parts / name).read_bytes()
+                except FileNotFoundError:
+                    raise DataError(
+                        f"{parts / name}: missing (a shard's metadata lines); rebuild with "
+                        "--overwrite"
+                    ) from None
+
+        with atomic_open(self.options.out / relpath) as f:
+            hfcard.write_metadata(chunks(), f)
+        size, digest = hash_file(self.options.out / relpath)
+        return {"file": relpath, "bytes": size, "xxh3_128": digest}
+
+    def side_files(self, splits: Sequence[str]) -> Iterator[str]:
+        for split in splits:
+            yield f"{DIRNAME}/{SPLIT_DIRS[split]}/{hfcard.METADATA_NAME}"
+        yield f"{DIRNAME}/{CARD}"
 
     def planned_files(self, spec: ShardSpec, images: Iterable[tuple[str, str]]) -> Iterator[str]:
         split_dir = SPLIT_DIRS[spec.split]
@@ -150,6 +206,9 @@ class ImageFolderSink:
         expected: dict[str, dict[str, Any]] = section["classes"]
         # Files of the user's that --overwrite left alone: not part of this build.
         foreign = {f"{self.options.out}/{name}" for name in section.get("foreign", ())}
+        side = section.get("side_files", [])
+        report.problems.extend(check_side_files(self.options.out, section))
+        foreign.update(f"{self.options.out}/{entry['file']}" for entry in side)
         found = ClassTotals()
         for split_dir in sorted(set(SPLIT_DIRS.values())):
             base = self.root / split_dir

@@ -2,6 +2,9 @@
 
 A shard is written under a temporary name through a hashing writer; ``finish`` writes its
 optional index file, renames the shard into place and returns the manifest entry.
+
+DALI index files live apart from the shards, in ``OUT/dali-index/<format>/<shard file>.idx``:
+beside the shards, the glob that TensorFlow input code uses (``train-*``) would match them.
 """
 
 from __future__ import annotations
@@ -14,14 +17,31 @@ from typing import Any, BinaryIO
 from ..errors import DataError
 from ..fsutil import HashingWriter, hash_file, temp_name, write_bytes_atomic, xxh3_of
 
+DALI_DIR = "dali-index"
+
+
+def dali_index_file(dirname: str, shard: str) -> str:
+    """Where (relative to OUT) the DALI index of shard file ``shard`` of a format goes.
+
+    >>> dali_index_file("tfrecord", "train-00000-of-00004")
+    'dali-index/tfrecord/train-00000-of-00004.idx'
+    >>> dali_index_file("webdataset", "validation-000001.tar")
+    'dali-index/webdataset/validation-000001.tar.idx'
+    """
+    return f"{DALI_DIR}/{dirname}/{shard}.idx"
+
 
 class ShardFile:
-    """One shard file being written: ``out`` takes the bytes, ``finish`` or ``abort`` ends it."""
+    """One shard file being written: ``out`` takes the bytes, ``finish`` or ``abort`` ends it.
 
-    def __init__(self, path: Path, dirname: str) -> None:
-        self.path = path
+    ``root`` is OUT; the shard goes to ``root/dirname/name``.
+    """
+
+    def __init__(self, root: Path, dirname: str, name: str) -> None:
+        self.path = root / dirname / name
+        self._root = root
         self._dirname = dirname
-        self._tmp = temp_name(path)
+        self._tmp = temp_name(self.path)
         try:
             self._file: BinaryIO = open(self._tmp, "wb", buffering=0)  # noqa: SIM115
         except FileNotFoundError:  # the format's first shard: make its folder (only then)
@@ -29,8 +49,8 @@ class ShardFile:
             self._file = open(self._tmp, "wb", buffering=0)  # noqa: SIM115
         self.out = HashingWriter(self._file)
 
-    def finish(self, records: int, index: tuple[Path, bytes] | None = None) -> dict[str, Any]:
-        """Close, write the index file (if any), rename into place; the manifest entry."""
+    def finish(self, records: int, index: bytes | None = None) -> dict[str, Any]:
+        """Close, write the DALI index file (if any), rename into place; the manifest entry."""
         self.out.flush()
         self._file.close()
         entry: dict[str, Any] = {
@@ -40,19 +60,31 @@ class ShardFile:
             "xxh3_128": self.out.hexdigest(),
         }
         if index is not None:
-            index_path, data = index
-            write_bytes_atomic(index_path, data)
-            entry["index"] = {
-                "file": f"{self._dirname}/{index_path.name}",
-                "bytes": len(data),
-                "xxh3_128": xxh3_of(data),
-            }
+            name = dali_index_file(self._dirname, self.path.name)
+            write_bytes_atomic(self._root / name, index)
+            entry["index"] = {"file": name, "bytes": len(index), "xxh3_128": xxh3_of(index)}
         os.replace(self._tmp, self.path)
         return entry
 
     def abort(self) -> None:
         self._file.close()
         self._tmp.unlink(missing_ok=True)
+
+
+def write_side_file(out: Path, relpath: str, data: bytes) -> dict[str, Any]:
+    """Write a file that a format keeps beside its shards (a dataset card, a reader's info
+    file) through a temporary name; its manifest entry."""
+    write_bytes_atomic(out / relpath, data)
+    return {"file": relpath, "bytes": len(data), "xxh3_128": xxh3_of(data)}
+
+
+def check_side_files(out: Path, section: dict[str, Any]) -> list[str]:
+    """Size and checksum of each file a format's section lists under ``side_files``."""
+    return [
+        problem
+        for entry in section.get("side_files", ())
+        for problem in check_file(out / entry["file"], entry)
+    ]
 
 
 def finalize_shards(results: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
@@ -94,19 +126,22 @@ def check_index(out: Path, shard: dict[str, Any], expected: Callable[[Path], byt
 
 
 def unlisted(
-    root: Path, dirname: str, shards: Iterable[dict[str, Any]], foreign: Iterable[str] = ()
+    out: Path, dirname: str, shards: Iterable[dict[str, Any]], foreign: Iterable[str] = ()
 ) -> list[str]:
-    """Files in a format's folder that the manifest does not list (nor as ``foreign``: a
-    user's files that ``--overwrite`` left alone)."""
+    """Files in a format's folder and in its DALI index folder that the manifest does not list
+    (nor as ``foreign``: a user's files that ``--overwrite`` left alone)."""
     listed = set(foreign)
     for shard in shards:
         listed.add(shard["file"])
         if "index" in shard:
             listed.add(shard["index"]["file"])
-    if not root.is_dir():
-        return []
-    return [
-        f"{root / name}: not listed in the manifest"
-        for name in sorted(os.listdir(root))
-        if f"{dirname}/{name}" not in listed
-    ]
+    problems: list[str] = []
+    for folder in (dirname, f"{DALI_DIR}/{dirname}"):
+        root = out / folder
+        if root.is_dir():
+            problems.extend(
+                f"{root / name}: not listed in the manifest"
+                for name in sorted(os.listdir(root))
+                if f"{folder}/{name}" not in listed
+            )
+    return problems

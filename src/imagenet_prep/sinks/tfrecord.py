@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +12,14 @@ from ..labels import load_synsets
 from ..plan import ShardSpec
 from ..sample import Sample
 from . import SinkOptions, VerifyReport
-from .shardfile import ShardFile, check_file, check_index, finalize_shards, unlisted
+from .shardfile import (
+    ShardFile,
+    check_file,
+    check_index,
+    dali_index_file,
+    finalize_shards,
+    unlisted,
+)
 
 DIRNAME = "tfrecord"
 
@@ -39,9 +46,9 @@ FEATURES = (
 class TFRecordShardWriter:
     """Write one shard under a temporary name; ``commit`` renames it into place."""
 
-    def __init__(self, path: Path, options: SinkOptions) -> None:
-        self.path = path
-        self._shard = ShardFile(path, DIRNAME)
+    def __init__(self, name: str, options: SinkOptions) -> None:
+        self._shard = ShardFile(options.out, DIRNAME, name)
+        self.path = self._shard.path
         self._offset = options.label_offset
         self._texts = load_synsets().texts
         self._dali = options.dali_index
@@ -70,16 +77,11 @@ class TFRecordShardWriter:
         index = None
         if self._dali:
             # DALI's tfrecord2idx format: "offset size" per record, size including framing.
-            index = (index_path(self.path), "".join(self._index).encode("ascii"))
+            index = "".join(self._index).encode("ascii")
         return self._shard.finish(self.records, index)
 
     def abort(self) -> None:
         self._shard.abort()
-
-
-def index_path(shard: Path) -> Path:
-    """Where a shard's DALI index goes: beside it, with ``.idx`` appended."""
-    return shard.with_name(shard.name + ".idx")
 
 
 class TFRecordSink:
@@ -92,16 +94,18 @@ class TFRecordSink:
         self.root = options.out / DIRNAME
 
     def open_shard(self, spec: ShardSpec) -> TFRecordShardWriter:
-        return TFRecordShardWriter(self.root / spec.name, self.options)
+        return TFRecordShardWriter(spec.name, self.options)
 
     def finalize(self, results: list[dict[str, Any]]) -> dict[str, Any]:
         return finalize_shards(results, label_offset=self.options.label_offset)
 
     def planned_files(self, spec: ShardSpec, images: Iterable[tuple[str, str]]) -> Iterator[str]:
-        path = self.root / spec.name
-        yield f"{DIRNAME}/{path.name}"
+        yield f"{DIRNAME}/{spec.name}"
         if self.options.dali_index:
-            yield f"{DIRNAME}/{index_path(path).name}"
+            yield dali_index_file(DIRNAME, spec.name)
+
+    def side_files(self, splits: Sequence[str]) -> Iterator[str]:
+        return iter(())
 
     def verify(self, section: dict[str, Any], *, decode: bool) -> VerifyReport:
         report = VerifyReport()
@@ -109,7 +113,7 @@ class TFRecordSink:
         for shard in section["shards"]:
             report.extend(check_shard(self.options.out, shard, offset, decode=decode))
         report.problems.extend(
-            unlisted(self.root, DIRNAME, section["shards"], section.get("foreign", ()))
+            unlisted(self.options.out, DIRNAME, section["shards"], section.get("foreign", ()))
         )
         return report
 

@@ -7,6 +7,10 @@ readers split a member's name at its first dot); its members, in sorted order, a
 (wnid, text, width, height, filename, normalized boxes; ``filename`` is the image's name as
 found, so the original stem is there when the key differs). Tars are written with the
 standard library, with fixed mtime, owner and mode, so the bytes are reproducible.
+
+Beside the shards, ``finalize`` writes what two popular readers look for: ``README.md``, a
+dataset card that Hugging Face ``datasets.load_dataset(folder)`` reads (splits and explicit
+features), and ``_info.json``, the split table of timm's WebDataset reader.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import io
 import json
 import os
 import tarfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +28,21 @@ from ..fsutil import HashingWriter
 from ..labels import load_synsets
 from ..plan import ShardSpec
 from ..sample import Sample
-from . import SinkOptions, VerifyReport
-from .shardfile import ShardFile, check_file, check_index, finalize_shards, unlisted
+from . import SinkOptions, VerifyReport, hfcard
+from .shardfile import (
+    ShardFile,
+    check_file,
+    check_index,
+    check_side_files,
+    dali_index_file,
+    finalize_shards,
+    unlisted,
+    write_side_file,
+)
 
 DIRNAME = "webdataset"
+CARD = "README.md"
+TIMM_INFO = "_info.json"
 MEMBER_ORDER = ("cls", "jpg", "json")
 WDS_INDEX_VERSION = "v1.2"
 
@@ -56,15 +71,6 @@ def shard_file(split: str, index: int) -> str:
     return f"{split}-{index:06d}.tar"
 
 
-def index_file(shard: str) -> str:
-    """The name DALI's ``wds2idx`` gives a shard's index (the archive's name up to its first dot).
-
-    >>> index_file("train-000007.tar")
-    'train-000007.idx'
-    """
-    return shard.split(".", 1)[0] + ".idx"
-
-
 def _info(name: str, size: int) -> tarfile.TarInfo:
     info = tarfile.TarInfo(name)
     info.size = size
@@ -91,9 +97,9 @@ class _Tell:
 class WebDatasetShardWriter:
     """Write one shard under a temporary name; ``commit`` renames it into place."""
 
-    def __init__(self, path: Path, options: SinkOptions) -> None:
-        self.path = path
-        self._shard = ShardFile(path, DIRNAME)
+    def __init__(self, name: str, options: SinkOptions) -> None:
+        self._shard = ShardFile(options.out, DIRNAME, name)
+        self.path = self._shard.path
         self._tar = tarfile.TarFile(
             fileobj=_Tell(self._shard.out),  # type: ignore[arg-type]
             mode="w",
@@ -136,10 +142,7 @@ class WebDatasetShardWriter:
         index = None
         if self._dali:
             lines = [f"{WDS_INDEX_VERSION} {len(self._index)}", *self._index]
-            index = (
-                self.path.with_name(index_file(self.path.name)),
-                "".join(line + "\n" for line in lines).encode("utf-8"),
-            )
+            index = "".join(line + "\n" for line in lines).encode("utf-8")
         return self._shard.finish(self.records, index)
 
     def abort(self) -> None:
@@ -156,25 +159,73 @@ class WebDatasetSink:
         self.root = options.out / DIRNAME
 
     def open_shard(self, spec: ShardSpec) -> WebDatasetShardWriter:
-        return WebDatasetShardWriter(self.root / shard_file(spec.split, spec.index), self.options)
+        return WebDatasetShardWriter(shard_file(spec.split, spec.index), self.options)
 
     def finalize(self, results: list[dict[str, Any]]) -> dict[str, Any]:
-        return finalize_shards(results)
+        section = finalize_shards(results)
+        splits = split_shards(section["shards"])
+        out = self.options.out
+        section["side_files"] = [
+            write_side_file(out, f"{DIRNAME}/{CARD}", hfcard.webdataset_card(splits).encode()),
+            write_side_file(out, f"{DIRNAME}/{TIMM_INFO}", timm_info(splits)),
+        ]
+        return section
+
+    def side_files(self, splits: Sequence[str]) -> Iterator[str]:
+        yield f"{DIRNAME}/{CARD}"
+        yield f"{DIRNAME}/{TIMM_INFO}"
 
     def planned_files(self, spec: ShardSpec, images: Iterable[tuple[str, str]]) -> Iterator[str]:
         name = shard_file(spec.split, spec.index)
         yield f"{DIRNAME}/{name}"
         if self.options.dali_index:
-            yield f"{DIRNAME}/{index_file(name)}"
+            yield dali_index_file(DIRNAME, name)
 
     def verify(self, section: dict[str, Any], *, decode: bool) -> VerifyReport:
         report = VerifyReport()
         for shard in section["shards"]:
             report.extend(check_shard(self.options.out, shard, decode=decode))
+        side = section.get("side_files", [])
+        report.problems.extend(check_side_files(self.options.out, section))
         report.problems.extend(
-            unlisted(self.root, DIRNAME, section["shards"], section.get("foreign", ()))
+            unlisted(
+                self.options.out, DIRNAME, [*section["shards"], *side], section.get("foreign", ())
+            )
         )
         return report
+
+
+def split_shards(shards: Iterable[dict[str, Any]]) -> dict[str, list[tuple[str, int]]]:
+    """Shard file names (relative to the folder) and sample counts, per split, in order.
+
+    >>> split_shards([{"file": "webdataset/train-000000.tar", "records": 3}])
+    {'train': [('train-000000.tar', 3)]}
+    """
+    splits: dict[str, list[tuple[str, int]]] = {}
+    for shard in sorted(shards, key=lambda s: str(s["file"])):
+        name = str(shard["file"]).rsplit("/", 1)[-1]
+        splits.setdefault(name.rsplit("-", 1)[0], []).append((name, int(shard["records"])))
+    return splits
+
+
+def timm_info(splits: dict[str, list[tuple[str, int]]]) -> bytes:
+    """``_info.json`` as timm's ``ReaderWds`` reads it (``timm/data/readers/reader_wds.py``):
+    per split its name, sample count, shard files (relative to the folder) and their lengths,
+    so that ``create_dataset("wds/imagenet", root=OUT/webdataset, split="train")`` works."""
+    info = {
+        "name": "imagenet-1k",
+        "num_classes": len(load_synsets().wnids),
+        "splits": {
+            split: {
+                "name": split,
+                "num_samples": sum(n for _, n in shards),
+                "filenames": [name for name, _ in shards],
+                "shard_lengths": [n for _, n in shards],
+            }
+            for split, shards in splits.items()
+        },
+    }
+    return (json.dumps(info, indent=1) + "\n").encode("utf-8")
 
 
 def read_samples(path: Path) -> list[dict[str, bytes]]:
