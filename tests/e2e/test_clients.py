@@ -159,3 +159,40 @@ def test_the_side_files_are_listed_and_verified(out: Path) -> None:
             path.write_bytes(original)
         assert len(problems) == 1 and problems[0].startswith(f"{path}: "), problems
     assert verify(out).ok
+
+
+def test_the_readme_dali_pipelines_run_on_the_cpu(out: Path) -> None:
+    pytest.importorskip("nvidia.dali", reason="NVIDIA DALI is not installed")
+    text = (ROOT / "README.md").read_text("utf-8")
+    (code,) = [b for b in text.split("```python\n") if "def tfrecord_pipeline" in b]
+    code = code.split("```", 1)[0]
+    code = code.replace('Path("/tmp/prepared-dali")', f"Path({str(out)!r})")
+    # No GPU here: the README's own note says how the same pipelines run on the CPU.
+    code = code.replace("device_id=0", "device_id=None").replace('device="mixed"', 'device="cpu"')
+    code += """
+import json
+report = {}
+for name, make in (("tfrecord", tfrecord_pipeline), ("webdataset", webdataset_pipeline)):
+    pipe = make(batch_size=4)
+    pipe.build()
+    images, labels = pipe.run()
+    report[name] = {
+        "epoch": pipe.epoch_size("reader"),
+        "shapes": [list(images.at(i).shape) for i in range(len(images))],
+        "labels": [int(bytes(labels.at(i))) if name == "webdataset" else int(labels.at(i)[0])
+                   for i in range(len(labels))],
+    }
+print(json.dumps(report))
+"""
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=600
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    train = len(expected(out, "train"))
+    labels = {v["label"] for v in expected(out, "train").values()}
+    for name, got in report.items():
+        assert got["epoch"] == train, name
+        assert all(len(shape) == 3 and shape[2] == 3 for shape in got["shapes"]), name
+        offset = 1 if name == "tfrecord" else 0  # the TFRecords' labels are 1-based by default
+        assert {label - offset for label in got["labels"]} <= labels, name
