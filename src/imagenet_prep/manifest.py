@@ -1,7 +1,10 @@
-"""The output's bookkeeping: per-shard done markers, recorded options, and manifest.json.
+"""The output's bookkeeping: ``OUT/manifest.json`` and the ``OUT/.imagenet-prep/`` folder.
 
-Everything is written through a temporary name and renamed; manifest.json is written
-last, so its presence means the build finished.
+This module alone reads and writes them. :class:`OutputState` owns the folder: the lock, the
+journal of finished shards (typed lines, :class:`ShardResult`), the recorded options and
+sources, the lists of planned outputs and of a user's files, the formats' per-shard parts and
+the archive indexes' paths. Everything is written through a temporary name and renamed;
+manifest.json is written last, so its presence means the build finished.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import json
 import os
 import shutil
 from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -26,11 +30,13 @@ FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 STATE_DIR = ".imagenet-prep"
 OPTIONS_FILE = "options.json"
+SOURCES_FILE = "sources.json"
 LOCK_FILE = "lock"
 OUTPUTS_FILE = "outputs.txt"
 FOREIGN_FILE = "foreign.json"
 # What formats keep per shard until the build joins it (removed once the manifest is written).
 PARTS_DIR = "parts"
+INDEX_DIR = "index"
 
 
 def state_dir(out: Path) -> Path:
@@ -55,8 +61,46 @@ def read_json(path: Path) -> Any:
         raise DataError(f"{path}: unreadable ({exc})") from None
 
 
+@dataclass(frozen=True)
+class ShardResult:
+    """What a finished shard reports back: a line of the journal, and the manifest's source."""
+
+    shard: str
+    split: str
+    images: int
+    bytes_in: int
+    reencoded: list[list[str]]
+    skipped: list[list[str]]
+    outputs: dict[str, dict[str, Any]]
+
+    def to_record(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_record(cls, data: Any) -> ShardResult | None:
+        """The result a journal line holds; None when it is not one (another version's)."""
+        if not isinstance(data, dict):
+            return None
+        try:
+            result = cls(**data)
+        except TypeError:
+            return None
+        typed = (
+            isinstance(result.shard, str)
+            and isinstance(result.split, str)
+            and isinstance(result.images, int)
+            and isinstance(result.bytes_in, int)
+            and isinstance(result.reencoded, list)
+            and isinstance(result.skipped, list)
+            and isinstance(result.outputs, dict)
+            and all(isinstance(o, dict) for o in result.outputs.values())
+        )
+        return result if typed else None
+
+
 class Journal:
-    """Done markers of finished shards: one JSON line each, appended to one file.
+    """Done markers of finished shards: one JSON line each (:class:`ShardResult`), appended
+    to one file.
 
     A line is appended only after the shard's files were renamed into place, so a line
     means the shard is finished. A crash can leave a torn last line; it is ignored (that
@@ -70,26 +114,23 @@ class Journal:
         self.path = state_dir(out) / self.NAME
         self._fd: int | None = None
 
-    def load(self) -> dict[str, dict[str, Any]]:
-        """Every complete record, by shard name."""
+    def load(self) -> dict[str, ShardResult]:
+        """Every complete line, by shard name."""
         try:
             data = self.path.read_bytes()
         except FileNotFoundError:
             return {}
-        records: dict[str, dict[str, Any]] = {}
+        results: dict[str, ShardResult] = {}
         for line in data.split(b"\n"):
             try:
-                record = json.loads(line)
+                result = ShardResult.from_record(json.loads(line))
             except ValueError:
                 continue  # a torn last line, or an empty one
-            if isinstance(record, dict) and isinstance(record.get("shard"), str):
-                records[record["shard"]] = record
-        return records
+            if result is not None:
+                results[result.shard] = result
+        return results
 
-    def append(self, record: dict[str, Any]) -> None:
-        self.extend([record])
-
-    def extend(self, records: list[dict[str, Any]]) -> None:
+    def extend(self, results: Iterable[ShardResult]) -> None:
         """Append several lines with one write (the shards of one finished task)."""
         if self._fd is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -98,8 +139,7 @@ class Journal:
             if size and os.pread(self._fd, 1, size - 1) != b"\n":
                 data = os.pread(self._fd, size, 0)
                 os.ftruncate(self._fd, data.rfind(b"\n") + 1)
-        lines = [json.dumps(r, separators=(",", ":")) + "\n" for r in records]
-        os.write(self._fd, "".join(lines).encode("utf-8"))
+        os.write(self._fd, _lines(results))
 
     def close(self) -> None:
         if self._fd is not None:
@@ -110,12 +150,15 @@ class Journal:
         self.close()
         self.path.unlink(missing_ok=True)
 
-    def forget(self, which: Callable[[dict[str, Any]], bool]) -> None:
-        """Strike the records ``which`` selects (their shards will be made again)."""
+    def forget(self, which: Callable[[ShardResult], bool]) -> None:
+        """Strike the lines ``which`` selects (their shards will be made again)."""
         self.close()
-        kept = [r for r in self.load().values() if not which(r)]
-        lines = "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in kept)
-        write_bytes_atomic(self.path, lines.encode("utf-8"))
+        write_bytes_atomic(self.path, _lines(r for r in self.load().values() if not which(r)))
+
+
+def _lines(results: Iterable[ShardResult]) -> bytes:
+    lines = [json.dumps(r.to_record(), separators=(",", ":")) + "\n" for r in results]
+    return "".join(lines).encode("utf-8")
 
 
 def write_manifest(out: Path, manifest: dict[str, Any]) -> None:
@@ -192,51 +235,174 @@ class BuildLock:
         self.release()
 
 
-def read_outputs(out: Path) -> list[str] | None:
-    """The files an earlier build in ``out`` wrote or was going to write (relative paths), as
-    it recorded them before its first shard; None when it recorded none."""
-    try:
-        data = (state_dir(out) / OUTPUTS_FILE).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"{state_dir(out) / OUTPUTS_FILE}: unreadable ({exc})") from None
-    return [line for line in data.split("\n") if line]
+@dataclass(frozen=True)
+class RecordedOptions:
+    """What decides a build's bytes, recorded before its first shard: the options
+    (``BuildConfig.output_options``) and the input archives by name and size. A later run
+    resumes only a build recorded with equal ones."""
+
+    options: dict[str, Any]
+    source_archives: dict[str, int]
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.options, "source_archives": self.source_archives}
+
+    @classmethod
+    def from_json(cls, data: Any) -> RecordedOptions | None:
+        if not isinstance(data, dict) or not isinstance(data.get("source_archives"), dict):
+            return None
+        options = {k: v for k, v in data.items() if k != "source_archives"}
+        return cls(options, dict(data["source_archives"]))
+
+    def differences(self, other: RecordedOptions | None) -> list[str]:
+        """The names of what differs from ``other`` (every option when it is unreadable)."""
+        mine = self.to_json()
+        theirs = other.to_json() if other is not None else {}
+        return sorted(k for k in mine.keys() | theirs.keys() if mine.get(k) != theirs.get(k))
 
 
-def record_outputs(out: Path, paths: Iterable[str]) -> None:
-    """Record the files this build writes, before its first shard, and keep those an earlier
-    run recorded when they differ (a resume after the download changed). Streamed: the list
-    of an ImageFolder build has a line per image."""
-    path = state_dir(out) / OUTPUTS_FILE
-    new = xxhash.xxh3_128()
-    with atomic_open(path) as f:
-        batch: list[str] = []
-        for name in paths:
-            batch.append(name + "\n")
-            if len(batch) >= 4096:
-                data = "".join(batch).encode("utf-8")
-                new.update(data)
-                f.write(data)
-                batch.clear()
-        data = "".join(batch).encode("utf-8")
-        new.update(data)
-        f.write(data)
+# An input file as a run saw it: name, size, modification time (ns).
+FileIdentity = tuple[str, int, int]
+
+
+@dataclass(frozen=True)
+class RecordedSources:
+    """The archives each split's shards were made from (the training shards also carry the
+    boxes), by name, size and modification time: a resume remakes the shards of a split whose
+    archives changed although their names and sizes did not."""
+
+    splits: dict[str, tuple[FileIdentity, ...]]
+
+    def to_json(self) -> dict[str, list[list[Any]]]:
+        return {split: [list(f) for f in files] for split, files in self.splits.items()}
+
+    @classmethod
+    def from_json(cls, data: Any) -> RecordedSources:
+        splits: dict[str, tuple[FileIdentity, ...]] = {}
+        if isinstance(data, dict):
+            for split, files in data.items():
+                try:
+                    splits[split] = tuple((str(n), int(s), int(t)) for n, s, t in files)
+                except (TypeError, ValueError):
+                    continue
+        return cls(splits)
+
+
+class OutputState:
+    """``OUT/.imagenet-prep/``: what a build keeps besides its outputs, and the one way to
+    read and write it."""
+
+    def __init__(self, out: Path) -> None:
+        self.out = out
+        self.root = state_dir(out)
+
+    def lock(self) -> BuildLock:
+        return BuildLock(self.out)
+
+    def journal(self) -> Journal:
+        return Journal(self.out)
+
+    # -- recorded options and sources --
+
+    def read_options(self) -> RecordedOptions | None:
+        """The options an earlier run recorded; None when none did (an unreadable record
+        reads as options that match nothing)."""
         try:
-            old = open(path, "rb")  # noqa: SIM115 - closed below
+            data = read_json(self.root / OPTIONS_FILE)
+        except DataError:
+            return RecordedOptions({}, {})
+        if data is None:
+            return None
+        return RecordedOptions.from_json(data) or RecordedOptions({}, {})
+
+    def write_options(self, options: RecordedOptions) -> None:
+        write_json(self.root / OPTIONS_FILE, options.to_json())
+
+    def read_sources(self) -> RecordedSources:
+        try:
+            return RecordedSources.from_json(read_json(self.root / SOURCES_FILE))
+        except DataError:
+            return RecordedSources({})
+
+    def write_sources(self, sources: RecordedSources) -> None:
+        write_json(self.root / SOURCES_FILE, sources.to_json())
+
+    # -- paths of what other modules keep here --
+
+    def index_file(self, archive_name: str) -> Path:
+        """Where the index of the input archive ``archive_name`` is kept."""
+        return self.root / INDEX_DIR / f"{archive_name}.idx"
+
+    def part_file(self, fmt: str, shard: str) -> Path:
+        """Where format ``fmt`` keeps what shard ``shard`` adds to a file it writes at the end."""
+        return self.root / PARTS_DIR / fmt / shard
+
+    def remove_parts(self) -> None:
+        shutil.rmtree(self.root / PARTS_DIR, ignore_errors=True)
+
+    # -- the whole folder --
+
+    def holds_only_lock(self) -> bool:
+        """True when the folder is absent, or holds nothing but the lock file."""
+        if not self.root.is_dir():
+            return not self.root.exists()
+        return all(entry.name == LOCK_FILE for entry in self.root.iterdir())
+
+    def clear(self) -> None:
+        """Remove everything but the lock (held by the caller)."""
+        for entry in list(self.root.iterdir()) if self.root.is_dir() else []:
+            if entry.name == LOCK_FILE:
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+
+    # -- the lists of planned outputs and of a user's files --
+
+    def read_outputs(self) -> list[str] | None:
+        """The files an earlier build in OUT wrote or was going to write (relative paths),
+        as it recorded them before its first shard; None when it recorded none."""
+        path = self.root / OUTPUTS_FILE
+        try:
+            data = path.read_text(encoding="utf-8")
         except FileNotFoundError:
-            return
-        with old:
-            if hash_file(path)[1] != new.hexdigest():
-                shutil.copyfileobj(old, f)
+            return None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise DataError(f"{path}: unreadable ({exc})") from None
+        return [line for line in data.split("\n") if line]
 
+    def record_outputs(self, paths: Iterable[str]) -> None:
+        """Record the files this build writes, before its first shard, and keep those an
+        earlier run recorded when they differ (a resume after the download changed).
+        Streamed: the list of an ImageFolder build has a line per image."""
+        path = self.root / OUTPUTS_FILE
+        new = xxhash.xxh3_128()
+        with atomic_open(path) as f:
+            batch: list[str] = []
+            for name in paths:
+                batch.append(name + "\n")
+                if len(batch) >= 4096:
+                    data = "".join(batch).encode("utf-8")
+                    new.update(data)
+                    f.write(data)
+                    batch.clear()
+            data = "".join(batch).encode("utf-8")
+            new.update(data)
+            f.write(data)
+            try:
+                old = open(path, "rb")  # noqa: SIM115 - closed below
+            except FileNotFoundError:
+                return
+            with old:
+                if hash_file(path)[1] != new.hexdigest():
+                    shutil.copyfileobj(old, f)
 
-def record_foreign(out: Path, paths: list[str]) -> None:
-    """Keep the files of someone else's that ``--overwrite`` left in OUT (relative paths)."""
-    write_json(state_dir(out) / FOREIGN_FILE, paths)
+    def record_foreign(self, paths: list[str]) -> None:
+        """Keep the files of someone else's that ``--overwrite`` left in OUT (relative paths)."""
+        write_json(self.root / FOREIGN_FILE, paths)
 
-
-def read_foreign(out: Path) -> list[str]:
-    """The files :func:`record_foreign` kept; none when it never ran."""
-    data = read_json(state_dir(out) / FOREIGN_FILE)
-    return [str(p) for p in data] if isinstance(data, list) else []
+    def read_foreign(self) -> list[str]:
+        """The files :meth:`record_foreign` kept; none when it never ran."""
+        data = read_json(self.root / FOREIGN_FILE)
+        return [str(p) for p in data] if isinstance(data, list) else []

@@ -13,18 +13,7 @@ from typing import Any
 from .config import BuildConfig
 from .errors import DataError, ResourceError, UsageError
 from .fsutil import write_bytes_atomic
-from .manifest import (
-    LOCK_FILE,
-    MANIFEST,
-    OPTIONS_FILE,
-    STATE_DIR,
-    Journal,
-    read_json,
-    read_outputs,
-    record_foreign,
-    state_dir,
-    write_json,
-)
+from .manifest import MANIFEST, STATE_DIR, OutputState, RecordedOptions, read_json
 from .sinks.imagefolder import DIRNAME as IMAGEFOLDER_DIR
 from .sources import SourceLayout, SplitIndex, is_image_name
 
@@ -37,36 +26,29 @@ _SIZE_FACTOR = {"tfrecord": 1.01, "imagefolder": 1.0, "webdataset": 1.03}
 _DISK_MARGIN = 64 << 20
 
 
-def recorded_options(config: BuildConfig, layout: SourceLayout) -> dict[str, Any]:
+def recorded_options(config: BuildConfig, layout: SourceLayout) -> RecordedOptions:
     """What decides the output's bytes: the options and the identity of the input archives."""
-    return {
-        **config.output_options(),
-        "source_archives": {p.name: p.stat().st_size for p in layout.archives()},
-    }
+    return RecordedOptions(
+        config.output_options(), {p.name: p.stat().st_size for p in layout.archives()}
+    )
 
 
 def _holds_nothing(out: Path) -> bool:
     """True when ``out`` is empty but for a bookkeeping folder holding only a lock file."""
-    for entry in out.iterdir():
-        if entry.name != STATE_DIR or not entry.is_dir():
-            return False
-        if any(inner.name != LOCK_FILE for inner in entry.iterdir()):
-            return False
-    return True
+    return all(entry.name == STATE_DIR for entry in out.iterdir()) and (
+        OutputState(out).holds_only_lock()
+    )
 
 
-def prepare_output(config: BuildConfig, options: dict[str, Any]) -> bool:
+def prepare_output(config: BuildConfig, options: RecordedOptions) -> bool:
     """Check OUT holds nothing, or a build with the same options (or clear it, with
     ``overwrite``), and record ``options``. True if the build there is finished.
 
     The caller holds OUT's :class:`~imagenet_prep.manifest.BuildLock`.
     """
     out = config.output
-    recorded_path = state_dir(out) / OPTIONS_FILE
-    try:
-        recorded = read_json(recorded_path)
-    except DataError:
-        recorded = {}
+    state = OutputState(out)
+    recorded = state.read_options()
     if recorded is None and not _holds_nothing(out):
         raise UsageError(
             f"{out}: output folder is not empty and holds no imagenet-prep build; "
@@ -74,7 +56,7 @@ def prepare_output(config: BuildConfig, options: dict[str, Any]) -> bool:
         )
     if recorded is not None and recorded != options:
         if not config.overwrite:
-            changed = sorted(k for k in options if recorded.get(k) != options[k])
+            changed = options.differences(recorded)
             raise UsageError(
                 f"{out}: holds a build made with different options "
                 f"({', '.join(changed) or 'unreadable record'}); use --overwrite to replace "
@@ -84,7 +66,7 @@ def prepare_output(config: BuildConfig, options: dict[str, Any]) -> bool:
     elif recorded is not None and (out / MANIFEST).is_file():
         return True
     try:
-        write_json(recorded_path, options)
+        state.write_options(options)
     except OSError as exc:
         raise UsageError(f"{out}: cannot write to the output folder ({exc.strerror})") from None
     return False
@@ -107,7 +89,7 @@ def _recorded_files(out: Path) -> list[str]:
     files its manifest and journal list, and the image files of the class folders they
     list.
     """
-    listed = read_outputs(out)
+    listed = OutputState(out).read_outputs()
     if listed is not None:
         return listed
     files: list[str] = []
@@ -118,8 +100,8 @@ def _recorded_files(out: Path) -> list[str]:
         manifest = None
     if isinstance(manifest, dict):
         sections.extend(manifest.get("formats", {}).values())
-    for record in Journal(out).load().values():
-        sections.extend(record.get("outputs", {}).values())
+    for result in OutputState(out).journal().load().values():
+        sections.extend(result.outputs.values())
     for section in sections:
         for shard in [section, *section.get("shards", ())]:
             for entry in (shard, shard.get("index") or {}):
@@ -140,7 +122,8 @@ def clear_output(out: Path) -> None:
     """Remove exactly what the earlier build in ``out`` wrote, from its own records.
 
     Folders it made are removed once empty. Anything else is left alone and recorded
-    (:func:`~imagenet_prep.manifest.record_foreign`), so that the next build names it.
+    (:meth:`~imagenet_prep.manifest.OutputState.record_foreign`), so that the next build
+    names it.
     """
     log.info("removing the earlier build in %s", out)
     recorded = _recorded_files(out)
@@ -153,21 +136,15 @@ def clear_output(out: Path) -> None:
         (out / name).unlink(missing_ok=True)
     for top in sorted(tops):
         _remove_empty_folders(out / top)
-    state = state_dir(out)
-    for entry in list(state.iterdir()) if state.is_dir() else []:
-        if entry.name == LOCK_FILE:
-            continue
-        if entry.is_dir() and not entry.is_symlink():
-            shutil.rmtree(entry)
-        else:
-            entry.unlink()
+    state = OutputState(out)
+    state.clear()
     left = sorted(
         os.path.relpath(os.path.join(dirpath, name), out)
         for dirpath, dirs, files in os.walk(out)
         for name in files + [d for d in dirs if os.path.islink(os.path.join(dirpath, d))]
         if os.path.relpath(dirpath, out).split(os.sep)[0] != STATE_DIR
     )
-    record_foreign(out, left)  # the build names them in its warnings and manifest
+    state.record_foreign(left)  # the build names them in its warnings and manifest
 
 
 def _remove_empty_folders(top: Path) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import errno
 import logging
 import os
-import shutil
 import sys
 import time
 from collections.abc import Iterator
@@ -27,14 +26,10 @@ from .labels import Devkit, Synsets, load_synsets, read_devkit, validation_label
 from .manifest import (
     FORMAT_VERSION,
     MANIFEST,
-    PARTS_DIR,
-    BuildLock,
     Journal,
-    read_foreign,
-    read_json,
-    record_outputs,
-    state_dir,
-    write_json,
+    OutputState,
+    RecordedSources,
+    ShardResult,
     write_manifest,
 )
 from .outdir import (
@@ -64,7 +59,7 @@ from .sources import (
     load_boxes,
     record_md5,
 )
-from .worker import ShardJob, ShardResult, process_shards
+from .worker import ShardJob, process_shards
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -191,7 +186,7 @@ def _compare_md5(path: Path, md5: str, published: str, after: str = "") -> None:
 
 
 def _hash_aside(
-    config: BuildConfig, layout: SourceLayout, state: Path, executor: Executor
+    config: BuildConfig, layout: SourceLayout, state: OutputState, executor: Executor
 ) -> dict[str, Future[str]]:
     """Start hashing each official archive whose MD5 no earlier run kept, beside the build.
 
@@ -210,14 +205,14 @@ def _hash_aside(
     return pending
 
 
-def _of_split(split: str, record: dict[str, Any]) -> bool:
-    return record.get("split") == split
+def _of_split(split: str, result: ShardResult) -> bool:
+    return result.split == split
 
 
 def _finish_md5(
     config: BuildConfig,
     layout: SourceLayout,
-    state: Path,
+    state: OutputState,
     pending: dict[str, Future[str]],
     download_of: dict[str, dict[str, Any]],
     journal: Journal,
@@ -303,7 +298,8 @@ def _planned_files(
     synsets: Synsets,
     plans: Plans,
 ) -> Iterator[str]:
-    """Every file the build may write, relative to OUT (see :func:`record_outputs`)."""
+    """Every file the build may write, relative to OUT (see
+    :meth:`~imagenet_prep.manifest.OutputState.record_outputs`)."""
     yield from (MANIFEST, LABELS_TXT, BOX_CSV)
     options = SinkOptions(out=config.output, dali_index=config.dali_index)
     for name in config.formats:
@@ -364,17 +360,11 @@ def _finished(
     config: BuildConfig,
     formats: tuple[str, ...],
     spec: ShardSpec,
-    records: dict[str, dict[str, Any]],
+    records: dict[str, ShardResult],
 ) -> ShardResult | None:
     """The recorded result of a shard finished by an earlier run, if its outputs are all there."""
-    data = records.get(spec.name)
-    if data is None:
-        return None
-    try:
-        result = ShardResult(**data)
-    except TypeError:
-        return None
-    if set(result.outputs) != set(formats):
+    result = records.get(spec.name)
+    if result is None or set(result.outputs) != set(formats):
         return None
     for output in result.outputs.values():
         if "file" in output:
@@ -448,7 +438,7 @@ def build(
                 f"({_EXPECTED_INPUT[split]})"
             )
     make_output(out)
-    with BuildLock(out):
+    with OutputState(out).lock():
         if prepare_output(config, recorded_options(config, layout)):
             return _complete_result(config, started)
         remove_temporaries(out)
@@ -479,11 +469,8 @@ def _os_error(config: BuildConfig, exc: OSError, need: int) -> Exception:
     return UsageError(error) if inside else DataError(error)
 
 
-SOURCES_FILE = "sources.json"
-
-
 def _forget_changed_sources(
-    config: BuildConfig, layout: SourceLayout, state: Path, journal: Journal
+    config: BuildConfig, layout: SourceLayout, state: OutputState, journal: Journal
 ) -> None:
     """Strike from the journal the shards of a split whose archives changed since they were made.
 
@@ -492,28 +479,24 @@ def _forget_changed_sources(
     time) would otherwise keep shards made from the old file. The archives of each split are
     recorded in OUT (the training shards also carry the boxes).
     """
-    now: dict[str, list[list[Any]]] = {}
+    now: dict[str, tuple[tuple[str, int, int], ...]] = {}
     for split, paths in (
         ("train", (layout.train, layout.boxes)),
         ("validation", (layout.validation,)),
     ):
         files = [(p.name, p.stat()) for p in paths if p is not None and p.is_file()]
         if split in config.splits and files:
-            now[split] = [[name, st.st_size, st.st_mtime_ns] for name, st in files]
-    path = state / SOURCES_FILE
-    try:
-        recorded = read_json(path) or {}
-    except DataError:
-        recorded = {}
+            now[split] = tuple((name, st.st_size, st.st_mtime_ns) for name, st in files)
+    recorded = state.read_sources().splits
     for split, identity in now.items():
         if recorded.get(split) not in (None, identity):
             log.warning(
                 "the %s archives changed since the earlier run (%s): its shards will be made again",
                 split,
-                ", ".join(str(name) for name, _size, _mtime in identity),
+                ", ".join(name for name, _size, _mtime in identity),
             )
             journal.forget(partial(_of_split, split))
-    write_json(path, {**recorded, **now})
+    state.write_sources(RecordedSources({**recorded, **now}))
 
 
 def _check_devkit(future: Future[Devkit], extra: dict[str, Any]) -> None:
@@ -545,7 +528,7 @@ def _build(
 ) -> BuildResult:
     out = config.output
     synsets = load_synsets()
-    state = state_dir(out)
+    state = OutputState(out)
     warnings: list[str] = []
     skipped: list[dict[str, str]] = []
 
@@ -620,7 +603,7 @@ def _build(
                 f"{layout.boxes}: {boxes.stats.files:,} XML files, the official box archive "
                 f"holds {OFFICIAL_BOX_FILES:,}"
             )
-    foreign = [path for path in read_foreign(out) if (out / path).exists()]
+    foreign = [path for path in state.read_foreign() if (out / path).exists()]
     if foreign:
         shown = ", ".join(foreign[:5]) + (
             f" and {len(foreign) - 5} more" if len(foreign) > 5 else ""
@@ -634,7 +617,7 @@ def _build(
 
     write_if_changed(out / LABELS_TXT, _labels_txt(synsets, config.label_offset))
 
-    journal = Journal(out)
+    journal = state.journal()
     _forget_changed_sources(config, layout, state, journal)
     records = journal.load()
     plans = shard_plans(config, indexes)
@@ -661,7 +644,7 @@ def _build(
     done_output = sum(_output_bytes(r) for r in done.values())
     check_disk(config, indexes, done_output)
     need.bytes = disk_need(config, indexes, done_output)
-    record_outputs(out, _planned_files(config, indexes, synsets, plans))
+    state.record_outputs(_planned_files(config, indexes, synsets, plans))
 
     results = dict(done)
     written = 0
@@ -674,7 +657,7 @@ def _build(
     try:
         jobs = _jobs(config, indexes, synsets, boxes, plans, done)
         for batch in executor.map_unordered(process_shards, batched(jobs, TASK_IMAGES)):
-            journal.extend([vars(result) for result in batch])
+            journal.extend(batch)
             for result in batch:
                 results[result.shard] = result
                 written += 1
@@ -697,7 +680,7 @@ def _build(
     manifest["skipped"] = skipped + manifest["skipped"]
     write_manifest(out, manifest)
     journal.remove()
-    shutil.rmtree(state / PARTS_DIR, ignore_errors=True)  # joined into the formats' files
+    state.remove_parts()  # joined into the formats' files
     fresh = [r for k, r in results.items() if k not in done and config.formats[0] in r.outputs]
     return BuildResult(
         output=out,

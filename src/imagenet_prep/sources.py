@@ -24,6 +24,7 @@ from .boxes import Box
 from .errors import DataError
 from .fsutil import write_bytes_atomic
 from .labels import Synsets, is_wnid, load_synsets, validation_number
+from .manifest import OutputState
 from .sample import BBox, ImageRef
 from .sinks.webdataset import sample_key
 
@@ -336,8 +337,8 @@ class RefBlock(Sequence[ImageRef]):
 # --- archive indexes, cached in the output folder -------------------------------------
 
 
-def _index_cache_path(state_dir: Path, archive: Path) -> Path:
-    return state_dir / "index" / f"{archive.name}.idx"
+def _index_cache_path(state: OutputState, archive: Path) -> Path:
+    return state.index_file(archive.name)
 
 
 def _read_head(f: TextIO, archive: Path) -> dict[str, Any] | None:
@@ -398,20 +399,20 @@ def _load_cached_index(cache: Path, archive: Path) -> ArchiveIndex | None:
     )
 
 
-def cached_md5(state_dir: Path | None, archive: Path) -> str | None:
+def cached_md5(state: OutputState | None, archive: Path) -> str | None:
     """The MD5 an earlier run kept with ``archive``'s index, if the index still describes it."""
-    if state_dir is None:
+    if state is None:
         return None
-    head = _cached_head(_index_cache_path(state_dir, archive), archive)
+    head = _cached_head(_index_cache_path(state, archive), archive)
     md5 = head.get("md5") if head is not None else None
     return md5 if isinstance(md5, str) else None
 
 
-def record_md5(state_dir: Path | None, archive: Path, md5: str) -> None:
+def record_md5(state: OutputState | None, archive: Path, md5: str) -> None:
     """Keep ``md5`` with ``archive``'s index in OUT, so that a rerun need not hash it again."""
-    if state_dir is None:
+    if state is None:
         return
-    cache = _index_cache_path(state_dir, archive)
+    cache = _index_cache_path(state, archive)
     if _cached_head(cache, archive) is None:
         return
     first, newline, rest = cache.read_bytes().partition(b"\n")
@@ -435,9 +436,9 @@ def _save_index(cache: Path, index: ArchiveIndex) -> None:
     write_bytes_atomic(cache, ("\n".join(lines) + "\n").encode("utf-8"))
 
 
-def indexed_archive(archive: Path, *, nested: bool, state_dir: Path | None) -> ArchiveIndex:
+def indexed_archive(archive: Path, *, nested: bool, state: OutputState | None) -> ArchiveIndex:
     """Index ``archive`` (its headers), or reuse the index kept in OUT (with its MD5, if kept)."""
-    cache = _index_cache_path(state_dir, archive) if state_dir is not None else None
+    cache = _index_cache_path(state, archive) if state is not None else None
     if cache is not None:
         cached = _load_cached_index(cache, archive)
         if cached is not None:
@@ -460,14 +461,14 @@ def _class_of(synsets: Synsets, wnid: str, where: str) -> int:
     return synsets.index(wnid)
 
 
-def index_train(layout: SourceLayout, synsets: Synsets, state_dir: Path | None) -> SplitIndex:
+def index_train(layout: SourceLayout, synsets: Synsets, state: OutputState | None) -> SplitIndex:
     """Every training image: from the nested archive, or ``train/<wnid>/*``."""
     src = layout.train
     if src is None:
         raise DataError(f"{layout.root}: no training input ({TRAIN_ARCHIVE} or a train/ folder)")
     out = SplitIndex("train")
     if src.is_file():
-        index = indexed_archive(src, nested=True, state_dir=state_dir)
+        index = indexed_archive(src, nested=True, state=state)
         out.archive = index
         containers: dict[str, tuple[int, int]] = {}  # nested tar -> (container, label)
         for m in index.members:
@@ -522,7 +523,7 @@ def index_validation(
     layout: SourceLayout,
     synsets: Synsets,
     labels: tuple[str, ...],
-    state_dir: Path | None,
+    state: OutputState | None,
 ) -> SplitIndex:
     """Every validation image, labelled by its number (flat) or checked against it (in folders)."""
     src = layout.validation
@@ -556,7 +557,7 @@ def index_validation(
         return _class_of(synsets, truth, where)
 
     if src.is_file():
-        index = indexed_archive(src, nested=False, state_dir=state_dir)
+        index = indexed_archive(src, nested=False, state=state)
         out.archive = index
         out.containers.append((str(src), "", False))
         for m in index.members:
@@ -826,13 +827,13 @@ def parse_box_batch(batch: _BoxBatch) -> BoxTable:
     return table
 
 
-def index_train_detached(layout: SourceLayout, state_dir: Path | None) -> SplitIndex:
+def index_train_detached(layout: SourceLayout, state: OutputState | None) -> SplitIndex:
     """Picklable entry point: :func:`index_train` without the archive's member list.
 
     The columns are all a build needs; leaving the members out keeps the result small
     to send back from the process that did the indexing.
     """
-    out = index_train(layout, load_synsets(), state_dir)
+    out = index_train(layout, load_synsets(), state)
     if out.archive is not None:
         out.archive = replace(out.archive, members=())
     return out

@@ -8,11 +8,11 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from . import imagefix
 from .archive import read_at
 from .errors import DataError
+from .manifest import ShardResult
 from .plan import ShardSpec
 from .resize import ResizeSpec, resize_jpeg
 from .sample import ImageRef, Sample
@@ -31,19 +31,6 @@ class ShardJob:
     decode_check: bool = False
     resize: ResizeSpec | None = None
     max_pixels: int = imagefix.MAX_PIXELS
-
-
-@dataclass(frozen=True)
-class ShardResult:
-    """What a finished shard reports back (and what its done marker keeps)."""
-
-    shard: str
-    split: str
-    images: int
-    bytes_in: int
-    reencoded: list[list[str]]
-    skipped: list[list[str]]
-    outputs: dict[str, dict[str, Any]]
 
 
 class OpenFiles:

@@ -10,6 +10,7 @@ import pytest
 
 from imagenet_prep.errors import DataError
 from imagenet_prep.labels import load_synsets
+from imagenet_prep.manifest import OutputState
 from imagenet_prep.sample import BBox
 from imagenet_prep.sources import (
     BoxTable,
@@ -53,20 +54,20 @@ def test_an_md5_is_kept_with_the_index_only_while_the_archive_is_unchanged(
 ) -> None:
     archive = tmp_path / "ILSVRC2012_img_val.tar"
     archive.write_bytes(make_tar([("ILSVRC2012_val_00000001.JPEG", b"x" * 700)]))
-    state = tmp_path / "state"
+    state = OutputState(tmp_path / "out")
     record_md5(state, archive, "0" * 32)  # no index kept yet: nothing to add it to
     assert cached_md5(state, archive) is None
 
-    first = indexed_archive(archive, nested=False, state_dir=state)
+    first = indexed_archive(archive, nested=False, state=state)
     assert first.md5 is None and cached_md5(state, archive) is None
     record_md5(state, archive, "ab" * 16)
     assert cached_md5(state, archive) == "ab" * 16
-    again = indexed_archive(archive, nested=False, state_dir=state)  # from the kept index
+    again = indexed_archive(archive, nested=False, state=state)  # from the kept index
     assert again.md5 == "ab" * 16 and again.members == first.members
 
     os.utime(archive, ns=(1, 1))  # a new download of the same size: the kept index is stale
     assert cached_md5(state, archive) is None
-    assert indexed_archive(archive, nested=False, state_dir=state).md5 is None
+    assert indexed_archive(archive, nested=False, state=state).md5 is None
 
 
 def test_partial_box_tables_merge_into_one_with_their_lines_and_counts() -> None:

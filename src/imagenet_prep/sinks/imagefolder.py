@@ -25,7 +25,7 @@ import xxhash
 
 from ..errors import DataError
 from ..fsutil import atomic_open, hash_file, temp_name, write_bytes_atomic
-from ..manifest import PARTS_DIR, state_dir
+from ..manifest import OutputState
 from ..plan import ShardSpec
 from ..sample import Sample
 from . import SinkOptions, VerifyReport, hfcard
@@ -34,8 +34,6 @@ from .shardfile import check_side_files, write_side_file
 DIRNAME = "imagefolder"
 SPLIT_DIRS = {"train": "train", "validation": "val"}
 CARD = "README.md"
-# Where shards keep their metadata lines until the build joins them: in the bookkeeping folder.
-PARTS = f"{PARTS_DIR}/imagefolder"
 _MOD = 1 << 128
 
 
@@ -150,7 +148,8 @@ class ImageFolderSink:
         self.root = options.out / DIRNAME
 
     def open_shard(self, spec: ShardSpec) -> ImageFolderShardWriter:
-        part = state_dir(self.options.out) / PARTS / f"{spec.name}.jsonl"
+        # The shard's metadata lines wait in the bookkeeping folder until the build joins them.
+        part = OutputState(self.options.out).part_file(DIRNAME, f"{spec.name}.jsonl")
         return ImageFolderShardWriter(self.root, part, link=self.options.link)
 
     def finalize(self, results: list[dict[str, Any]]) -> dict[str, Any]:
@@ -173,17 +172,17 @@ class ImageFolderSink:
     def _join_parts(self, split: str, results: list[dict[str, Any]]) -> dict[str, Any]:
         """The split's metadata file, from its shards' lines, in shard order."""
         relpath = f"{DIRNAME}/{SPLIT_DIRS[split]}/{hfcard.METADATA_NAME}"
-        parts = state_dir(self.options.out) / PARTS
+        state = OutputState(self.options.out)
         names = sorted(r["part"] for r in results if r["part"].startswith(f"{split}-"))
 
         def chunks() -> Iterator[bytes]:
             for name in names:
+                part = state.part_file(DIRNAME, name)
                 try:
-                    yield (parts / name).read_bytes()
+                    yield part.read_bytes()
                 except FileNotFoundError:
                     raise DataError(
-                        f"{parts / name}: missing (a shard's metadata lines); rebuild with "
-                        "--overwrite"
+                        f"{part}: missing (a shard's metadata lines); rebuild with --overwrite"
                     ) from None
 
         with atomic_open(self.options.out / relpath) as f:
