@@ -17,11 +17,11 @@ from pathlib import Path
 import pytest
 from tests.helpers import run_cli
 
-from imagenet_prep import BuildConfig, build, pipeline, verify
+from imagenet_prep import BuildConfig, build, verify
 from imagenet_prep.cli import main
 from imagenet_prep.fsutil import HashingWriter
 from imagenet_prep.manifest import read_manifest
-from imagenet_prep.pipeline import Reporter
+from imagenet_prep.pipeline import Reporter, shards
 from imagenet_prep.sinks import shardfile
 
 CLI = [sys.executable, "-m", "imagenet_prep"]
@@ -388,7 +388,7 @@ def test_the_resume_message_counts_images_once(
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(pipeline, "TASK_IMAGES", 1)  # a task per shard: some finish, some not
+    monkeypatch.setattr(shards, "TASK_IMAGES", 1)  # a task per shard: some finish, some not
     out = tmp_path / "out"
     config = BuildConfig(
         source=small_download,

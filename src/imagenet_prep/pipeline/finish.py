@@ -1,0 +1,159 @@
+"""Phase 4, finish: the checks that ran beside the shards, the formats' final files, the
+manifest (written last: its presence means the build is complete), the summary."""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import datetime, timezone
+from typing import Any
+
+from .. import __version__
+from ..config import BuildConfig
+from ..labels import Synsets
+from ..manifest import FORMAT_VERSION, Journal, OutputState, ShardResult, write_manifest
+from ..outdir import LABELS_TXT
+from ..sinks import SinkOptions, get_sink
+from ..sources import SourceLayout, SplitIndex
+from .checks import check_devkit, finish_md5
+from .inputs import Inputs, file_entry
+from .report import BuildResult
+from .resume import ResumePoint, output_files
+
+log = logging.getLogger(__name__)
+
+
+def finish(
+    config: BuildConfig,
+    layout: SourceLayout,
+    inputs: Inputs,
+    synsets: Synsets,
+    point: ResumePoint,
+    results: dict[str, ShardResult],
+    state: OutputState,
+    journal: Journal,
+    started: float,
+) -> BuildResult:
+    """Check the MD5s and the devkit, write the manifest, drop what it makes redundant."""
+    finish_md5(config, layout, state, inputs.md5_pending, inputs.download_of, journal)
+    if inputs.devkit is not None:
+        if not inputs.devkit.done():
+            log.info("waiting for the devkit check of the validation labels")
+        check_devkit(inputs.devkit, inputs.extra)
+    manifest = build_manifest(config, layout, inputs, synsets, results)
+    write_manifest(config.output, manifest)
+    journal.remove()
+    state.remove_parts()  # joined into the formats' files
+    return summary(config, inputs, point, results, manifest, started)
+
+
+def summary(
+    config: BuildConfig,
+    inputs: Inputs,
+    point: ResumePoint,
+    results: dict[str, ShardResult],
+    manifest: dict[str, Any],
+    started: float,
+) -> BuildResult:
+    done = point.done
+    new = [r for k, r in results.items() if k not in done]
+    fresh = [r for r in new if config.formats[0] in r.outputs]  # each image once
+    side_files = sum(len(f.get("side_files", ())) for f in manifest["formats"].values())
+    return BuildResult(
+        output=config.output,
+        images={s: len(i) for s, i in inputs.indexes.items()},
+        shards_written=len(new),
+        shards_reused=len(done),
+        reencoded=manifest["reencoded"],
+        skipped=manifest["skipped"],
+        warnings=inputs.warnings,
+        seconds=time.perf_counter() - started,
+        bytes_in=sum(r.bytes_in for r in fresh),
+        images_written=sum(r.images for r in fresh),
+        files_written=sum(output_files(r) for r in new) + side_files,
+        files_reused=sum(output_files(r) for r in done.values()),
+        manifest=manifest,
+    )
+
+
+def build_manifest(
+    config: BuildConfig,
+    layout: SourceLayout,
+    inputs: Inputs,
+    synsets: Synsets,
+    results: dict[str, ShardResult],
+) -> dict[str, Any]:
+    ordered = [results[k] for k in sorted(results)]
+    # Every image passes through each plan group; count and list it once, from one group.
+    primary = [r for r in ordered if config.formats[0] in r.outputs]
+    labels = (config.output / LABELS_TXT).read_bytes()
+    return {
+        "format_version": FORMAT_VERSION,
+        "tool": {"name": "imagenet-prep", "version": __version__},
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "options": config.output_options(),
+        "source": {
+            "root": str(layout.root.resolve()),
+            "archives": [{"name": p.name, "bytes": p.stat().st_size} for p in layout.archives()],
+        },
+        "splits": {
+            split: _split_entry(config, split, index, synsets, primary)
+            for split, index in inputs.indexes.items()
+        },
+        "labels": file_entry(LABELS_TXT, labels, label_offset=config.label_offset),
+        **inputs.extra,
+        "formats": _formats(config, inputs, ordered),
+        "downloads": inputs.downloads,
+        "warnings": inputs.warnings,
+        "reencoded": [
+            {"image": origin, "reason": reason} for r in primary for origin, reason in r.reencoded
+        ],
+        "skipped": inputs.skipped
+        + [{"image": origin, "reason": reason} for r in primary for origin, reason in r.skipped],
+    }
+
+
+def _formats(
+    config: BuildConfig, inputs: Inputs, ordered: list[ShardResult]
+) -> dict[str, dict[str, Any]]:
+    """Each format's section, from its ``finalize`` (which writes its files beside the shards)."""
+    options = SinkOptions(out=config.output, label_offset=config.label_offset)
+    formats = {}
+    for name in config.formats:
+        sink = get_sink(name, options)
+        formats[name] = sink.finalize([r.outputs[name] for r in ordered if name in r.outputs])
+        folder = sink.root.relative_to(config.output).as_posix() + "/"
+        # A user's files that --overwrite left in the format's folder: named, not checked.
+        mine = [path for path in inputs.foreign if path.startswith(folder)]
+        if mine:
+            formats[name]["foreign"] = mine
+    if "webdataset" in formats:
+        formats["webdataset"]["shard_size"] = {
+            split: -(-len(index) // config.webdataset_shards(len(index), index.total_bytes()))
+            for split, index in inputs.indexes.items()
+        }
+    return formats
+
+
+def _split_entry(
+    config: BuildConfig,
+    split: str,
+    index: SplitIndex,
+    synsets: Synsets,
+    primary: list[ShardResult],
+) -> dict[str, Any]:
+    per_class: dict[str, int] = {}
+    for label in index.labels:
+        wnid = synsets.wnids[label]
+        per_class[wnid] = per_class.get(wnid, 0) + 1
+    split_results = [r for r in primary if r.split == split]
+    return {
+        "images": len(index),
+        "written": sum(r.images for r in split_results),
+        "skipped": sum(len(r.skipped) for r in split_results),
+        "bytes": index.total_bytes(),
+        "classes": len(per_class),
+        "per_class": dict(sorted(per_class.items())),
+        "shards": config.shards(split),
+        "ignored_inputs": len(index.ignored),
+    }

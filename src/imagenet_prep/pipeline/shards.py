@@ -1,0 +1,112 @@
+"""Phase 3, the shards: the shard jobs left, mapped over the executor, each journaled as it ends."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from ..config import BuildConfig
+from ..executors import Executor
+from ..labels import Synsets
+from ..manifest import Journal, ShardResult
+from ..plan import shuffled_order
+from ..resize import ResizeSpec
+from ..sinks import SinkOptions
+from ..worker import ShardJob, process_shards
+from .inputs import Inputs
+from .report import Reporter
+from .resume import ResumePoint, share
+
+# Consecutive small shards go to a worker together, up to about this many images.
+TASK_IMAGES = 256
+
+
+def batched(jobs: Iterator[ShardJob], images: int) -> Iterator[tuple[ShardJob, ...]]:
+    """Group consecutive jobs until a group holds at least ``images`` images.
+
+    >>> from pathlib import Path
+    >>> from imagenet_prep.plan import plan_split
+    >>> opts = SinkOptions(out=Path("o"))
+    >>> jobs = [ShardJob(s, (None,) * s.size, (), opts) for s in plan_split("train", 100, 10)]
+    >>> [len(g) for g in batched(iter(jobs), 25)]
+    [3, 3, 3, 1]
+    """
+    group: list[ShardJob] = []
+    count = 0
+    for job in jobs:
+        group.append(job)
+        count += len(job.refs)
+        if count >= images:
+            yield tuple(group)
+            group, count = [], 0
+    if group:
+        yield tuple(group)
+
+
+def shard_jobs(
+    config: BuildConfig, inputs: Inputs, synsets: Synsets, point: ResumePoint
+) -> Iterator[ShardJob]:
+    """A job for every shard not finished yet, in plan order."""
+    options = SinkOptions(
+        out=config.output,
+        label_offset=config.label_offset,
+        link=config.link,
+        dali_index=config.dali_index,
+    )
+    resize = (
+        ResizeSpec(
+            shorter=config.resize_shorter, longer=config.resize_longer, quality=config.quality
+        )
+        if config.resizes
+        else None
+    )
+    indexes = inputs.indexes
+    orders = {split: shuffled_order(len(index), config.seed) for split, index in indexes.items()}
+    for formats, specs in point.plans:
+        for spec in specs:
+            if spec.name in point.done:
+                continue
+            order = orders[spec.split]
+            refs = indexes[spec.split].block(order[spec.start : spec.stop], synsets, inputs.boxes)
+            yield ShardJob(
+                spec=spec,
+                refs=refs,
+                formats=formats,
+                options=options,
+                skip_bad=config.on_error == "skip",
+                decode_check=config.decode_check,
+                resize=resize,
+                max_pixels=config.max_pixels,
+            )
+
+
+def write_shards(
+    config: BuildConfig,
+    inputs: Inputs,
+    synsets: Synsets,
+    point: ResumePoint,
+    executor: Executor,
+    reporter: Reporter,
+    journal: Journal,
+) -> dict[str, ShardResult]:
+    """Write every shard left; the results of all shards (earlier ones included), by name."""
+    results = dict(point.done)
+    reporter.start(
+        sum(len(index) for index in inputs.indexes.values()),
+        sum(index.total_bytes() for index in inputs.indexes.values()),
+        round(point.done_images),
+        round(point.done_bytes),
+    )
+    try:
+        jobs = shard_jobs(config, inputs, synsets, point)
+        for batch in executor.map_unordered(process_shards, batched(jobs, TASK_IMAGES)):
+            journal.extend(batch)
+            for result in batch:
+                results[result.shard] = result
+                reporter.update(
+                    share(result, point.groups, result.images + len(result.skipped)),
+                    share(result, point.groups, result.bytes_in),
+                )
+    finally:
+        reporter.close()
+        journal.close()
+    return results
