@@ -249,6 +249,9 @@ def _walk(
     set), and it is added to ``descended``. After each member is yielded the consumer may read
     its data from the reader; the walk then skips what is left of it. ``empty_ok`` accepts a
     tar that holds nothing (its first block ends it).
+
+    Longer than 60 lines on purpose: one loop over every header (1.3 million in the training
+    archive), where a function call per header would cost measurable indexing time.
     """
     where = f"{reader.path}:{parent}" if parent else reader.path
     start = reader.pos

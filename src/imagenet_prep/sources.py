@@ -519,6 +519,39 @@ def _add_folder(out: SplitIndex, folder: Path, label: int, container: int) -> No
 # --- validation ----------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class _ValidationLabels:
+    """The class of a validation image: from its number, or from its folder (checked
+    against its number when it has one)."""
+
+    synsets: Synsets
+    labels: tuple[str, ...]
+
+    def __call__(self, name: str, where: str, folder_wnid: str | None) -> int:
+        labels = self.labels
+        number = validation_number(stem(name))
+        truth = labels[number - 1] if number is not None and 1 <= number <= len(labels) else None
+        if folder_wnid is None and number is not None and truth is None:
+            raise DataError(
+                f"{where}: validation image number {number} is out of range "
+                f"(there are labels for 1..{len(labels)})"
+            )
+        if folder_wnid is not None:
+            label = _class_of(self.synsets, folder_wnid, where)
+            if truth is not None and truth != folder_wnid:
+                raise DataError(
+                    f"{where}: validation image {number} is in folder {folder_wnid} but its "
+                    f"ground-truth label is {truth}"
+                )
+            return label
+        if truth is None:
+            raise DataError(
+                f"{where}: cannot tell the class of this validation image (expected a name "
+                "like ILSVRC2012_val_00000001.JPEG, or synset folders)"
+            )
+        return _class_of(self.synsets, truth, where)
+
+
 def index_validation(
     layout: SourceLayout,
     synsets: Synsets,
@@ -532,57 +565,11 @@ def index_validation(
             f"{layout.root}: no validation input ({VAL_ARCHIVE} or a validation/ or val/ folder)"
         )
     out = SplitIndex("validation")
-
-    def label_of(name: str, where: str, folder_wnid: str | None) -> int:
-        number = validation_number(stem(name))
-        truth = labels[number - 1] if number is not None and 1 <= number <= len(labels) else None
-        if folder_wnid is None and number is not None and truth is None:
-            raise DataError(
-                f"{where}: validation image number {number} is out of range "
-                f"(there are labels for 1..{len(labels)})"
-            )
-        if folder_wnid is not None:
-            label = _class_of(synsets, folder_wnid, where)
-            if truth is not None and truth != folder_wnid:
-                raise DataError(
-                    f"{where}: validation image {number} is in folder {folder_wnid} but its "
-                    f"ground-truth label is {truth}"
-                )
-            return label
-        if truth is None:
-            raise DataError(
-                f"{where}: cannot tell the class of this validation image (expected a name "
-                "like ILSVRC2012_val_00000001.JPEG, or synset folders)"
-            )
-        return _class_of(synsets, truth, where)
-
+    label_of = _ValidationLabels(synsets, labels)
     if src.is_file():
-        index = indexed_archive(src, nested=False, state=state)
-        out.archive = index
-        out.containers.append((str(src), "", False))
-        for m in index.members:
-            if not is_image_name(m.name):
-                out.ignored.append(f"{src}:{m.name}")
-                continue
-            name = os.path.basename(m.name)
-            out.add(name, label_of(name, f"{src}:{m.name}", None), m.offset, m.size, 0)
+        _validation_archive(src, state, label_of, out)
     else:
-        out.containers.append((str(src), "", True))
-        for entry in sorted(os.scandir(src), key=lambda e: e.name):
-            if entry.is_dir():
-                out.containers.append((entry.path, "", True))
-                container = len(out.containers) - 1
-                for sub in os.scandir(entry.path):
-                    if sub.is_file() and is_image_name(sub.name):
-                        label = label_of(sub.name, sub.path, entry.name)
-                        out.add(sub.name, label, 0, sub.stat().st_size, container)
-                    else:
-                        out.ignored.append(sub.path)
-            elif entry.is_file() and is_image_name(entry.name):
-                label = label_of(entry.name, entry.path, None)
-                out.add(entry.name, label, 0, entry.stat().st_size, 0)
-            else:
-                out.ignored.append(entry.path)
+        _validation_folder(src, label_of, out)
     if out.ignored:
         log.warning(
             "validation: ignored %d entries that are not images (e.g. %s)",
@@ -593,6 +580,40 @@ def index_validation(
         raise DataError(f"{src}: no validation images found")
     out.sort()
     return out
+
+
+def _validation_archive(
+    src: Path, state: OutputState | None, label_of: _ValidationLabels, out: SplitIndex
+) -> None:
+    index = indexed_archive(src, nested=False, state=state)
+    out.archive = index
+    out.containers.append((str(src), "", False))
+    for m in index.members:
+        if not is_image_name(m.name):
+            out.ignored.append(f"{src}:{m.name}")
+            continue
+        name = os.path.basename(m.name)
+        out.add(name, label_of(name, f"{src}:{m.name}", None), m.offset, m.size, 0)
+
+
+def _validation_folder(src: Path, label_of: _ValidationLabels, out: SplitIndex) -> None:
+    """A flat folder of numbered images, or one already sorted into synset folders."""
+    out.containers.append((str(src), "", True))
+    for entry in sorted(os.scandir(src), key=lambda e: e.name):
+        if entry.is_dir():
+            out.containers.append((entry.path, "", True))
+            container = len(out.containers) - 1
+            for sub in os.scandir(entry.path):
+                if sub.is_file() and is_image_name(sub.name):
+                    label = label_of(sub.name, sub.path, entry.name)
+                    out.add(sub.name, label, 0, sub.stat().st_size, container)
+                else:
+                    out.ignored.append(sub.path)
+        elif entry.is_file() and is_image_name(entry.name):
+            label = label_of(entry.name, entry.path, None)
+            out.add(entry.name, label, 0, entry.stat().st_size, 0)
+        else:
+            out.ignored.append(entry.path)
 
 
 # --- bounding boxes ------------------------------------------------------------------
