@@ -1,7 +1,7 @@
-"""ImageNet bounding-box XML and the seed's rules for it (``process_bounding_boxes.py``).
+"""ImageNet box XML and the reference scripts' rules for it (``process_bounding_boxes.py``).
 
 A box is given in pixels of the image *as shown to the annotator*, whose size the XML
-records in ``<size>``; that size, not the real image's, normalizes it. Per the seed:
+records in ``<size>``; that size, not the real image's, normalizes it. Per the reference scripts:
 coordinates are truncated to integers, divided by the XML's width/height, put in order
 (min <= max), clamped to [0, 1]; boxes labelled with a *different* challenge synset are
 dropped (names that are no challenge synset, such as ``Scottish_deerhound``, are kept),
@@ -62,7 +62,7 @@ class Annotation:
 
 @dataclass(frozen=True, slots=True)
 class BoxResult:
-    """Boxes kept by the seed's rules, and how many were dropped by each rule."""
+    """Boxes kept by the reference scripts' rules, and how many were dropped by each rule."""
 
     kept: tuple[Box, ...]
     dropped_other_synset: int
@@ -70,7 +70,7 @@ class BoxResult:
 
 
 def _number(text: str | None, source: str, tag: str, index: int = 0) -> int:
-    """``int(float(text))`` as the seed does (some files have fractional values)."""
+    """``int(float(text))`` as the reference scripts do (some files have fractional values)."""
     if text is not None:
         try:
             return int(float(text))
@@ -85,8 +85,8 @@ def _number(text: str | None, source: str, tag: str, index: int = 0) -> int:
 def parse_annotation(data: bytes, source: str) -> Annotation:
     """Parse one PASCAL VOC annotation as ImageNet writes it; DataError naming ``source``.
 
-    Objects without a ``<bndbox>`` carry no box and are left out, as in the seed (which
-    counts ``<xmin>`` elements).
+    Objects without a ``<bndbox>`` carry no box and are left out, as in the reference scripts
+    (which count ``<xmin>`` elements).
     """
     try:
         root = ET.fromstring(data)
@@ -127,11 +127,11 @@ def normalize_box(obj: BoxObject, width: int, height: int) -> Box:
 
 
 def normalize_boxes(annotation: Annotation, wnid: str, challenge: Container[str]) -> BoxResult:
-    """Apply the seed's rules to the boxes of an image of synset ``wnid``.
+    """Apply the reference scripts' rules to the boxes of an image of synset ``wnid``.
 
     A box whose object name is another synset of ``challenge`` is dropped (counted once,
-    before the area rule); names outside ``challenge`` are kept. Unlike the seed, which
-    labels every box of a file with the *first* object's name, each box is judged by its
+    before the area rule); names outside ``challenge`` are kept. Unlike the reference scripts,
+    which label every box of a file with the *first* object's name, each box is judged by its
     own object's name, so one stray object no longer decides for the whole file.
     """
     kept: list[Box] = []
@@ -152,7 +152,7 @@ def normalize_boxes(annotation: Annotation, wnid: str, challenge: Container[str]
 _BREAKS = "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
 _LINE_BREAKS = re.compile(f"[{_BREAKS}]")
 
-#: What the seed's CSV cannot hold in a file name: its readers split lines, then commas,
+#: What the reference scripts' CSV cannot hold in a file name: its readers split lines, then commas,
 #: and CSV readers take a double quote as quoting.
 CSV_UNSAFE = re.compile(f'[,"{_BREAKS}]')
 
@@ -197,16 +197,16 @@ def one_line(text: str) -> str:
 
 
 def csv_line(stem: str, box: Box) -> str:
-    """The seed's CSV line, without newline.
+    """The reference scripts' CSV line, without newline.
 
     >>> csv_line("n01440764_10026", (0.284, 0.408, 0.636, 0.72))
     'n01440764_10026.JPEG,0.2840,0.4080,0.6360,0.7200'
     """
-    return "%s.JPEG,%.4f,%.4f,%.4f,%.4f" % (stem, *box)  # noqa: UP031 - the seed's format
+    return "%s.JPEG,%.4f,%.4f,%.4f,%.4f" % (stem, *box)  # noqa: UP031 - their format
 
 
 def record_box(box: Box) -> Box:
-    """The values the seed's TFRecords carry: the CSV text parsed back to floats.
+    """The values the reference scripts' TFRecords carry: the CSV text parsed back to floats.
 
     >>> record_box((1 / 3, 0.0, 0.66666, 1.0))
     (0.3333, 0.0, 0.6667, 1.0)

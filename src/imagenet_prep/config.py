@@ -1,4 +1,8 @@
-"""Options of the commands as frozen dataclasses, validated when made."""
+"""Options of the commands as frozen dataclasses, validated when made.
+
+A bad option raises :class:`~imagenet_prep.errors.UsageError` (a ``ValueError``), which the
+CLI prints as one line and exits 2 on.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +11,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .errors import UsageError
 from .imagefix import MAX_PIXELS
 
 SPLITS = ("train", "validation")
 FORMATS = ("tfrecord", "imagefolder", "webdataset")
 ON_ERROR = ("raise", "skip")
 OUTPUT_LAYOUT = 2  # see BuildConfig.output_options
-DEFAULT_SEED = 12345
-WEBDATASET_SHARD_BYTES = 10**9  # the seed's build_imagenet_data.py shuffles with random.seed(12345)
+DEFAULT_SEED = 12345  # what the reference scripts' build_imagenet_data.py shuffles with
+WEBDATASET_SHARD_BYTES = 10**9
 
 
 @dataclass(frozen=True)
@@ -89,41 +94,41 @@ class BuildConfig:
         object.__setattr__(self, "formats", _as_tuple(self.formats))
         object.__setattr__(self, "splits", _as_tuple(self.splits))
         if not self.formats:
-            raise ValueError("formats: at least one output format is needed")
+            raise UsageError("formats: at least one output format is needed")
         for fmt in self.formats:
             if fmt not in FORMATS:
-                raise ValueError(f"formats: unknown format {fmt!r} (known: {', '.join(FORMATS)})")
+                raise UsageError(f"formats: unknown format {fmt!r} (known: {', '.join(FORMATS)})")
         if len(set(self.formats)) != len(self.formats):
-            raise ValueError(f"formats: {', '.join(self.formats)} names a format twice")
+            raise UsageError(f"formats: {', '.join(self.formats)} names a format twice")
         if not self.splits:
-            raise ValueError("splits: at least one split is needed")
+            raise UsageError("splits: at least one split is needed")
         for split in self.splits:
             if split not in SPLITS:
-                raise ValueError(f"splits: unknown split {split!r} (known: {', '.join(SPLITS)})")
+                raise UsageError(f"splits: unknown split {split!r} (known: {', '.join(SPLITS)})")
         if len(set(self.splits)) != len(self.splits):
-            raise ValueError(f"splits: {', '.join(self.splits)} names a split twice")
+            raise UsageError(f"splits: {', '.join(self.splits)} names a split twice")
         if self.train_shards < 1 or self.validation_shards < 1:
-            raise ValueError("train-shards and validation-shards must be at least 1")
+            raise UsageError("train-shards and validation-shards must be at least 1")
         if self.workers < 1:
-            raise ValueError(f"workers must be at least 1, not {self.workers}")
+            raise UsageError(f"workers must be at least 1, not {self.workers}")
         if self.on_error not in ON_ERROR:
-            raise ValueError(
+            raise UsageError(
                 f"on-error must be one of {', '.join(ON_ERROR)}, not {self.on_error!r}"
             )
         if self.max_pixels < 1:
-            raise ValueError(f"max-pixels must be at least 1, not {self.max_pixels}")
+            raise UsageError(f"max-pixels must be at least 1, not {self.max_pixels}")
         if self.shard_size is not None and self.shard_size < 1:
-            raise ValueError(f"shard-size must be at least 1, not {self.shard_size}")
+            raise UsageError(f"shard-size must be at least 1, not {self.shard_size}")
         if self.resize_shorter is not None and self.resize_longer is not None:
-            raise ValueError("give resize-shorter or resize-longer, not both")
+            raise UsageError("give resize-shorter or resize-longer, not both")
         for name in ("resize_shorter", "resize_longer"):
             value = getattr(self, name)
             if value is not None and value < 1:
-                raise ValueError(f"{name.replace('_', '-')} must be at least 1, not {value}")
+                raise UsageError(f"{name.replace('_', '-')} must be at least 1, not {value}")
         if not 1 <= self.quality <= 100:
-            raise ValueError(f"quality must be between 1 and 100, not {self.quality}")
+            raise UsageError(f"quality must be between 1 and 100, not {self.quality}")
         if not -(2**31) <= self.label_offset < 2**31 - 1000:
-            raise ValueError(f"label-offset {self.label_offset} is out of range")
+            raise UsageError(f"label-offset {self.label_offset} is out of range")
 
     def shards(self, split: str) -> int:
         return self.train_shards if split == "train" else self.validation_shards

@@ -24,5 +24,13 @@ class ResourceError(ImagenetPrepError):
     """The machine lacks something the build needs (disk space)."""
 
 
+class WorkerDied(ImagenetPrepError):
+    """A worker or helper process ended without finishing its task (killed, or out of memory).
+
+    Raised by the executors and by the driver for its own helper processes alike, so it
+    lives here rather than in one engine.
+    """
+
+
 class VerifyError(DataError):
     """Output written earlier does not match its manifest."""

@@ -3,7 +3,7 @@
 Every decision is made from the bytes, never from the file name: ImageNet has CMYK JPEGs
 and a PNG named ``.JPEG``, and any other download may have more. 8-bit grayscale and
 YCbCr/RGB JPEGs pass through byte for byte; everything else is decoded with Pillow and
-re-encoded as a baseline RGB JPEG, as the seed's ``build_imagenet_data.py`` did for its
+re-encoded as a baseline RGB JPEG, as the reference scripts' ``build_imagenet_data.py`` did for its
 hard-coded list of names. EXIF orientation is never applied: sizes are the stored grid
 (:func:`exif_orientation` reads the tag, for resized copies to carry it).
 
@@ -70,8 +70,8 @@ REENCODE_BUDGET = 256 * 2**20
 # Pillow image bytes a strip may hold (rounded to whole JPEG restart intervals).
 _STRIP_BYTES = 16 * 2**20
 
-#: Training images the seed re-encoded by name as CMYK JPEGs. For tests and reports only:
-#: nothing in this module looks at names.
+#: Training images the reference scripts re-encoded by name as CMYK JPEGs. For tests and
+#: reports only: nothing in this module looks at names.
 KNOWN_CMYK_TRAIN = frozenset(
     {
         "n01739381_1309.JPEG",
@@ -98,7 +98,7 @@ KNOWN_CMYK_TRAIN = frozenset(
         "n13037406_4650.JPEG",
     }
 )
-#: The training image the seed re-encoded by name as a PNG. For tests and reports only.
+#: The training image the reference scripts re-encoded by name as a PNG. For tests and reports only.
 KNOWN_PNG_TRAIN = frozenset({"n02105855_2933.JPEG"})
 
 # Start-of-frame markers (all coding processes); 0xC4 (DHT), 0xC8 (JPG) and 0xCC (DAC) are not.
@@ -112,6 +112,7 @@ _SOF_PROCESS = {0xC3: "lossless", 0xC5: "hierarchical", 0xC6: "hierarchical", 0x
 _SOF_PROCESS.update(dict.fromkeys((0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF), "arithmetic"))
 _U16 = Struct(">H").unpack_from
 _SOF_FIELDS = Struct(">BHHB").unpack_from
+_Frame = tuple[int, int, int, int, int, bytes]  # marker, precision, height, width, ncomp, ids
 _SOS = 0xDA
 _EOI = 0xD9
 _APP0 = 0xE0
@@ -219,7 +220,7 @@ def _inspect_jpeg(data: bytes, name: str) -> ImageInfo:
     pos = 2
     jfif = False
     adobe = -1  # the APP14 transform byte, -1 when there is no Adobe segment
-    frame: tuple[int, int, int, int, int, bytes] | None = None
+    frame: _Frame | None = None
     while pos + 1 < n:
         if data[pos] != 0xFF:
             # Extraneous bytes between segments: decoders (libjpeg) skip to the next 0xFF.
@@ -518,7 +519,7 @@ def _walk_jpeg(data: bytes, name: str, *, scans: bool) -> ImageInfo:
     pos = 2
     jfif = False
     adobe = -1
-    frame: tuple[int, int, int, int, int, bytes] | None = None
+    frame: _Frame | None = None
     scan_count = 0
     while True:
         if pos >= n or data[pos] != 0xFF:
@@ -534,11 +535,7 @@ def _walk_jpeg(data: bytes, name: str, *, scans: bool) -> ImageInfo:
         at = pos - 1
         pos += 1
         if marker == _EOI:
-            if frame is None:
-                raise DataError(f"{name}: JPEG has no frame header (SOFn) before end-of-image")
-            if scan_count == 0:
-                raise DataError(f"{name}: JPEG has no scan (SOS) before end-of-image")
-            return _frame_info(frame, jfif, adobe)
+            return _at_eoi(frame, scan_count, jfif, adobe, name)
         if 0xD0 <= marker <= 0xD7 or marker == 0x01:
             continue
         if marker < 0xC0 or marker == 0xD8:
@@ -547,33 +544,16 @@ def _walk_jpeg(data: bytes, name: str, *, scans: bool) -> ImageInfo:
             break
         length = _U16(data, pos)[0]
         end = pos + length
-        if length < 2:
-            raise DataError(
-                f"{name}: JPEG segment 0xFF{marker:02X} at offset {at}: length {length}"
-            )
-        if end > n:
-            raise DataError(
-                f"{name}: truncated: JPEG segment 0xFF{marker:02X} at offset {at} runs past "
-                f"the end of the file"
-            )
+        if length < 2 or end > n:
+            raise _bad_segment_length(name, marker, at, length)
         if marker in (_APP0, _APP14):
             jfif, adobe = _colour_hints(data, marker, pos + 2, length, jfif, adobe)
         elif marker in _SOF_MARKERS:
-            if frame is not None:
-                raise DataError(f"{name}: second JPEG frame header at offset {at}")
-            ncomp = data[pos + 7] if length >= 8 else 0
-            if ncomp == 0 or length != 8 + 3 * ncomp:
-                raise DataError(f"{name}: malformed JPEG frame header at offset {at}")
-            precision, height, width = _SOF_FIELDS(data, pos + 2)[:3]
-            if width == 0 or height == 0:
-                raise DataError(f"{name}: JPEG frame header gives an empty size {width}x{height}")
-            frame = (marker, precision, height, width, ncomp, data[pos + 8 : end : 3])
+            frame = _frame_header(data, at, name, frame)
         elif marker == _SOS:
             if frame is None:
                 raise DataError(f"{name}: JPEG scan at offset {at} comes before the frame header")
-            ns = data[pos + 2] if length >= 3 else 0
-            if not 1 <= ns <= 4 or length != 6 + 2 * ns:
-                raise DataError(f"{name}: malformed JPEG scan header at offset {at}")
+            _check_scan_header(data, at, name)
             scan_count += 1
             if not scans:
                 # Entropy-coded data holds no marker but RSTn: the last EOI in the file
@@ -587,11 +567,56 @@ def _walk_jpeg(data: bytes, name: str, *, scans: bool) -> ImageInfo:
             pos = found.start()
             continue
         pos = end
+    raise _no_eoi(name, scan_count, scans)
+
+
+def _frame_header(data: bytes, at: int, name: str, previous: _Frame | None) -> _Frame:
+    """The frame header (SOFn) whose marker is at ``at`` (its length checked), the only one."""
+    if previous is not None:
+        raise DataError(f"{name}: second JPEG frame header at offset {at}")
+    marker, pos = data[at + 1], at + 2
+    length = _U16(data, pos)[0]
+    ncomp = data[pos + 7] if length >= 8 else 0
+    if ncomp == 0 or length != 8 + 3 * ncomp:
+        raise DataError(f"{name}: malformed JPEG frame header at offset {at}")
+    precision, height, width = _SOF_FIELDS(data, pos + 2)[:3]
+    if width == 0 or height == 0:
+        raise DataError(f"{name}: JPEG frame header gives an empty size {width}x{height}")
+    return (marker, precision, height, width, ncomp, data[pos + 8 : pos + length : 3])
+
+
+def _check_scan_header(data: bytes, at: int, name: str) -> None:
+    """Refuse a malformed scan header (SOS) whose marker is at ``at``."""
+    length = _U16(data, at + 2)[0]
+    ns = data[at + 4] if length >= 3 else 0
+    if not 1 <= ns <= 4 or length != 6 + 2 * ns:
+        raise DataError(f"{name}: malformed JPEG scan header at offset {at}")
+
+
+def _no_eoi(name: str, scan_count: int, scans: bool) -> DataError:
     if scan_count:
         where = f"in scan {scan_count}" if scans else "after the first scan"
     else:
         where = "before the first scan"
-    raise DataError(f"{name}: truncated: no end-of-image marker (the data ends {where})")
+    return DataError(f"{name}: truncated: no end-of-image marker (the data ends {where})")
+
+
+def _at_eoi(frame: _Frame | None, scan_count: int, jfif: bool, adobe: int, name: str) -> ImageInfo:
+    """The image's info at its end-of-image marker, if a frame and a scan came before it."""
+    if frame is None:
+        raise DataError(f"{name}: JPEG has no frame header (SOFn) before end-of-image")
+    if scan_count == 0:
+        raise DataError(f"{name}: JPEG has no scan (SOS) before end-of-image")
+    return _frame_info(frame, jfif, adobe)
+
+
+def _bad_segment_length(name: str, marker: int, at: int, length: int) -> DataError:
+    if length < 2:
+        return DataError(f"{name}: JPEG segment 0xFF{marker:02X} at offset {at}: length {length}")
+    return DataError(
+        f"{name}: truncated: JPEG segment 0xFF{marker:02X} at offset {at} runs past the end of "
+        "the file"
+    )
 
 
 def _colour_hints(
@@ -606,7 +631,7 @@ def _colour_hints(
     return jfif, adobe
 
 
-def _frame_info(frame: tuple[int, int, int, int, int, bytes], jfif: bool, adobe: int) -> ImageInfo:
+def _frame_info(frame: _Frame, jfif: bool, adobe: int) -> ImageInfo:
     marker, precision, height, width, ncomp, ids = frame
     colorspace = _jpeg_colorspace(ncomp, jfif, adobe, ids[:ncomp])
     return _jpeg_info(width, height, ncomp, colorspace, precision, marker)
@@ -873,12 +898,33 @@ def _png_strips(data: bytes, name: str, info: ImageInfo, rows: int) -> Iterator[
     (filter type None), which the filters of its first row refer to. Memory holds a strip,
     never the image; the pixels are Pillow's for the whole image.
     """
-    from PIL import Image
-
     _check_png(data, name)
     width, height = info.width, info.height
     line = width * info.components + 1  # the filter type byte, then 8-bit samples
     header = pack(">IIBBBBB", width, 0, 8, data[25], 0, 0, 0)  # height set per strip
+    palette, idats = _png_image_data(data)
+    above = b""
+    for n, filtered in _inflated_strips(idats, name, height, rows, line):
+        body = b"\x00" + above + filtered if above else bytes(filtered)
+        del filtered
+        count = n + 1 if above else n
+        small = (
+            PNG_SIGNATURE
+            + _png_chunk(b"IHDR", header[:4] + pack(">I", count) + header[8:])
+            + palette
+            + _png_chunk(b"IDAT", zlib.compress(body, 0))
+            + _png_chunk(b"IEND", b"")
+        )
+        del body
+        strip = _decode_strip(small, name, (0, 1, width, count) if above else None)
+        above = strip.crop((0, n - 1, width, n)).tobytes()
+        if strip.mode != _PNG_MODES[info.colorspace] or len(above) != line - 1:
+            raise DataError(f"{name}: cannot decode a {strip.mode} PNG in strips")
+        yield strip
+
+
+def _png_image_data(data: bytes) -> tuple[bytes, list[memoryview]]:
+    """A checked PNG's PLTE chunk, whole (empty when it has none), and its IDAT payloads."""
     palette = b""
     idats: list[memoryview] = []
     view = memoryview(data)
@@ -892,12 +938,18 @@ def _png_strips(data: bytes, name: str, info: ImageInfo, rows: int) -> Iterator[
         elif ctype == b"IEND":
             break
         pos += 12 + length
+    return palette, idats
+
+
+def _inflated_strips(
+    idats: Iterable[memoryview], name: str, height: int, rows: int, line: int
+) -> Iterator[tuple[int, bytearray]]:
+    """Each strip's row count and its rows, still filtered (``line`` bytes a row)."""
     step = 1 << 20  # inflate input a piece at a time: unconsumed input is copied each call
     pieces = (chunk[i : i + step] for chunk in idats for i in range(0, len(chunk), step))
     inflate = zlib.decompressobj()
     pending = bytearray()
     tail: bytes | memoryview = b""
-    above = b""
     for top in range(0, height, rows):
         n = min(rows, height - top)
         want = n * line
@@ -916,27 +968,26 @@ def _png_strips(data: bytes, name: str, info: ImageInfo, rows: int) -> Iterator[
                 f"{name}: truncated: the PNG image data ends in row {top + len(pending) // line}"
                 f" of {height}"
             )
-        body = b"\x00" + above + pending[:want] if above else bytes(pending[:want])
-        del pending[:want]
-        count = n + 1 if above else n
-        small = (
-            PNG_SIGNATURE
-            + _png_chunk(b"IHDR", header[:4] + pack(">I", count) + header[8:])
-            + palette
-            + _png_chunk(b"IDAT", zlib.compress(body, 0))
-            + _png_chunk(b"IEND", b"")
-        )
-        del body
-        try:
-            with Image.open(io.BytesIO(small), formats=("PNG",)) as im:
-                im.load()
-                strip = im.crop((0, 1, width, count)) if above else im.copy()
-        except Exception as exc:  # Pillow raises many types for damaged pixel data
-            raise DataError(f"{name}: cannot decode PNG image ({exc})") from None
-        above = strip.crop((0, n - 1, width, n)).tobytes()
-        if strip.mode != _PNG_MODES[info.colorspace] or len(above) != line - 1:
-            raise DataError(f"{name}: cannot decode a {strip.mode} PNG in strips")
-        yield strip
+        yield n, _cut(pending, want)  # no name here keeps the strip's bytes alive
+
+
+def _cut(buffer: bytearray, size: int) -> bytearray:
+    """The first ``size`` bytes of ``buffer``, taken out of it."""
+    head = buffer[:size]
+    del buffer[:size]
+    return head
+
+
+def _decode_strip(small: bytes, name: str, crop: tuple[int, int, int, int] | None) -> Image.Image:
+    """Pillow's pixels of one strip's small PNG, cropped to ``crop`` (the row above left out)."""
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(small), formats=("PNG",)) as im:
+            im.load()
+            return im.crop(crop) if crop else im.copy()
+    except Exception as exc:  # Pillow raises many types for damaged pixel data
+        raise DataError(f"{name}: cannot decode PNG image ({exc})") from None
 
 
 def _jpeg_from_strips(strips: Iterable[Image.Image], height: int, quality: int, name: str) -> bytes:

@@ -2,7 +2,7 @@
 
 Label numbers are the 0-based index of a WordNet ID in the sorted list of the 1000
 ILSVRC2012 synsets (``imagenet_lsvrc_2015_synsets.txt``). Sinks add their own offset
-(the TFRecords' ``--label-offset``, 1 by default as in the seed).
+(the TFRecords' ``--label-offset``, 1 by default as in the reference scripts).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import io
 import re
 import tarfile
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -324,11 +324,3 @@ def validation_labels(devkit: Devkit | None) -> tuple[str, ...]:
                 f"the shipped {VALIDATION_LABELS_FILE}"
             )
     return from_devkit
-
-
-def wnid_of_validation(labels: Sequence[str], stem: str) -> str | None:
-    """Look up a validation image's WordNet ID by its file stem."""
-    number = validation_number(stem)
-    if number is None or not 1 <= number <= len(labels):
-        return None
-    return labels[number - 1]

@@ -26,7 +26,7 @@ class ShardSpec:
 
 
 def shard_name(split: str, index: int, count: int) -> str:
-    """The seed's shard naming.
+    """The reference scripts' shard naming.
 
     >>> shard_name("train", 42, 1024)
     'train-00042-of-01024'
@@ -50,7 +50,7 @@ def shard_bounds(total: int, shards: int) -> list[tuple[int, int]]:
 def shuffled_order(total: int, seed: int) -> list[int]:
     """A permutation of ``range(total)`` that depends only on ``total`` and ``seed``.
 
-    Python's ``random.Random(seed).shuffle`` is the seed script's own shuffle and is
+    Python's ``random.Random(seed).shuffle`` is the reference scripts' own shuffle and is
     stable across Python versions.
 
     >>> shuffled_order(5, 12345) == shuffled_order(5, 12345)

@@ -1,6 +1,6 @@
 """Resized copies at write time: short side to N, or long side capped at N, never larger.
 
-The fastest correct path measured here (bench/resize figures in docs/BENCHMARKS.md): decode
+The fastest correct path bench/resize found (its figures are in docs/BENCHMARKS.md): decode
 with libjpeg-turbo through simplejpeg (``imagefix.decode_jpeg``, which also judges damage),
 using its DCT scaling only by powers of two and only while the result stays at least the
 target size (finer DCT factors cost quality), resize with OpenCV's area filter
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .errors import DataError
+from .errors import DataError, UsageError
 from .imagefix import decode_jpeg, exif_orientation, with_exif_orientation
 
 
@@ -30,12 +30,12 @@ class ResizeSpec:
 
     def __post_init__(self) -> None:
         if (self.shorter is None) == (self.longer is None):
-            raise ValueError("give exactly one of resize-shorter and resize-longer")
+            raise UsageError("give exactly one of resize-shorter and resize-longer")
         size = self.shorter if self.shorter is not None else self.longer
         if size is None or size < 1:
-            raise ValueError(f"resize size must be at least 1, not {size}")
+            raise UsageError(f"resize size must be at least 1, not {size}")
         if not 1 <= self.quality <= 100:
-            raise ValueError(f"quality must be between 1 and 100, not {self.quality}")
+            raise UsageError(f"quality must be between 1 and 100, not {self.quality}")
 
     def target(self, width: int, height: int) -> tuple[int, int] | None:
         """The new (width, height), or None when the image is already within the size.

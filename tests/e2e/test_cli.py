@@ -9,6 +9,9 @@ from pathlib import Path
 import pytest
 from tests.helpers import run_cli
 
+from imagenet_prep.config import BuildConfig
+from imagenet_prep.errors import UsageError
+
 
 def assert_one_line_error(proc: subprocess.CompletedProcess[str], code: int, *needles: str) -> None:
     assert proc.returncode == code, proc.stderr
@@ -117,6 +120,16 @@ def test_bad_options_are_usage_errors(small_download: Path, tmp_path: Path) -> N
     assert_one_line_error(proc, 2, "parquet")
     proc = run_cli("build", "--source", small_download, "--output", tmp_path / "o", "--splits", "")
     assert_one_line_error(proc, 2, "split")
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"formats": "parquet"}, {"splits": ""}, {"workers": 0}, {"quality": 101}],
+)
+def test_build_config_raises_usage_error(tmp_path: Path, options: dict[str, object]) -> None:
+    """The library's own error for bad options, as ``build()`` documents (still a ValueError)."""
+    with pytest.raises(UsageError):
+        BuildConfig(source=tmp_path, output=tmp_path / "o", **options)  # type: ignore[arg-type]
 
 
 def test_verify_names_a_damaged_shard(small_download: Path, tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""The seed's bounding-box rules (process_bounding_boxes.py) on small annotation files."""
+"""The reference scripts' box rules (process_bounding_boxes.py) on small annotation files."""
 
 from __future__ import annotations
 
@@ -129,7 +129,7 @@ def test_other_challenge_synset_is_dropped_non_synset_names_kept() -> None:
 
 
 def test_each_object_judged_by_its_own_name() -> None:
-    """The seed used the first object's name for every box; we use each object's."""
+    """The reference scripts used the first object's name for every box; we use each object's."""
     result = _boxes(_object(OTHER, 10, 10, 60, 50), _object(WNID, 20, 20, 70, 60))
     assert len(result.kept) == 1 and result.dropped_other_synset == 1
     result = _boxes(_object(WNID, 10, 10, 60, 50), _object(OTHER, 20, 20, 70, 60))

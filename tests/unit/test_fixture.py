@@ -406,8 +406,8 @@ def test_pixels_look_like_photos_not_noise_or_flat(made: tuple[Path, FixtureRepo
 
 
 def _clear_caches() -> None:
-    fixture._pool_image.cache_clear()
-    fixture._devkit_files.cache_clear()
+    fixture.pool_image.cache_clear()
+    fixture.devkit_files.cache_clear()
 
 
 def test_same_config_gives_identical_bytes(tmp_path: Path) -> None:
@@ -481,8 +481,8 @@ def test_extracted_layout(small_extracted: Path, small_download: Path) -> None:
         {"per_class": True},
     ],
 )
-def test_bad_options_raise_value_error(tmp_path: Path, options: dict[str, Any]) -> None:
-    with pytest.raises(ValueError):
+def test_bad_options_raise_usage_error(tmp_path: Path, options: dict[str, Any]) -> None:
+    with pytest.raises(UsageError):
         _config(tmp_path, **options)
 
 

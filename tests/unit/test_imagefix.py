@@ -441,7 +441,7 @@ def test_fix_rejects_garbage() -> None:
             fix(data, NAME)
 
 
-# --- the seed's quirk lists, as a test of the byte-based mechanism only ------------------------
+# --- the reference scripts' quirk lists, as a test of the byte-based mechanism only ------------
 
 
 def test_known_quirk_names() -> None:

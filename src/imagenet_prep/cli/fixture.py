@@ -7,7 +7,6 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from ..errors import UsageError
 from ..fixture import LAYOUTS, FixtureConfig, FixtureReport
 
 
@@ -59,19 +58,16 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..fixture import generate  # numpy and PIL: imported only when the command runs
 
-    try:
-        config = FixtureConfig(
-            out=args.out,
-            classes=args.classes,
-            per_class=args.per_class,
-            val_per_class=args.val_per_class,
-            seed=args.seed,
-            layout=args.layout,
-            extension=args.extension,
-            pool_size=args.pool_size,
-        )
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
+    config = FixtureConfig(
+        out=args.out,
+        classes=args.classes,
+        per_class=args.per_class,
+        val_per_class=args.val_per_class,
+        seed=args.seed,
+        layout=args.layout,
+        extension=args.extension,
+        pool_size=args.pool_size,
+    )
     print(format_report(generate(config)))
     return 0
 

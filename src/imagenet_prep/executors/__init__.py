@@ -7,12 +7,12 @@ from concurrent.futures import Future
 from types import TracebackType
 from typing import Protocol, TypeVar
 
+from ..errors import WorkerDied
 from .local import (
     IMPORTING_MAIN_EXIT,
     InlineExecutor,
     ProcessExecutor,
     UnguardedMain,
-    WorkerDied,
     refuse_while_importing_main,
     start_fork_server,
 )

@@ -19,14 +19,10 @@ from concurrent.futures.process import BrokenProcessPool
 from types import FrameType, TracebackType
 from typing import TypeVar
 
-from ..errors import ImagenetPrepError, UsageError
+from ..errors import ImagenetPrepError, UsageError, WorkerDied
 
 T = TypeVar("T")
 R = TypeVar("R")
-
-
-class WorkerDied(ImagenetPrepError):
-    """A worker process ended without finishing its task (killed, or out of memory)."""
 
 
 class UnguardedMain(UsageError):
@@ -165,9 +161,9 @@ PRELOAD = ("imagenet_prep.worker", "imagenet_prep.sources")
 def start_fork_server(preload: Sequence[str] = PRELOAD) -> None:
     """Boot multiprocessing's fork server now, from a background thread, and return.
 
-    Starting it (a fresh interpreter importing ``preload``) takes about a tenth of a second;
-    a command that will make a :class:`ProcessExecutor` calls this first, so the server
-    boots while the command's own modules load. A pool made later uses the running server.
+    Starting it means a fresh interpreter importing ``preload``; a command that will make a
+    :class:`ProcessExecutor` calls this first, so the server boots while the command's own
+    modules load. A pool made later uses the running server.
     """
     import multiprocessing.forkserver
 
@@ -191,11 +187,11 @@ def _quiet_resource_tracker() -> None:
     When the pools' processes end together (every build's end, an error, Ctrl-C), the
     tracker sometimes finds a pool's queue semaphore registered but already removed, and
     prints "There appear to be 1 leaked semaphore objects to clean up at shutdown" and a
-    ``FileNotFoundError`` note as raw ``UserWarning`` text (seen about once in 20 builds on
-    this machine, under load). It then does its job, removing whatever is left, so the
-    warnings say nothing to a user. The tracker is a new interpreter that takes its warning
-    filters from ``sys.warnoptions`` (``multiprocessing.util._args_from_interpreter_flags``),
-    so one filter there, added before it starts, silences exactly those notes.
+    ``FileNotFoundError`` note as raw ``UserWarning`` text (more often under load). It then
+    does its job, removing whatever is left, so the warnings say nothing to a user. The
+    tracker is a new interpreter that takes its warning filters from ``sys.warnoptions``
+    (``multiprocessing.util._args_from_interpreter_flags``), so one filter there, added
+    before it starts, silences exactly those notes.
     """
     if _TRACKER_WARNINGS not in sys.warnoptions:
         sys.warnoptions.append(_TRACKER_WARNINGS)
@@ -238,8 +234,8 @@ class ProcessExecutor:
     are submitted lazily so memory stays bounded, an exception in a task stops the run
     (pending tasks are cancelled), and a worker that dies raises :class:`WorkerDied`
     at once instead of hanging. Used as a context manager, the workers start on entry,
-    from a background thread, so they boot while the caller prepares the tasks (starting
-    the fork server, which imports ``preload``, takes a tenth of a second).
+    from a background thread, so they boot while the caller prepares the tasks (and the
+    fork server imports ``preload``).
     """
 
     def __init__(
@@ -346,9 +342,8 @@ class ProcessExecutor:
         if self._pool is not None:
             yield from self._run(self._pool, fn, items)
             return
-        with self:
-            assert self._pool is not None
-            yield from self._run(self._pool, fn, items)
+        with self:  # starts the pool, so the call below takes the branch above
+            yield from self.map_unordered(fn, items)
 
     def _run(
         self, pool: ProcessPoolExecutor, fn: Callable[[T], R], items: Iterable[T]
