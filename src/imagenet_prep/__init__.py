@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .config import BuildConfig
-    from .errors import DataError, ImagenetPrepError, UsageError, VerifyError
+    from .errors import DataError, ImagenetPrepError, UsageError
     from .pipeline import BuildResult, build
     from .verification import VerifyResult, verify
 
@@ -27,7 +27,6 @@ _LAZY = {
     "DataError": "errors",
     "ImagenetPrepError": "errors",
     "UsageError": "errors",
-    "VerifyError": "errors",
     "VerifyResult": "verification",
     "build": "pipeline",
     "verify": "verification",
@@ -49,7 +48,6 @@ __all__ = [
     "DataError",
     "ImagenetPrepError",
     "UsageError",
-    "VerifyError",
     "VerifyResult",
     "__version__",
     "build",

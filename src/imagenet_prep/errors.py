@@ -30,7 +30,3 @@ class WorkerDied(ImagenetPrepError):
     Raised by the executors and by the driver for its own helper processes alike, so it
     lives here rather than in one engine.
     """
-
-
-class VerifyError(DataError):
-    """Output written earlier does not match its manifest."""

@@ -96,38 +96,21 @@ def process_shard(
     reencoded: list[list[str]] = []
     skipped: list[list[str]] = []
     bytes_in = 0
-    written = 0
     try:
         for ref in job.refs:
             fd = files.fd(ref.path, ref.origin)  # an unreadable source stops the run
-            resized = None
             try:
-                raw, fixed = _read_fixed(fd, ref, job.decode_check, job.max_pixels)
-                if job.resize is not None:  # its decode may find damage: the same policy
-                    resized = resize_jpeg(
-                        fixed.data, fixed.width, fixed.height, job.resize, ref.origin
-                    )
+                sample = _sample(job, fd, ref)
             except DataError as exc:
                 if not job.skip_bad:
                     raise
                 skipped.append([ref.origin, str(exc)])
                 continue
-            bytes_in += len(raw)
-            if fixed.reencoded is not None:
-                reencoded.append([ref.origin, fixed.reencoded])
-            data, width, height = resized or (fixed.data, fixed.width, fixed.height)
-            sample = Sample(
-                ref=ref,
-                raw=raw,
-                data=data,
-                width=width,
-                height=height,
-                reencoded=fixed.reencoded,
-                resized=resized is not None,
-            )
+            bytes_in += len(sample.raw)
+            if sample.reencoded is not None:
+                reencoded.append([ref.origin, sample.reencoded])
             for writer in writers:
                 writer.add(sample)
-            written += 1
         outputs = {s.name: w.commit() for s, w in zip(sinks, writers, strict=True)}
     except BaseException:
         for writer in writers:
@@ -136,11 +119,30 @@ def process_shard(
     return ShardResult(
         shard=job.spec.name,
         split=job.spec.split,
-        images=written,
+        images=len(job.refs) - len(skipped),
         bytes_in=bytes_in,
         reencoded=reencoded,
         skipped=skipped,
         outputs=outputs,
+    )
+
+
+def _sample(job: ShardJob, fd: int, ref: ImageRef) -> Sample:
+    """One image as the formats write it: read from ``fd``, checked, fixed, resized when
+    asked. A DataError names the image."""
+    raw, fixed = _read_fixed(fd, ref, job.decode_check, job.max_pixels)
+    resized = None
+    if job.resize is not None:  # its decode may find damage: the same policy
+        resized = resize_jpeg(fixed.data, fixed.width, fixed.height, job.resize, ref.origin)
+    data, width, height = resized or (fixed.data, fixed.width, fixed.height)
+    return Sample(
+        ref=ref,
+        raw=raw,
+        data=data,
+        width=width,
+        height=height,
+        reencoded=fixed.reencoded,
+        resized=resized is not None,
     )
 
 
