@@ -1,4 +1,4 @@
-"""What is in SRC: the archives as downloaded, or the seed's extracted raw-data layout.
+"""What is in SRC: the archives as downloaded, or the reference scripts' extracted raw-data layout.
 
 ``discover`` finds the inputs; ``index_train`` / ``index_validation`` list every image of
 a split in the canonical order (sorted by wnid, then file name) as a compact
@@ -712,9 +712,11 @@ class BoxTable:
         return len(self._where)
 
     def csv_bytes(self) -> bytes:
-        """The seed's CSV, in UTF-8: one line per kept box, sorted by image, boxes in file order.
+        """The reference scripts' CSV, in UTF-8: one line per kept box, sorted by image, boxes
+        in file order.
 
-        Names are ASCII in ILSVRC2012, so the bytes are the seed's; others are written as they are.
+        Names are ASCII in ILSVRC2012, so the bytes are the reference scripts'; others are
+        written as they are.
         """
         ordered: list[str] = []
         for key in sorted(self._where):
@@ -762,7 +764,7 @@ def load_boxes(
     progress: Callable[[int], None] | None = None,
     map_unordered: MapUnordered | None = None,
 ) -> BoxTable | None:
-    """Parse every training box XML with the seed's rules; None when SRC has no boxes.
+    """Parse every training box XML with the reference scripts' rules; None when SRC has no boxes.
 
     A damaged XML file is an error, or with ``skip_bad`` is left out and listed in
     ``BoxTable.skipped``. A damaged archive is always an error. With ``map_unordered``
@@ -807,7 +809,7 @@ def _box_batches(
     for folder, key, data in items:
         stats.files += 1
         if folder not in synsets:
-            # The seed keeps only annotations of challenge synsets (by folder).
+            # The reference scripts keep only annotations of challenge synsets (by folder).
             stats.files_other_synset += 1
             continue
         batch.append((folder, key, box_file(str(src), archive, folder, key), data))

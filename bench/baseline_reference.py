@@ -1,14 +1,17 @@
 #!/usr/bin/env python3
-"""The seed's per-image work, as a baseline: tensorflow/models research/inception build flow.
+"""The reference scripts' per-image work, as a baseline.
 
-    python bench/baseline_seed.py TREE OUT [--threads 2]
+The build flow of tensorflow/models research/inception.
 
-TREE is an extracted download in the seed's raw-data layout (train/<wnid>/*.JPEG,
-validation/<wnid>/*.JPEG, bounding_boxes/<wnid>/*.xml), as the seed's recipe leaves it
+    python bench/baseline_reference.py TREE OUT [--threads 2]
+
+TREE is an extracted download in the reference scripts' raw-data layout (train/<wnid>/*.JPEG,
+validation/<wnid>/*.JPEG, bounding_boxes/<wnid>/*.xml), as the reference scripts' recipe leaves it
 after its extraction step (not timed here). This does what process_bounding_boxes.py and
 build_imagenet_data.py do, the same way: the box CSV by ElementTree; then, with N threads
 over contiguous ranges of a shuffled list, for every image: read the file, re-encode it if
-its name is on the seed's CMYK/PNG lists, decode it fully with TensorFlow to learn its size,
+its name is on the reference scripts' CMYK/PNG lists, decode it fully with TensorFlow to learn
+its size,
 build a tf.train.Example object and serialize it into a tf.io.TFRecordWriter shard (1024
 train + 128 validation shards). It prints the seconds and images/s as JSON.
 """
@@ -97,7 +100,8 @@ def example(path: str, label: int, synset: str, text: str, boxes: list[list[floa
         data = tf.io.encode_jpeg(tf.io.decode_png(data, channels=3), quality=100).numpy()
     elif name in CMYK:
         data = tf.io.encode_jpeg(tf.io.decode_jpeg(data, channels=0), quality=100).numpy()
-    image = tf.io.decode_jpeg(data, channels=3)  # the seed decodes every image for its size
+    # The reference scripts decode every image for its size.
+    image = tf.io.decode_jpeg(data, channels=3)
     height, width = int(image.shape[0]), int(image.shape[1])
     cols = list(zip(*boxes, strict=True)) if boxes else [[], [], [], []]
     feature = {
