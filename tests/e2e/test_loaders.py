@@ -213,20 +213,20 @@ def test_a_damaged_record_is_named(built: Path, tmp_path: Path) -> None:
 
 def test_the_fast_example_parser_agrees_with_the_codec(built: Path) -> None:
     from imagenet_prep import tfrecord_io
-    from imagenet_prep.loaders.readers.tfrecord import _example_fields
+    from imagenet_prep.loaders.readers.tfrecord import FIELDS
 
     boxes = 0
     for shard in sorted((built / "tfrecord").glob("train-*")):
         for _, data in tfrecord_io.iter_records(shard):
-            fields = _example_fields(data)
+            fields = tfrecord_io.example_fields(data, FIELDS)
             assert fields is not None
             example = tfrecord_io.decode_example(data)
             for key, values in fields.items():
                 assert list(values) == list(example[key].values), key
-            boxes += len(fields["image/object/bbox/xmin"])
+            boxes += len(fields[tfrecord_io.XMIN])
     assert boxes > 0
     # Laid out otherwise (a feature missing): the fast parser declines.
-    assert _example_fields(tfrecord_io.encode_example({})) is None
+    assert tfrecord_io.example_fields(tfrecord_io.encode_example({}), FIELDS) is None
 
 
 def _damaged_copy(built: Path, tmp_path: Path, fmt: str, damage: str) -> Path:

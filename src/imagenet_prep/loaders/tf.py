@@ -14,6 +14,25 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ..tfrecord_io import (
+    BOX,
+    BOX_LABEL,
+    ENCODED,
+    FEATURES,
+    FILENAME,
+    HEIGHT,
+    LABEL,
+    SYNSET,
+    TEXT,
+    WIDTH,
+    XMAX,
+    XMIN,
+    YMAX,
+    YMIN,
+    BytesList,
+    FloatList,
+    Int64List,
+)
 from .iterator import DEFAULT_BUFFER, LoaderConfig
 from .order import Consumer, consumer_range, locate, unit_order
 from .readers import TFRecordReader, open_reader
@@ -30,21 +49,27 @@ def _tf() -> Any:
     return tensorflow
 
 
+# research/inception's ``parse_example_proto`` features, and the others slim reads.
+PARSED = (ENCODED, LABEL, TEXT, SYNSET, FILENAME, HEIGHT, WIDTH, *BOX, BOX_LABEL)
+
+
 def feature_spec() -> dict[str, Any]:
-    """research/inception's ``parse_example_proto`` spec, plus the fields slim reads."""
+    """The ``parse_single_example`` spec of ``PARSED``, typed as ``tfrecord_io.FEATURES``.
+
+    One value per record is a ``FixedLenFeature`` (missing: inception's -1 for the label,
+    else empty or 0), one per box a ``VarLenFeature``.
+    """
     tf = _tf()
-    spec = {
-        "image/encoded": tf.io.FixedLenFeature([], tf.string, default_value=""),
-        "image/class/label": tf.io.FixedLenFeature([], tf.int64, default_value=-1),
-        "image/class/text": tf.io.FixedLenFeature([], tf.string, default_value=""),
-        "image/class/synset": tf.io.FixedLenFeature([], tf.string, default_value=""),
-        "image/filename": tf.io.FixedLenFeature([], tf.string, default_value=""),
-        "image/height": tf.io.FixedLenFeature([], tf.int64, default_value=0),
-        "image/width": tf.io.FixedLenFeature([], tf.int64, default_value=0),
-    }
-    for k in ("xmin", "ymin", "xmax", "ymax"):
-        spec[f"image/object/bbox/{k}"] = tf.io.VarLenFeature(tf.float32)
-    spec["image/object/bbox/label"] = tf.io.VarLenFeature(tf.int64)
+    dtypes = {BytesList: tf.string, Int64List: tf.int64, FloatList: tf.float32}
+    spec = {}
+    for name in PARSED:
+        feature = FEATURES[name]
+        dtype = dtypes[feature.kind]
+        if feature.per_box:
+            spec[name] = tf.io.VarLenFeature(dtype)
+        else:
+            default = -1 if name == LABEL else "" if feature.kind is BytesList else 0
+            spec[name] = tf.io.FixedLenFeature([], dtype, default_value=default)
     return spec
 
 
@@ -77,7 +102,7 @@ def _crop_window(
 ) -> tuple[Any, Any]:
     """(offset_y, offset_x, height, width) to decode, and whether to flip."""
     tf = _tf()
-    encoded = features["image/encoded"]
+    encoded = features[ENCODED]
     shape = tf.io.extract_jpeg_shape(encoded)
     height, width = shape[0], shape[1]
     crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
@@ -93,8 +118,8 @@ def _crop_window(
     if transform == "train-inception":
         boxes = tf.stack(
             [
-                tf.sparse.to_dense(features[f"image/object/bbox/{k}"])
-                for k in ("ymin", "xmin", "ymax", "xmax")
+                tf.sparse.to_dense(features[k])
+                for k in (YMIN, XMIN, YMAX, XMAX)  # the order of TensorFlow's boxes
             ],
             axis=1,
         )[tf.newaxis]
@@ -131,19 +156,19 @@ def _parse(
 ) -> tuple[Any, ...]:
     tf = _tf()
     features = tf.io.parse_single_example(serialized, feature_spec())
-    label = features["image/class/label"] - label_offset
+    label = features[LABEL] - label_offset
     if transform is None:
-        image = tf.io.decode_jpeg(features["image/encoded"], channels=3)
+        image = tf.io.decode_jpeg(features[ENCODED], channels=3)
     else:
         op_seed = tf.stack([tf.constant(seed, tf.int64), epoch * (1 << 32) + position])
         window, flip = _crop_window(features, transform, image_size, op_seed)
-        image = tf.io.decode_and_crop_jpeg(features["image/encoded"], window, channels=3)
+        image = tf.io.decode_and_crop_jpeg(features[ENCODED], window, channels=3)
         image = tf.image.resize(image, [image_size, image_size], antialias=True)
         image = tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
         image = tf.cond(flip, lambda: tf.image.flip_left_right(image), lambda: image)
     if not with_keys:
         return image, label
-    key = tf.strings.regex_replace(features["image/filename"], r"\.[^.]*$", "")
+    key = tf.strings.regex_replace(features[FILENAME], r"\.[^.]*$", "")
     return image, label, key
 
 

@@ -11,6 +11,7 @@ from ..errors import DataError
 from ..labels import load_synsets
 from ..plan import ShardSpec
 from ..sample import Sample
+from ..tfrecord_io import ENCODED, FEATURES, FILENAME, HEIGHT, LABEL, SYNSET, WIDTH, XMIN
 from . import SinkOptions, VerifyReport
 from .shardfile import (
     ShardFile,
@@ -22,25 +23,6 @@ from .shardfile import (
 )
 
 DIRNAME = "tfrecord"
-
-# The features build_imagenet_data.py writes, all of which a record must carry.
-FEATURES = (
-    "image/height",
-    "image/width",
-    "image/colorspace",
-    "image/channels",
-    "image/class/label",
-    "image/class/synset",
-    "image/class/text",
-    "image/object/bbox/xmin",
-    "image/object/bbox/ymin",
-    "image/object/bbox/xmax",
-    "image/object/bbox/ymax",
-    "image/object/bbox/label",
-    "image/format",
-    "image/filename",
-    "image/encoded",
-)
 
 
 class TFRecordShardWriter:
@@ -151,6 +133,10 @@ def dali_index(path: Path) -> bytes:
     return "".join(f"{o} {s}\n" for o, s in tfrecord_io.record_index(path)).encode("ascii")
 
 
+# The box lists (coordinates and labels): one value per box, so all of one length.
+_PER_BOX = tuple(name for name, kind in FEATURES.items() if kind.per_box)
+
+
 def _check_example(data: bytes, synsets: Any, label_offset: int, decode: bool) -> str | None:
     try:
         ex = tfrecord_io.decode_example(data)
@@ -160,18 +146,18 @@ def _check_example(data: bytes, synsets: Any, label_offset: int, decode: bool) -
     if missing:
         return f"missing features {', '.join(missing)}"
     try:
-        synset = tfrecord_io.first_bytes(ex, "image/class/synset").decode("utf-8", "replace")
-        label = tfrecord_io.first_int(ex, "image/class/label") - label_offset
-        name = tfrecord_io.first_bytes(ex, "image/filename").decode("utf-8", "replace")
-        encoded = tfrecord_io.first_bytes(ex, "image/encoded")
-        size = (tfrecord_io.first_int(ex, "image/width"), tfrecord_io.first_int(ex, "image/height"))
+        synset = tfrecord_io.first_bytes(ex, SYNSET).decode("utf-8", "replace")
+        label = tfrecord_io.first_int(ex, LABEL) - label_offset
+        name = tfrecord_io.first_bytes(ex, FILENAME).decode("utf-8", "replace")
+        encoded = tfrecord_io.first_bytes(ex, ENCODED)
+        size = (tfrecord_io.first_int(ex, WIDTH), tfrecord_io.first_int(ex, HEIGHT))
     except DataError as exc:
         return str(exc)
     if synset not in synsets or synsets.index(synset) != label:
         return f"label {label + label_offset} does not match synset {synset}"
-    n = len(ex["image/object/bbox/xmin"].values)
-    for key in ("ymin", "xmax", "ymax", "label"):
-        if len(ex[f"image/object/bbox/{key}"].values) != n:
+    n = len(ex[XMIN].values)
+    for key in _PER_BOX:
+        if len(ex[key].values) != n:
             return "bounding box lists of different lengths"
     if decode:
         from ..imagefix import decode_check
