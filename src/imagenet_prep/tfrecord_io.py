@@ -1,8 +1,8 @@
 """TFRecord files of the inception ``tf.train.Example``s: everything this package knows of them.
 
 The one home of the format, with no TensorFlow and nothing from the rest of the package but
-``DataError``: the 15 features (``FEATURES``: names and types) that the seed's
-``build_imagenet_data.py`` writes; the framing, ``uint64 length, uint32
+``DataError``: the 15 features (``FEATURES``: names and types) that the reference
+scripts' ``build_imagenet_data.py`` writes; the framing, ``uint64 length, uint32
 masked_crc32c(length), data, uint32 masked_crc32c(data)``, little-endian (``read_header``,
 ``record_at``, ``iter_records``, ``record_index``, ``write_record_parts``); protobuf's
 varints (``_varint``, ``read_varint``); and the Example codec. Examples are encoded by hand
@@ -527,7 +527,7 @@ def encode_imagenet_example_parts(
     filename: str,
     boxes: Sequence[tuple[float, float, float, float]],
 ) -> list[bytes]:
-    """The 15 features of the seed's ``build_imagenet_data.py``, serialized as parts.
+    """The 15 features of the reference ``build_imagenet_data.py``, serialized as parts.
 
     ``b"".join(parts)`` equals ``encode_example`` of the same values (keys in sorted order);
     ``encoded`` is one of the parts, never copied. Boxes are (xmin, ymin, xmax, ymax).

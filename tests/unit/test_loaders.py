@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import ast
+import dataclasses
+import inspect
 import io
 import random
+import re
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -11,7 +17,10 @@ from PIL import Image
 from tests.helpers import encode
 
 from imagenet_prep.errors import DataError
+from imagenet_prep.loaders import LoaderConfig, iterate
 from imagenet_prep.loaders.decode import make_decoder
+from imagenet_prep.loaders.iterator import ImageNetIterator
+from imagenet_prep.loaders.options import DecodeOptions, ReadOptions
 from imagenet_prep.loaders.order import (
     BufferShuffle,
     Consumer,
@@ -211,3 +220,125 @@ def test_crop_random_is_a_function_of_its_key() -> None:
     assert CropRandom("x").randrange(1) == 0
     with pytest.raises(ValueError):
         CropRandom("x").randrange(0)
+
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def test_loader_config_is_validated_once() -> None:
+    config = LoaderConfig("out", "val")  # type: ignore[arg-type]
+    assert (config.root, config.split, config.shuffle) == (Path("out"), "validation", False)
+    assert LoaderConfig(Path("out"), "train").shuffle is True
+    assert LoaderConfig(Path("out"), "train", transform="train-inception").boxes
+    assert config.consumer(1, 2) == Consumer(0, 1, 1, 2)
+    bad: list[tuple[dict[str, Any], str]] = [
+        ({"format": "lmdb"}, "^format must be one of"),
+        ({"transform": "random"}, "^transform must be None or one of"),
+        ({"image_size": 0}, "^image_size must be at least 1, not 0"),
+        ({"buffer_size": 0}, "^buffer_size must be at least 1"),
+        ({"balance": "even"}, "^balance must be one of"),
+        ({"decoder": "libjpeg"}, "^decoder must be one of"),
+        ({"max_pixels": 0}, "^max_pixels must be at least 1"),
+        ({"rank": 2, "world_size": 2}, "^rank 2 is not in a world of size 2"),
+        ({"transform": "eval", "batch_size": 0}, "^batch_size must be at least 1"),
+        ({"batch_size": 4}, r"^batching needs a transform \(images of one size\)"),
+    ]
+    for options, message in bad:
+        with pytest.raises(ValueError, match=message):
+            LoaderConfig(Path("out"), "train", **options)
+    with pytest.raises(ValueError, match="split"):
+        LoaderConfig(Path("out"), "test")
+
+
+def test_the_keyword_options_are_the_configs_and_no_others() -> None:
+    fields = {f.name for f in dataclasses.fields(LoaderConfig)}
+    assert set(ReadOptions.__annotations__) <= set(DecodeOptions.__annotations__) <= fields
+    # Refused before anything is read (and before TensorFlow is imported).
+    from imagenet_prep.loaders.tf import dataset
+
+    with pytest.raises(TypeError, match=r"^iterate\(\) got an unexpected keyword .*'drop_last'"):
+        iterate("out", "train", transform="eval", drop_last=True)  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match=r"^dataset\(\) got an unexpected keyword .*'decoder'"):
+        dataset("out", "train", decoder="cv2")  # type: ignore[call-arg]
+
+
+class _Reader:
+    """A reader of 10 + 7 records that is never read."""
+
+    format = "tfrecord"
+    split = "train"
+    sizes = np.array([10, 7], dtype=np.int64)
+
+
+def _documented_defaults(name: str) -> dict[str, Any]:
+    """``name=default`` of the README's signature line of ``name``."""
+    match = re.search(rf"`{name}\((.*?)\)`", README.read_text("utf-8"), flags=re.S)
+    assert match, name
+    return {k: ast.literal_eval(v.strip()) for k, v in re.findall(r"(\w+)=([^,]+)", match[1])}
+
+
+def _defaults_in_force(function: Any) -> dict[str, Any]:
+    """Explicit keyword defaults, and LoaderConfig's for the options passed on to it."""
+    explicit = {
+        p.name: p.default
+        for p in inspect.signature(function).parameters.values()
+        if p.default is not inspect.Parameter.empty
+    }
+    config = {f.name: f.default for f in dataclasses.fields(LoaderConfig)}
+    return {**config, **explicit}
+
+
+def test_the_readme_signatures_give_the_defaults_in_force(monkeypatch: pytest.MonkeyPatch) -> None:
+    from imagenet_prep.loaders import tf
+
+    for name, function in [("iterate", iterate), ("dataset", tf.dataset)]:
+        in_force = _defaults_in_force(function)
+        for key, value in _documented_defaults(name).items():
+            assert in_force[key] == value, (name, key)
+    torch_loaders = pytest.importorskip("imagenet_prep.loaders.torch")
+    monkeypatch.setattr(LoaderConfig, "open_reader", lambda self: _Reader())
+    loader = torch_loaders.ImageNetLoader("out", "train", batch_size=4)
+    in_force = _defaults_in_force(torch_loaders.ImageNetLoader)
+    for key, value in _documented_defaults("ImageNetLoader").items():
+        got = getattr(loader.config, key) if key == "transform" else in_force[key]
+        assert got == value, key
+
+
+def test_one_state_for_the_iterator_and_the_loader(monkeypatch: pytest.MonkeyPatch) -> None:
+    config = LoaderConfig(Path("out"), "train", seed=3, world_size=2, rank=1)
+    it = ImageNetIterator(config, config.consumer(0, 2), 4, reader=_Reader())  # type: ignore[arg-type]
+    state = it.state_dict()
+    assert state == {
+        "format": "tfrecord",
+        "split": "train",
+        "seed": 3,
+        "shuffle": True,
+        "buffer_size": 256,
+        "balance": "none",
+        "rank": 1,
+        "world_size": 2,
+        "worker": 0,
+        "num_workers": 2,
+        "total": 17,
+        "epoch": 4,
+        "yielded": 0,
+    }
+    it.set_epoch(0)
+    it.load_state_dict({**state, "yielded": 3})
+    assert (it.epoch, it.yielded) == (4, 3)
+    with pytest.raises(ValueError, match="of another configuration: seed 4 != 3, total 9 != 17"):
+        it.load_state_dict({**state, "seed": 4, "total": 9})
+    with pytest.raises(ValueError, match="the consumer is rank 0 of 1, the config rank 1 of 2"):
+        ImageNetIterator(config, Consumer(), reader=_Reader())  # type: ignore[arg-type]
+    torch_loaders = pytest.importorskip("imagenet_prep.loaders.torch")
+    monkeypatch.setattr(LoaderConfig, "open_reader", lambda self: _Reader())
+    loader = torch_loaders.ImageNetLoader("out", "train", batch_size=4, world_size=2, rank=1)
+    state = loader.state_dict()
+    assert set(state) == {
+        *("format", "split", "seed", "shuffle", "buffer_size", "balance", "world_size"),
+        *("total", "num_workers", "batch_size", "drop_last", "epoch", "done", "next"),
+    }
+    loader.load_state_dict({**state, "epoch": 2, "done": {"0": 4}, "next": 0})
+    assert loader.epoch == 2 and loader.state_dict()["done"] == {"0": 4}
+    with pytest.raises(ValueError, match="batch_size 8 != 4"):
+        loader.load_state_dict({**state, "batch_size": 8})

@@ -8,7 +8,8 @@ when used and need their framework installed.
 
 from __future__ import annotations
 
-from .iterator import ImageNetIterator, LoaderConfig, iterate
+from .iterator import ImageNetIterator, iterate
+from .options import LoaderConfig
 from .order import BALANCE, Consumer
 from .readers import FORMATS, RawSample, detect_format, open_reader
 from .transforms import TRANSFORMS

@@ -2,104 +2,35 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..errors import DataError
-from ..imagefix import MAX_PIXELS
 from .cropdecode import make_crop_decoder
-from .decode import DECODERS, check_size, make_decoder
-from .order import BALANCE, BufferShuffle, Consumer, consumer_range, locate, unit_order
-from .readers import FORMATS, RawSample, Reader, normalize_split, open_reader
+from .decode import check_size, make_decoder
+from .options import DecodeOptions, LoaderConfig, Resumable, accept
+from .order import BufferShuffle, Consumer, consumer_range, locate, unit_order
+from .readers import RawSample, Reader
 from .rng import CropRandom
-from .transforms import TRANSFORMS, make_transform
+from .transforms import make_transform
+
+if TYPE_CHECKING:
+    from typing import Unpack  # Python 3.11
 
 Sample = tuple[np.ndarray, int, str]
-# The build already shuffled the whole split into its shards; the buffer only varies the
-# order from epoch to epoch, so a small one does: 256 records are about 28 MB per worker.
-DEFAULT_BUFFER = 256
 
 
-@dataclass(frozen=True)
-class LoaderConfig:
-    """What to read and how; the same for every rank and worker. Validated on creation.
-
-    ``shuffle=None`` means on for ``train``, off for ``validation``. ``buffer_size`` is the
-    number of undecoded records a consumer holds to shuffle within (about 110 KB each);
-    ImageFolder needs none (its files are permuted one by one). An image whose header
-    declares more than ``max_pixels`` pixels is refused before anything is allocated for it
-    (the default is Pillow's limit and the build's ``--max-pixels``).
-    """
-
-    root: Path
-    split: str
-    format: str | None = None
-    transform: str | None = None
-    image_size: int = 224
-    seed: int = 0
-    shuffle: bool | None = None
-    buffer_size: int = DEFAULT_BUFFER
-    balance: str = "none"
-    decoder: str = "auto"
-    max_pixels: int = MAX_PIXELS
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "root", Path(self.root))
-        object.__setattr__(self, "split", normalize_split(self.split))
-        if self.shuffle is None:
-            object.__setattr__(self, "shuffle", self.split == "train")
-        if self.format is not None and self.format not in FORMATS:
-            raise ValueError(f"format must be one of {', '.join(FORMATS)}, not {self.format!r}")
-        if self.transform is not None and self.transform not in TRANSFORMS:
-            raise ValueError(
-                f"transform must be None or one of {', '.join(TRANSFORMS)}, not {self.transform!r}"
-            )
-        if self.image_size < 1:
-            raise ValueError(f"image_size must be at least 1, not {self.image_size}")
-        if self.buffer_size < 1:
-            raise ValueError(f"buffer_size must be at least 1, not {self.buffer_size}")
-        if self.balance not in BALANCE:
-            raise ValueError(f"balance must be one of {', '.join(BALANCE)}, not {self.balance!r}")
-        if self.decoder not in DECODERS:
-            raise ValueError(f"decoder must be one of {', '.join(DECODERS)}, not {self.decoder!r}")
-        if self.max_pixels < 1:
-            raise ValueError(f"max_pixels must be at least 1, not {self.max_pixels}")
-
-    def open_reader(self) -> Reader:
-        """The reader of this split (boxes loaded only for ``train-inception``)."""
-        return open_reader(
-            self.root, self.split, self.format, boxes=self.transform == "train-inception"
-        )
-
-
-# The state keys that must match for a saved position to mean the same images.
-_STATE_KEYS = (
-    "format",
-    "split",
-    "seed",
-    "shuffle",
-    "buffer_size",
-    "balance",
-    "rank",
-    "world_size",
-    "worker",
-    "num_workers",
-    "total",
-)
-
-
-class ImageNetIterator(Iterator[Sample]):
+class ImageNetIterator(Resumable, Iterator[Sample]):
     """Yields ``(image, label, key)`` for one consumer of one epoch.
 
     ``image`` is uint8 HxWx3 RGB (``image_size`` square with a transform), ``label`` the
     0-based synset index, ``key`` the file stem. The order depends only on the config, the
-    consumer and the epoch. ``state_dict()`` after any number of images and
-    ``load_state_dict()`` on a fresh iterator continue with exactly the images (and crops)
-    that would have come next.
+    consumer (by default worker 0 of 1 on the config's rank) and the epoch.
+    ``state_dict()`` after any number of images and ``load_state_dict()`` on a fresh
+    iterator continue with exactly the images (and crops) that would have come next.
     """
 
     def __init__(
@@ -110,7 +41,12 @@ class ImageNetIterator(Iterator[Sample]):
         reader: Reader | None = None,
     ) -> None:
         self.config = config
-        self.consumer = consumer or Consumer()
+        self.consumer = consumer or config.consumer()
+        if (self.consumer.rank, self.consumer.world_size) != (config.rank, config.world_size):
+            raise ValueError(
+                f"the consumer is rank {self.consumer.rank} of {self.consumer.world_size}, "
+                f"the config rank {config.rank} of {config.world_size}"
+            )
         self.reader = reader if reader is not None else config.open_reader()
         self.decode = make_decoder(config.decoder)
         self.transform = make_transform(config.transform, config.image_size)
@@ -157,34 +93,19 @@ class ImageNetIterator(Iterator[Sample]):
         """Start ``epoch`` from its beginning."""
         self._start(epoch, 0)
 
-    def state_dict(self) -> dict[str, Any]:
-        """Where this iterator is: plain data, for a checkpoint."""
-        cfg, con = self.config, self.consumer
+    def _state_identity(self) -> dict[str, Any]:
+        con = self.consumer
         return {
-            "format": self.reader.format,
-            "split": cfg.split,
-            "seed": cfg.seed,
-            "shuffle": cfg.shuffle,
-            "buffer_size": cfg.buffer_size,
-            "balance": cfg.balance,
+            **self.config.state_identity(self.reader.format, self.total),
             "rank": con.rank,
-            "world_size": con.world_size,
             "worker": con.worker,
             "num_workers": con.num_workers,
-            "total": self.total,
-            "epoch": self.epoch,
-            "yielded": self.yielded,
         }
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Continue from ``state`` (of an iterator with the same config and consumer)."""
-        mine = self.state_dict()
-        differ = [k for k in _STATE_KEYS if state.get(k) != mine[k]]
-        if differ:
-            raise ValueError(
-                "the saved loader state is of another configuration: "
-                + ", ".join(f"{k} {state.get(k)!r} != {mine[k]!r}" for k in differ)
-            )
+    def _position(self) -> dict[str, Any]:
+        return {"epoch": self.epoch, "yielded": self.yielded}
+
+    def _resume(self, state: Mapping[str, Any]) -> None:
         self._start(int(state["epoch"]), int(state["yielded"]))
 
     # --- reading ---------------------------------------------------------------------
@@ -245,43 +166,25 @@ def iterate(
     root: str | Path,
     split: str,
     *,
-    format: str | None = None,
-    transform: str | None = None,
-    image_size: int = 224,
-    seed: int = 0,
     epoch: int = 0,
     rank: int = 0,
     world_size: int = 1,
-    shuffle: bool | None = None,
     worker: int = 0,
     num_workers: int = 1,
-    buffer_size: int = DEFAULT_BUFFER,
-    balance: str = "none",
-    decoder: str = "auto",
-    max_pixels: int = MAX_PIXELS,
+    **options: Unpack[DecodeOptions],
 ) -> ImageNetIterator:
     """Iterate ``(image, label, key)`` over ``split`` of the build at ``root``.
 
-    ``format`` is ``tfrecord``, ``webdataset`` or ``imagefolder`` (default: the first the
-    build wrote); ``transform`` is None, ``train``, ``train-inception`` or ``eval``.
+    The options are :class:`LoaderConfig`'s (with its defaults): ``format`` is
+    ``tfrecord``, ``webdataset`` or ``imagefolder`` (default: the first the build wrote);
+    ``transform`` is None, ``train``, ``train-inception`` or ``eval``; ``image_size``,
+    ``seed``, ``shuffle``, ``buffer_size``, ``balance``, ``decoder``, ``max_pixels``.
     ``rank``/``world_size`` and ``worker``/``num_workers`` pick this consumer's share;
     all consumers of an epoch together yield every image once (``balance`` pads or drops
     to give every rank the same count). An image whose header declares more than
     ``max_pixels`` pixels raises DataError before it is decoded. See
     :class:`ImageNetIterator`.
     """
-    config = LoaderConfig(
-        root=Path(root),
-        split=split,
-        format=format,
-        transform=transform,
-        image_size=image_size,
-        seed=seed,
-        shuffle=shuffle,
-        buffer_size=buffer_size,
-        balance=balance,
-        decoder=decoder,
-        max_pixels=max_pixels,
-    )
-    consumer = Consumer(rank=rank, world_size=world_size, worker=worker, num_workers=num_workers)
-    return ImageNetIterator(config, consumer, epoch)
+    accept(options, DecodeOptions, "iterate")
+    config = LoaderConfig(Path(root), split, rank=rank, world_size=world_size, **options)
+    return ImageNetIterator(config, config.consumer(worker, num_workers), epoch)

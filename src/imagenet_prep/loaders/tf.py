@@ -12,7 +12,7 @@ cropped while decoding (``decode_and_crop_jpeg``). Random crops use stateless op
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..tfrecord_io import (
     BOX,
@@ -33,9 +33,12 @@ from ..tfrecord_io import (
     FloatList,
     Int64List,
 )
-from .iterator import DEFAULT_BUFFER, LoaderConfig
-from .order import Consumer, consumer_range, locate, unit_order
-from .readers import TFRecordReader, open_reader
+from .options import LoaderConfig, ReadOptions, accept
+from .order import consumer_range, locate, unit_order
+from .readers import TFRecordReader
+
+if TYPE_CHECKING:
+    from typing import Unpack  # Python 3.11
 
 
 def _tf() -> Any:
@@ -74,15 +77,16 @@ def feature_spec() -> dict[str, Any]:
 
 
 def rank_segments(
-    reader: TFRecordReader, config: LoaderConfig, consumer: Consumer, epoch: int
+    reader: TFRecordReader, config: LoaderConfig, epoch: int
 ) -> tuple[list[str], list[int], list[int], int]:
-    """(file, first record, record count) of each piece of a rank's share, and its start."""
+    """(file, first record, record count) of each piece of the config's rank's share, and
+    its start."""
     sizes = reader.sizes
     order = unit_order(len(sizes), config.seed, epoch, bool(config.shuffle))
     ordered = sizes[order]
     cumulative = ordered.cumsum()
     total = int(sizes.sum())
-    lo, hi = consumer_range(total, consumer, config.balance)
+    lo, hi = consumer_range(total, config.consumer(), config.balance)
     files: list[str] = []
     skips: list[int] = []
     takes: list[int] = []
@@ -147,9 +151,7 @@ def _parse(
     serialized: Any,
     position: Any,
     *,
-    transform: str | None,
-    image_size: int,
-    seed: int,
+    config: LoaderConfig,
     epoch: int,
     label_offset: int,
     with_keys: bool,
@@ -157,10 +159,11 @@ def _parse(
     tf = _tf()
     features = tf.io.parse_single_example(serialized, feature_spec())
     label = features[LABEL] - label_offset
+    transform, image_size = config.transform, config.image_size
     if transform is None:
         image = tf.io.decode_jpeg(features[ENCODED], channels=3)
     else:
-        op_seed = tf.stack([tf.constant(seed, tf.int64), epoch * (1 << 32) + position])
+        op_seed = tf.stack([tf.constant(config.seed, tf.int64), epoch * (1 << 32) + position])
         window, flip = _crop_window(features, transform, image_size, op_seed)
         image = tf.io.decode_and_crop_jpeg(features[ENCODED], window, channels=3)
         image = tf.image.resize(image, [image_size, image_size], antialias=True)
@@ -176,44 +179,44 @@ def dataset(
     root: str | Path,
     split: str,
     *,
-    transform: str | None = None,
-    image_size: int = 224,
-    seed: int = 0,
     epoch: int = 0,
-    shuffle: bool | None = None,
-    buffer_size: int = DEFAULT_BUFFER,
-    balance: str = "none",
     rank: int = 0,
     world_size: int = 1,
     batch_size: int | None = None,
     drop_remainder: bool = False,
     num_parallel_calls: int | None = None,
     with_keys: bool = False,
+    **options: Unpack[ReadOptions],
 ) -> Any:
     """A ``tf.data.Dataset`` of ``(image uint8 HxWx3, label int64)`` (and ``key`` with keys).
 
     One rank's share of one epoch: build a new one per epoch (``epoch`` changes the shard
-    order, the shuffle and the crops). ``num_parallel_calls`` defaults to AUTOTUNE.
+    order, the shuffle and the crops). The options (``transform``, ``image_size``,
+    ``seed``, ``shuffle``, ``buffer_size``, ``balance``) are :class:`LoaderConfig`'s, with
+    its defaults. ``num_parallel_calls`` defaults to AUTOTUNE.
     """
-    tf = _tf()
+    accept(options, ReadOptions, "dataset")
     config = LoaderConfig(
-        root=Path(root),
-        split=split,
+        Path(root),
+        split,
         format="tfrecord",
-        transform=transform,
-        image_size=image_size,
-        seed=seed,
-        shuffle=shuffle,
-        buffer_size=buffer_size,
-        balance=balance,
+        rank=rank,
+        world_size=world_size,
+        batch_size=batch_size,
+        drop_last=drop_remainder,
+        **options,
     )
-    if batch_size is not None and transform is None:
-        raise ValueError("batching needs a transform (images of one size)")
-    reader = open_reader(config.root, config.split, "tfrecord")
-    if not isinstance(reader, TFRecordReader):  # pragma: no cover - open_reader's contract
+    return _pipeline(config, epoch, num_parallel_calls, with_keys)
+
+
+def _pipeline(
+    config: LoaderConfig, epoch: int, num_parallel_calls: int | None, with_keys: bool
+) -> Any:
+    tf = _tf()
+    reader = config.open_reader()
+    if not isinstance(reader, TFRecordReader):  # pragma: no cover - the config's format
         raise TypeError("expected a TFRecord reader")
-    consumer = Consumer(rank=rank, world_size=world_size)
-    files, skips, takes, start = rank_segments(reader, config, consumer, epoch)
+    files, skips, takes, start = rank_segments(reader, config, epoch)
     pieces = tf.data.Dataset.from_tensor_slices(
         (tf.constant(files, tf.string), tf.constant(skips, tf.int64), tf.constant(takes, tf.int64))
     )
@@ -223,22 +226,20 @@ def dataset(
     # Positions in the epoch's sequence seed each image's crop, as in the PyTorch loader.
     ds = tf.data.Dataset.zip((records, tf.data.Dataset.range(start, 1 << 62)))
     if config.shuffle:
-        ds = ds.shuffle(buffer_size, seed=(seed * 1_000_003 + epoch * 1009 + rank) & 0x7FFFFFFF)
-    parallel = tf.data.AUTOTUNE if num_parallel_calls is None else num_parallel_calls
+        seed = (config.seed * 1_000_003 + epoch * 1009 + config.rank) & 0x7FFFFFFF
+        ds = ds.shuffle(config.buffer_size, seed=seed)
     ds = ds.map(
         lambda serialized, position: _parse(
             serialized,
             position,
-            transform=transform,
-            image_size=image_size,
-            seed=seed,
+            config=config,
             epoch=epoch,
             label_offset=reader.label_offset,
             with_keys=with_keys,
         ),
-        num_parallel_calls=parallel,
+        num_parallel_calls=tf.data.AUTOTUNE if num_parallel_calls is None else num_parallel_calls,
         deterministic=True,
     )
-    if batch_size is not None:
-        ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+    if config.batch_size is not None:
+        ds = ds.batch(config.batch_size, drop_remainder=config.drop_last)
     return ds.prefetch(tf.data.AUTOTUNE)

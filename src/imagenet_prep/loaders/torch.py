@@ -16,9 +16,9 @@ which does that and also keeps the position for ``state_dict()``.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -30,18 +30,41 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
         "imagenet_prep.loaders.torch needs PyTorch: pip install 'imagenet-prep[torch]'"
     ) from exc
 
-from .iterator import DEFAULT_BUFFER, ImageNetIterator, LoaderConfig
+from .iterator import ImageNetIterator
+from .options import DecodeOptions, LoaderConfig, Resumable, accept
 from .order import Consumer, epoch_length, split_range
+
+if TYPE_CHECKING:
+    from typing import Unpack  # Python 3.11
 
 LAYOUTS = ("CHW", "HWC")
 
 
-def _dist_rank_world() -> tuple[int, int]:
-    """This process's rank and world size under ``torch.distributed``, else (0, 1)."""
+def _config(
+    root: str | Path,
+    split: str,
+    rank: int | None,
+    world_size: int | None,
+    batch_size: int | None,
+    drop_last: bool,
+    options: DecodeOptions,
+    caller: str,
+) -> LoaderConfig:
+    """A PyTorch loader's config; ``rank``, ``world_size``: ``torch.distributed``'s if None."""
+    accept(options, DecodeOptions, caller)
     dist = torch.distributed
     if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
+        rank = dist.get_rank() if rank is None else rank
+        world_size = dist.get_world_size() if world_size is None else world_size
+    return LoaderConfig(
+        Path(root),
+        split,
+        rank=0 if rank is None else rank,
+        world_size=1 if world_size is None else world_size,
+        batch_size=batch_size,
+        drop_last=drop_last,
+        **options,
+    )
 
 
 def _shared_images(shape: tuple[int, ...]) -> torch.Tensor:
@@ -104,9 +127,11 @@ class ImageNetDataset(IterableDataset[Any]):
     batches made in the worker (use ``DataLoader(..., batch_size=None)``). Each worker
     batches its own share, so with ``drop_last`` every worker drops its own last partial
     batch. ``rank``/``world_size`` default to ``torch.distributed``'s, read when the
-    dataset is made (in the main process). Call ``set_epoch`` before each epoch; workers
-    get the dataset when an epoch's iteration starts, so do not use
-    ``persistent_workers=True``.
+    dataset is made (in the main process). The other options (``format``, ``transform``,
+    ``image_size``, ``seed``, ``shuffle``, ``buffer_size``, ``balance``, ``decoder``,
+    ``max_pixels``) are :class:`LoaderConfig`'s, with its defaults. Call ``set_epoch``
+    before each epoch; workers get the dataset when an epoch's iteration starts, so do not
+    use ``persistent_workers=True``.
     """
 
     def __init__(
@@ -114,49 +139,36 @@ class ImageNetDataset(IterableDataset[Any]):
         root: str | Path,
         split: str,
         *,
-        format: str | None = None,
-        transform: str | None = None,
-        image_size: int = 224,
-        seed: int = 0,
-        shuffle: bool | None = None,
-        buffer_size: int = DEFAULT_BUFFER,
-        balance: str = "none",
-        decoder: str = "auto",
         batch_size: int | None = None,
         drop_last: bool = False,
         layout: str = "CHW",
         rank: int | None = None,
         world_size: int | None = None,
         epoch: int = 0,
+        **options: Unpack[DecodeOptions],
     ) -> None:
         super().__init__()
-        self.config = LoaderConfig(
-            root=Path(root),
-            split=split,
-            format=format,
-            transform=transform,
-            image_size=image_size,
-            seed=seed,
-            shuffle=shuffle,
-            buffer_size=buffer_size,
-            balance=balance,
-            decoder=decoder,
+        config = _config(
+            root, split, rank, world_size, batch_size, drop_last, options, "ImageNetDataset"
         )
+        self._setup(config, layout, epoch)
+
+    @classmethod
+    def from_config(
+        cls, config: LoaderConfig, *, layout: str = "CHW", epoch: int = 0
+    ) -> ImageNetDataset:
+        """The dataset of ``config`` (its rank and world size as they are there)."""
+        dataset = cls.__new__(cls)
+        dataset._setup(config, layout, epoch)
+        return dataset
+
+    def _setup(self, config: LoaderConfig, layout: str, epoch: int) -> None:
         if layout not in LAYOUTS:
             raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}, not {layout!r}")
-        if batch_size is not None and batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, not {batch_size}")
-        if batch_size is not None and transform is None:
-            raise ValueError("batching needs a transform (images of one size)")
-        dist_rank, dist_world = _dist_rank_world()
-        self.rank = dist_rank if rank is None else rank
-        self.world_size = dist_world if world_size is None else world_size
-        Consumer(rank=self.rank, world_size=self.world_size)  # validates
-        self.batch_size = batch_size
-        self.drop_last = drop_last
+        self.config = config
         self.layout = layout
         self.epoch = epoch
-        self.reader = self.config.open_reader()  # once, here; workers get a pickled copy
+        self.reader = config.open_reader()  # once, here; workers get a pickled copy
         self.total = int(self.reader.sizes.sum())
         # Set by ImageNetLoader: where each worker resumes, which consumer worker 0 runs,
         # and whether batches carry (consumer, images done) for the loader's bookkeeping.
@@ -172,23 +184,19 @@ class ImageNetDataset(IterableDataset[Any]):
 
     def rank_images(self) -> int:
         """Images this rank yields per epoch (over all its workers)."""
-        length = epoch_length(self.total, self.world_size, self.config.balance)
-        lo, hi = split_range(0, length, self.world_size, self.rank)
+        cfg = self.config
+        length = epoch_length(self.total, cfg.world_size, cfg.balance)
+        lo, hi = split_range(0, length, cfg.world_size, cfg.rank)
         return hi - lo
 
     def __len__(self) -> int:
-        if self.batch_size is not None:
+        if self.config.batch_size is not None:
             raise TypeError("a batching ImageNetDataset has no len(); ImageNetLoader has")
         return self.rank_images()
 
     def consumer(self, worker: int, num_workers: int) -> Consumer:
         """The consumer that DataLoader worker ``worker`` runs."""
-        return Consumer(
-            rank=self.rank,
-            world_size=self.world_size,
-            worker=(worker + self.rotation) % num_workers,
-            num_workers=num_workers,
-        )
+        return self.config.consumer((worker + self.rotation) % num_workers, num_workers)
 
     def iterator(self, worker: int = 0, num_workers: int = 1) -> ImageNetIterator:
         """The core iterator of a worker, at its resume position."""
@@ -207,11 +215,11 @@ class ImageNetDataset(IterableDataset[Any]):
             cv2.setNumThreads(1)  # one core per worker: the worker processes are ours
         worker, num_workers = (info.id, info.num_workers) if info is not None else (0, 1)
         it = self.iterator(worker, num_workers)
-        if self.batch_size is None:
+        if self.config.batch_size is None:
             for image, label, _ in it:
                 yield _as_layout(torch.from_numpy(image), self.layout), label
             return
-        yield from self._batches(it, self.batch_size)
+        yield from self._batches(it, self.config.batch_size)
 
     def _batches(self, it: ImageNetIterator, b: int) -> Iterator[Any]:
         size = self.config.image_size
@@ -219,7 +227,7 @@ class ImageNetDataset(IterableDataset[Any]):
         ring = self.ring if info is not None and self.with_cursor else None
         left = len(it) - it.yielded
         count = 0
-        while left >= b or (left > 0 and not self.drop_last):
+        while left >= b or (left > 0 and not self.config.drop_last):
             n = min(b, left)
             slot = count % ring.size if ring is not None else -1
             if ring is not None and info is not None:
@@ -260,7 +268,7 @@ def collate(samples: Sequence[tuple[torch.Tensor, int]]) -> tuple[torch.Tensor, 
     return (out.permute(0, 3, 1, 2) if chw else out), labels
 
 
-class ImageNetLoader:
+class ImageNetLoader(Resumable):
     """Batches of ``(images, labels)`` from ``DataLoader`` workers, resumable mid-epoch.
 
     ``state_dict()`` records, per worker, how many images of the epoch the training loop
@@ -272,6 +280,8 @@ class ImageNetLoader:
 
     The state has no rank in it: with ``balance="pad"`` or ``"drop"`` all ranks are at the
     same place after the same number of steps, so one rank's state serves every rank.
+    The options are :class:`ImageNetDataset`'s, but ``transform`` defaults to ``"train"``
+    and ``batch_size`` is required; the others are ``DataLoader``'s.
     """
 
     def __init__(
@@ -281,14 +291,6 @@ class ImageNetLoader:
         *,
         batch_size: int,
         num_workers: int = 0,
-        format: str | None = None,
-        transform: str | None = "train",
-        image_size: int = 224,
-        seed: int = 0,
-        shuffle: bool | None = None,
-        buffer_size: int = DEFAULT_BUFFER,
-        balance: str = "none",
-        decoder: str = "auto",
         drop_last: bool = False,
         layout: str = "CHW",
         rank: int | None = None,
@@ -296,26 +298,15 @@ class ImageNetLoader:
         pin_memory: bool = False,
         prefetch_factor: int = 2,
         multiprocessing_context: str | None = None,
+        **options: Unpack[DecodeOptions],
     ) -> None:
         if num_workers < 0:
             raise ValueError(f"num_workers must be at least 0, not {num_workers}")
-        self.dataset = ImageNetDataset(
-            root,
-            split,
-            format=format,
-            transform=transform,
-            image_size=image_size,
-            seed=seed,
-            shuffle=shuffle,
-            buffer_size=buffer_size,
-            balance=balance,
-            decoder=decoder,
-            batch_size=batch_size,
-            drop_last=drop_last,
-            layout=layout,
-            rank=rank,
-            world_size=world_size,
+        options.setdefault("transform", "train")
+        self.config = _config(
+            root, split, rank, world_size, batch_size, drop_last, options, "ImageNetLoader"
         )
+        self.dataset = ImageNetDataset.from_config(self.config, layout=layout)
         self.dataset.with_cursor = True
         self.batch_size = batch_size
         self.num_workers = num_workers
@@ -346,7 +337,7 @@ class ImageNetLoader:
     def __len__(self) -> int:
         """Batches this rank yields in a whole epoch."""
         b = self.batch_size
-        if self.dataset.drop_last:
+        if self.config.drop_last:
             return sum(n // b for n in self._worker_images())
         return sum(-(-n // b) for n in self._worker_images())
 
@@ -391,35 +382,23 @@ class ImageNetLoader:
         self.dataset.set_epoch(self.dataset.epoch + 1)
         self._done, self._next = {}, 0
 
-    def state_dict(self) -> dict[str, Any]:
-        """The position in the epoch, as plain data for a checkpoint."""
-        cfg = self.dataset.config
+    def _state_identity(self) -> dict[str, Any]:
+        # No rank: with balance "pad" or "drop", one rank's state serves every rank.
         return {
-            "format": self.dataset.reader.format,
-            "split": cfg.split,
-            "seed": cfg.seed,
-            "shuffle": cfg.shuffle,
-            "buffer_size": cfg.buffer_size,
-            "balance": cfg.balance,
-            "world_size": self.dataset.world_size,
-            "total": self.dataset.total,
+            **self.config.state_identity(self.dataset.reader.format, self.dataset.total),
             "num_workers": self.num_workers,
             "batch_size": self.batch_size,
-            "drop_last": self.dataset.drop_last,
+            "drop_last": self.config.drop_last,
+        }
+
+    def _position(self) -> dict[str, Any]:
+        return {
             "epoch": self.dataset.epoch,
             "done": {str(k): v for k, v in sorted(self._done.items())},
             "next": self._next,
         }
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Continue from ``state`` (saved by a loader with the same options)."""
-        mine = self.state_dict()
-        differ = [k for k in mine if k not in ("epoch", "done", "next") and state.get(k) != mine[k]]
-        if differ:
-            raise ValueError(
-                "the saved loader state is of another configuration: "
-                + ", ".join(f"{k} {state.get(k)!r} != {mine[k]!r}" for k in differ)
-            )
+    def _resume(self, state: Mapping[str, Any]) -> None:
         self.dataset.set_epoch(int(state["epoch"]))
         self._done = {int(k): int(v) for k, v in state["done"].items()}
         self._next = int(state["next"])

@@ -133,7 +133,7 @@ def distorted_bbox_crop(
     area_range: tuple[float, float] = (0.05, 1.0),
     max_attempts: int = 100,
 ) -> Crop:
-    """The inception crop: ``tf.image.sample_distorted_bounding_box`` with the seed's values.
+    """The inception crop: ``sample_distorted_bounding_box`` with the reference scripts' values.
 
     Without boxes the whole image is the box; when no attempt fits, the whole image.
 
@@ -214,7 +214,7 @@ def _train(height: int, width: int, boxes: Sequence[Box], rng: Rng, size: int) -
 def _train_inception(
     height: int, width: int, boxes: Sequence[Box], rng: Rng, size: int
 ) -> Placement:
-    """``"train-inception"``: the seed's bbox-aware distorted crop, and a horizontal flip."""
+    """``"train-inception"``: the reference scripts' bbox-aware crop, and a horizontal flip."""
     return distorted_bbox_crop(height, width, boxes, rng), rng.random() < 0.5
 
 

@@ -1,4 +1,4 @@
-"""TFRecords in the seed's layout: ``OUT/tfrecord/<split>-%05d-of-%05d``, 15 inception features."""
+"""TFRecords as the reference scripts lay them out: ``OUT/tfrecord/<split>-%05d-of-%05d``."""
 
 from __future__ import annotations
 
