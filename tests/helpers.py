@@ -12,7 +12,7 @@ from typing import Any
 
 from PIL import Image
 
-from imagenet_prep.sinks.tfrecord import read_examples
+from imagenet_prep.formats.tfrecord.writer import read_examples
 
 
 def run_cli(

@@ -12,10 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UsageError
+from .formats import NAMES
 from .imagefix import MAX_PIXELS
 
 SPLITS = ("train", "validation")
-FORMATS = ("tfrecord", "imagefolder", "webdataset")
+FORMATS = NAMES  # the registry's: imagenet_prep.formats
 ON_ERROR = ("raise", "skip")
 OUTPUT_LAYOUT = 2  # see BuildConfig.output_options
 DEFAULT_SEED = 12345  # what the reference scripts' build_imagenet_data.py shuffles with

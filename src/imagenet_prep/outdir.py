@@ -12,17 +12,15 @@ from typing import Any
 
 from .config import BuildConfig
 from .errors import DataError, ResourceError, UsageError
+from .formats import FORMATS
 from .fsutil import write_bytes_atomic
 from .manifest import MANIFEST, STATE_DIR, OutputState, RecordedOptions, read_json
-from .sinks.imagefolder import DIRNAME as IMAGEFOLDER_DIR
 from .sources import SourceLayout, SplitIndex, is_image_name
 
 log = logging.getLogger(__name__)
 
 BOX_CSV = "imagenet_2012_bounding_boxes.csv"
 LABELS_TXT = "labels.txt"
-# Output bytes per input byte, per image format, for the disk-space estimate.
-_SIZE_FACTOR = {"tfrecord": 1.01, "imagefolder": 1.0, "webdataset": 1.03}
 _DISK_MARGIN = 64 << 20
 
 
@@ -108,10 +106,10 @@ def _recorded_files(out: Path) -> list[str]:
                 if isinstance(entry.get("file"), str):
                     files.append(entry["file"])
         for folder in section.get("classes", {}):
-            base = out / IMAGEFOLDER_DIR / folder
+            base = out / FORMATS["imagefolder"].folder / folder
             if base.is_dir():
                 files.extend(
-                    f"{IMAGEFOLDER_DIR}/{folder}/{e.name}"
+                    f"{FORMATS['imagefolder'].folder}/{folder}/{e.name}"
                     for e in os.scandir(base)
                     if e.is_file(follow_symlinks=False) and is_image_name(e.name)
                 )
@@ -127,7 +125,9 @@ def clear_output(out: Path) -> None:
     """
     log.info("removing the earlier build in %s", out)
     recorded = _recorded_files(out)
+    # The folders the build made: those of its files, and every format's own (emptied only).
     tops = {path.split("/", 1)[0] for path in recorded if "/" in path}
+    tops.update(folder for f in FORMATS.values() for folder in f.owned_folders())
     for path in recorded:
         target = out / path
         with contextlib.suppress(FileNotFoundError, NotADirectoryError, IsADirectoryError):
@@ -187,7 +187,7 @@ def size_text(n: float) -> str:
 
 def disk_need(config: BuildConfig, indexes: dict[str, SplitIndex], done_bytes: int) -> int:
     """About how many more bytes the build writes (the input's size per image format)."""
-    need = sum(_SIZE_FACTOR.get(f, 1.05) for f in config.formats) * sum(
+    need = sum(FORMATS[f].size_factor for f in config.formats) * sum(
         i.total_bytes() for i in indexes.values()
     )
     return max(0, int(need) - done_bytes)

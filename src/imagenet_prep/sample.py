@@ -1,4 +1,4 @@
-"""The records that flow between sources, image fixes and sinks."""
+"""The records that flow between sources, image fixes and the formats' writers."""
 
 from __future__ import annotations
 

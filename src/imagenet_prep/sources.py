@@ -22,11 +22,11 @@ from . import boxes as boxmod
 from .archive import ArchiveIndex, TarMember, index_tar, iter_tar_stream
 from .boxes import Box
 from .errors import DataError
+from .formats.webdataset.writer import sample_key
 from .fsutil import write_bytes_atomic
 from .labels import Synsets, is_wnid, load_synsets, validation_number
 from .manifest import OutputState
 from .sample import BBox, ImageRef
-from .sinks.webdataset import sample_key
 
 log = logging.getLogger(__name__)
 

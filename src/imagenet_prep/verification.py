@@ -6,9 +6,10 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .formats import get_format, get_sink
+from .formats.base import SinkOptions, VerifyReport
 from .fsutil import hash_file
 from .manifest import read_manifest
-from .sinks import SinkOptions, VerifyReport, get_sink
 
 log = logging.getLogger(__name__)
 
@@ -52,13 +53,13 @@ def verify(output: Path, *, decode: bool = False) -> VerifyResult:
         log.info("verifying %s", name)
         sink_report = get_sink(name, options).verify(section, decode=decode)
         report.extend(sink_report)
-        if name == "tfrecord":
-            expected = sum(s["written"] for s in manifest["splits"].values())
-            if sink_report.records != expected and not sink_report.problems:
-                report.problems.append(
-                    f"{output / 'tfrecord'}: {sink_report.records} records, the splits hold "
-                    f"{expected} images"
-                )
+        # Every format holds one record per image written (a record, a sample, a file).
+        expected = sum(s["written"] for s in manifest["splits"].values())
+        if sink_report.records != expected and not sink_report.problems:
+            report.problems.append(
+                f"{output / get_format(name).folder}: {sink_report.records} records, the "
+                f"splits hold {expected} images"
+            )
     result.files_checked = report.checked
     result.records = report.records
     result.problems = report.problems

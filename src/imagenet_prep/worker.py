@@ -12,11 +12,12 @@ from dataclasses import dataclass
 from . import imagefix
 from .archive import read_at
 from .errors import DataError
+from .formats import get_sink
+from .formats.base import Sink, SinkOptions
 from .manifest import ShardResult
 from .plan import ShardSpec
 from .resize import ResizeSpec, resize_jpeg
 from .sample import ImageRef, Sample
-from .sinks import Sink, SinkOptions, get_sink
 
 
 @dataclass(frozen=True)

@@ -12,9 +12,9 @@ from tests.helpers import source_images
 
 from imagenet_prep import BuildConfig, build, verify
 from imagenet_prep.errors import DataError, UsageError
+from imagenet_prep.formats.tfrecord.writer import FEATURES, read_examples
 from imagenet_prep.imagefix import KNOWN_CMYK_TRAIN, KNOWN_PNG_TRAIN, inspect
 from imagenet_prep.labels import load_synsets, shipped_validation_labels, validation_number
-from imagenet_prep.sinks.tfrecord import FEATURES, read_examples
 
 
 def _records(out: Path, split: str) -> list[dict]:  # type: ignore[type-arg]

@@ -20,8 +20,8 @@ import pytest
 from PIL import Image
 from tests.helpers import run_cli
 
-from imagenet_prep import tfrecord_io
 from imagenet_prep.errors import DataError
+from imagenet_prep.formats.tfrecord import spec as tfrecord_io
 from imagenet_prep.loaders import iterate
 from imagenet_prep.manifest import read_manifest
 

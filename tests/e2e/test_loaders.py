@@ -212,8 +212,8 @@ def test_a_damaged_record_is_named(built: Path, tmp_path: Path) -> None:
 
 
 def test_the_fast_example_parser_agrees_with_the_codec(built: Path) -> None:
-    from imagenet_prep import tfrecord_io
-    from imagenet_prep.loaders.readers.tfrecord import FIELDS
+    from imagenet_prep.formats.tfrecord import spec as tfrecord_io
+    from imagenet_prep.formats.tfrecord.reader import FIELDS
 
     boxes = 0
     for shard in sorted((built / "tfrecord").glob("train-*")):

@@ -19,10 +19,10 @@ from tests.helpers import run_cli
 
 from imagenet_prep import BuildConfig, build, verify
 from imagenet_prep.cli import main
+from imagenet_prep.formats import shardfile
 from imagenet_prep.fsutil import HashingWriter
 from imagenet_prep.manifest import read_manifest
 from imagenet_prep.pipeline import Reporter, shards
-from imagenet_prep.sinks import shardfile
 
 CLI = [sys.executable, "-m", "imagenet_prep"]
 

@@ -17,9 +17,9 @@ from PIL import Image
 from tests.helpers import records_by_name, run_cli, source_images
 
 from imagenet_prep import BuildConfig, build, verify
+from imagenet_prep.formats import hfcard
+from imagenet_prep.formats.tfrecord.writer import read_examples
 from imagenet_prep.labels import load_synsets
-from imagenet_prep.sinks import hfcard
-from imagenet_prep.sinks.tfrecord import read_examples
 
 
 @pytest.fixture(scope="module")

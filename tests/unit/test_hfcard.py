@@ -12,8 +12,8 @@ import pytest
 from PIL import Image
 from tests.clients import run_client
 
+from imagenet_prep.formats import hfcard
 from imagenet_prep.labels import load_synsets
-from imagenet_prep.sinks import hfcard
 
 yaml = pytest.importorskip("yaml")
 datasets = pytest.importorskip("datasets")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from imagenet_prep import tfrecord_io as tio
+from imagenet_prep.formats.tfrecord import spec as tio
 
 
 def _general(

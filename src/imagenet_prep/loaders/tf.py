@@ -14,7 +14,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..tfrecord_io import (
+from ..formats.tfrecord.reader import TFRecordReader
+from ..formats.tfrecord.spec import (
     BOX,
     BOX_LABEL,
     ENCODED,
@@ -35,7 +36,6 @@ from ..tfrecord_io import (
 )
 from .options import LoaderConfig, ReadOptions, accept
 from .order import consumer_range, locate, unit_order
-from .readers import TFRecordReader
 
 if TYPE_CHECKING:
     from typing import Unpack  # Python 3.11

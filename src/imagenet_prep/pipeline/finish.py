@@ -10,10 +10,11 @@ from typing import Any
 
 from .. import __version__
 from ..config import BuildConfig
+from ..formats import get_format, get_sink
+from ..formats.base import SinkOptions
 from ..labels import Synsets
 from ..manifest import FORMAT_VERSION, Journal, OutputState, ShardResult, write_manifest
 from ..outdir import LABELS_TXT
-from ..sinks import SinkOptions, get_sink
 from ..sources import SourceLayout, SplitIndex
 from .checks import check_devkit, finish_md5
 from .inputs import Inputs, file_entry
@@ -127,11 +128,7 @@ def _formats(
         mine = [path for path in inputs.foreign if path.startswith(folder)]
         if mine:
             formats[name]["foreign"] = mine
-    if "webdataset" in formats:
-        formats["webdataset"]["shard_size"] = {
-            split: -(-len(index) // config.webdataset_shards(len(index), index.total_bytes()))
-            for split, index in inputs.indexes.items()
-        }
+        formats[name].update(get_format(name).manifest_extra(config, inputs.indexes))
     return formats
 
 

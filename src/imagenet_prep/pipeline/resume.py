@@ -13,11 +13,12 @@ from dataclasses import dataclass
 from functools import partial
 
 from ..config import BuildConfig
+from ..formats import get_format, get_sink
+from ..formats.base import SinkOptions
 from ..labels import Synsets
 from ..manifest import MANIFEST, Journal, OutputState, RecordedSources, ShardResult
 from ..outdir import BOX_CSV, LABELS_TXT, check_disk, disk_need
 from ..plan import ShardSpec, plan_split
-from ..sinks import SinkOptions, get_sink
 from ..sources import SourceLayout, SplitIndex
 from .checks import of_split
 
@@ -42,18 +43,16 @@ class ResumePoint:
 def shard_plans(config: BuildConfig, indexes: dict[str, SplitIndex]) -> Plans:
     """The shards to write: per split, the formats that share a shard count share the work.
 
-    TFRecords and ImageFolder follow ``--train-shards``/``--validation-shards``; WebDataset
-    has its own count (``--shard-size``). Every plan cuts the same shuffled order, so a
+    Each format counts its shards (:meth:`~imagenet_prep.formats.Format.shard_count`):
+    TFRecords and ImageFolder by ``--train-shards``/``--validation-shards``, WebDataset by
+    ``--shard-size``. Every plan cuts the same shuffled order, so a
     shard's name (``train-00003-of-00016``) identifies its group within a split.
     """
     plans = []
     for split, index in indexes.items():
         counts: dict[int, list[str]] = {}
         for fmt in config.formats:
-            if fmt == "webdataset":
-                count = config.webdataset_shards(len(index), index.total_bytes())
-            else:
-                count = config.shards(split)
+            count = get_format(fmt).shard_count(config, split, index)
             counts.setdefault(count, []).append(fmt)
         for count, formats in counts.items():
             plans.append((tuple(formats), plan_split(split, len(index), count)))

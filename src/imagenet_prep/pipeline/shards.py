@@ -6,11 +6,11 @@ from collections.abc import Iterator
 
 from ..config import BuildConfig
 from ..executors import Executor
+from ..formats.base import SinkOptions
 from ..labels import Synsets
 from ..manifest import Journal, ShardResult
 from ..plan import shuffled_order
 from ..resize import ResizeSpec
-from ..sinks import SinkOptions
 from ..worker import ShardJob, process_shards
 from .inputs import Inputs
 from .report import Reporter

@@ -5,7 +5,8 @@ WebDataset shards as listed in ``manifest.json``, or single files for ImageFolde
 allows a full per-epoch shuffle). ``read(unit, start, stop, want)`` yields the unit's
 records ``start:stop`` with their index, skipping without reading those ``want`` refuses.
 Readers hold only file names and counts, so they pickle cheaply into worker processes.
-One module per format, registered by name below.
+Each format's reader lives in its package (``imagenet_prep.formats.<name>.reader``), found
+through the format registry.
 """
 
 from __future__ import annotations
@@ -14,30 +15,20 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import DataError
+from ...formats import FORMATS as REGISTRY
+from ...formats import NAMES
 from ...manifest import read_manifest
 from .base import RawSample, Reader, Want
-from .imagefolder import ImageFolderReader
-from .tfrecord import TFRecordReader
-from .webdataset import WebDatasetReader
 
-READERS: dict[str, type[TFRecordReader | WebDatasetReader | ImageFolderReader]] = {
-    "tfrecord": TFRecordReader,
-    "webdataset": WebDatasetReader,
-    "imagefolder": ImageFolderReader,
-}
-FORMATS = tuple(READERS)
+FORMATS = NAMES
 SPLITS = ("train", "validation")
 
 __all__ = [
     "FORMATS",
-    "READERS",
     "SPLITS",
-    "ImageFolderReader",
     "RawSample",
     "Reader",
-    "TFRecordReader",
     "Want",
-    "WebDatasetReader",
     "detect_format",
     "normalize_split",
     "open_reader",
@@ -81,4 +72,5 @@ def open_reader(
         raise DataError(f"{root}: the build has no {format} output")
     if split not in manifest.get("splits", {}):
         raise DataError(f"{root}: the build has no {split} split")
-    return READERS[format](root, split, section, boxes=boxes)
+    reader: Reader = REGISTRY[format].reader_class()(root, split, section, boxes=boxes)
+    return reader

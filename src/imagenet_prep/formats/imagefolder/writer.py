@@ -23,13 +23,14 @@ from typing import Any
 
 import xxhash
 
-from ..errors import DataError
-from ..fsutil import atomic_open, hash_file, temp_name, write_bytes_atomic
-from ..manifest import OutputState
-from ..plan import ShardSpec
-from ..sample import Sample
-from . import SinkOptions, VerifyReport, hfcard
-from .shardfile import check_side_files, write_side_file
+from ...errors import DataError
+from ...fsutil import atomic_open, hash_file, temp_name, write_bytes_atomic
+from ...manifest import OutputState
+from ...plan import ShardSpec
+from ...sample import Sample
+from .. import hfcard
+from ..base import SinkOptions, VerifyReport
+from ..shardfile import check_side_files, write_side_file
 
 DIRNAME = "imagefolder"
 SPLIT_DIRS = {"train": "train", "validation": "val"}
@@ -238,7 +239,7 @@ class ImageFolderSink:
                     found.add(folder, len(data), file_digest(f"{folder}/{entry.name}", data))
                     report.records += 1
                     if decode:
-                        from ..imagefix import decode_check
+                        from ...imagefix import decode_check
 
                         try:
                             decode_check(data, entry.path)

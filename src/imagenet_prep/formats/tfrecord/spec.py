@@ -24,7 +24,7 @@ from typing import IO, Any, ClassVar, Protocol
 
 import google_crc32c
 
-from .errors import DataError
+from ...errors import DataError
 
 _MASK_DELTA = 0xA282EAD8
 _U32 = 0xFFFFFFFF

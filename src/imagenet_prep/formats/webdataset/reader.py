@@ -13,8 +13,8 @@ from typing import Any
 
 from ...archive import iter_tar_view
 from ...errors import DataError
-from ..transforms import Box
-from .base import RawSample, Want, map_file, shard_files, stem
+from ...loaders.readers.base import RawSample, Want, map_file, shard_files, stem
+from ...loaders.transforms import Box
 
 
 class WebDatasetReader:

@@ -16,8 +16,7 @@ from typing import Any, BinaryIO
 
 from ..errors import DataError
 from ..fsutil import HashingWriter, hash_file, temp_name, write_bytes_atomic, xxh3_of
-
-DALI_DIR = "dali-index"
+from .spec import DALI_DIR
 
 
 def dali_index_file(dirname: str, shard: str) -> str:

@@ -1,8 +1,8 @@
-"""Output formats, registered by name. Each module keeps its writer, reader and check together."""
+"""What every format's writer shares: its options, the writer protocols, the verify report."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -69,22 +69,3 @@ class Sink(Protocol):
         shard's (wnid, file name) pairs. Recorded before the shard work, so that
         ``--overwrite`` removes exactly what a build wrote."""
         ...
-
-
-SinkFactory = Callable[[SinkOptions], Sink]
-
-
-def get_sink(name: str, options: SinkOptions) -> Sink:
-    """Make the sink registered as ``name``."""
-    from . import imagefolder, tfrecord, webdataset
-
-    registry: dict[str, SinkFactory] = {
-        tfrecord.TFRecordSink.name: tfrecord.TFRecordSink,
-        imagefolder.ImageFolderSink.name: imagefolder.ImageFolderSink,
-        webdataset.WebDatasetSink.name: webdataset.WebDatasetSink,
-    }
-    try:
-        factory = registry[name]
-    except KeyError:
-        raise ValueError(f"unknown output format {name!r}") from None
-    return factory(options)

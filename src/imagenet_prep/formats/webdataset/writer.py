@@ -23,13 +23,14 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..errors import DataError
-from ..fsutil import HashingWriter
-from ..labels import load_synsets
-from ..plan import ShardSpec
-from ..sample import Sample
-from . import SinkOptions, VerifyReport, hfcard
-from .shardfile import (
+from ...errors import DataError
+from ...fsutil import HashingWriter
+from ...labels import load_synsets
+from ...plan import ShardSpec
+from ...sample import Sample
+from .. import hfcard
+from ..base import SinkOptions, VerifyReport
+from ..shardfile import (
     ShardFile,
     check_file,
     check_index,
@@ -283,7 +284,7 @@ def check_shard(out: Path, shard: dict[str, Any], *, decode: bool) -> VerifyRepo
         if not isinstance(filename, str) or sample_key(os.path.splitext(filename)[0]) != key:
             report.problems.append(f"{path}: sample {key}: the JSON's filename is {filename!r}")
         if decode:
-            from ..imagefix import decode_check
+            from ...imagefix import decode_check
 
             try:
                 got = decode_check(sample["jpg"], f"{path}:{key}.jpg")

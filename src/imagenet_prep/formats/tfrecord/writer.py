@@ -6,14 +6,12 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from .. import tfrecord_io
-from ..errors import DataError
-from ..labels import load_synsets
-from ..plan import ShardSpec
-from ..sample import Sample
-from ..tfrecord_io import ENCODED, FEATURES, FILENAME, HEIGHT, LABEL, SYNSET, WIDTH, XMIN
-from . import SinkOptions, VerifyReport
-from .shardfile import (
+from ...errors import DataError
+from ...labels import load_synsets
+from ...plan import ShardSpec
+from ...sample import Sample
+from ..base import SinkOptions, VerifyReport
+from ..shardfile import (
     ShardFile,
     check_file,
     check_index,
@@ -21,6 +19,8 @@ from .shardfile import (
     finalize_shards,
     unlisted,
 )
+from . import spec as tfrecord_io
+from .spec import ENCODED, FEATURES, FILENAME, HEIGHT, LABEL, SYNSET, WIDTH, XMIN
 
 DIRNAME = "tfrecord"
 
@@ -160,7 +160,7 @@ def _check_example(data: bytes, synsets: Any, label_offset: int, decode: bool) -
         if len(ex[key].values) != n:
             return "bounding box lists of different lengths"
     if decode:
-        from ..imagefix import decode_check
+        from ...imagefix import decode_check
 
         try:
             decoded = decode_check(encoded, name)

@@ -6,10 +6,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ... import tfrecord_io
 from ...errors import DataError
-from ...tfrecord_io import BOX, ENCODED, FILENAME, LABEL
-from .base import RawSample, Want, map_file, shard_files, stem
+from ...loaders.readers.base import RawSample, Want, map_file, shard_files, stem
+from . import spec as tfrecord_io
+from .spec import BOX, ENCODED, FILENAME, LABEL
 
 # The features a sample is made of, for the fast parser (``tfrecord_io.example_fields``).
 FIELDS = tfrecord_io.wanted_fields((ENCODED, FILENAME, LABEL, *BOX))

@@ -11,8 +11,8 @@ import numpy as np
 
 from ...errors import DataError
 from ...labels import load_synsets
-from ..transforms import Box
-from .base import RawSample, Want, stem
+from ...loaders.readers.base import RawSample, Want, stem
+from ...loaders.transforms import Box
 
 BOXES_CSV = "imagenet_2012_bounding_boxes.csv"
 
