@@ -461,6 +461,23 @@ def _class_of(synsets: Synsets, wnid: str, where: str) -> int:
     return synsets.index(wnid)
 
 
+def _finished_index(out: SplitIndex, src: Path) -> SplitIndex:
+    """A split's index once every input is read: what was ignored said, sorted; none is an
+    error."""
+    if out.ignored:
+        log.warning(
+            "%s: ignored %d entries that are not images (e.g. %s)",
+            out.split,
+            len(out.ignored),
+            out.ignored[0],
+        )
+    if not out.names:
+        word = "training" if out.split == "train" else out.split
+        raise DataError(f"{src}: no {word} images found")
+    out.sort()
+    return out
+
+
 def index_train(layout: SourceLayout, synsets: Synsets, state: OutputState | None) -> SplitIndex:
     """Every training image: from the nested archive, or ``train/<wnid>/*``."""
     src = layout.train
@@ -496,16 +513,7 @@ def index_train(layout: SourceLayout, synsets: Synsets, state: OutputState | Non
             label = _class_of(synsets, entry.name, entry.path)
             out.containers.append((entry.path, "", True))
             _add_folder(out, Path(entry.path), label, len(out.containers) - 1)
-    if out.ignored:
-        log.warning(
-            "train: ignored %d entries that are not images (e.g. %s)",
-            len(out.ignored),
-            out.ignored[0],
-        )
-    if not out.names:
-        raise DataError(f"{src}: no training images found")
-    out.sort()
-    return out
+    return _finished_index(out, src)
 
 
 def _add_folder(out: SplitIndex, folder: Path, label: int, container: int) -> None:
@@ -570,16 +578,7 @@ def index_validation(
         _validation_archive(src, state, label_of, out)
     else:
         _validation_folder(src, label_of, out)
-    if out.ignored:
-        log.warning(
-            "validation: ignored %d entries that are not images (e.g. %s)",
-            len(out.ignored),
-            out.ignored[0],
-        )
-    if not out.names:
-        raise DataError(f"{src}: no validation images found")
-    out.sort()
-    return out
+    return _finished_index(out, src)
 
 
 def _validation_archive(

@@ -10,12 +10,14 @@ beside the shards, the glob that TensorFlow input code uses (``train-*``) would 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from ..errors import DataError
 from ..fsutil import HashingWriter, hash_file, temp_name, write_bytes_atomic, xxh3_of
+from ..plan import ShardSpec
+from .base import SinkOptions, VerifyReport
 from .spec import DALI_DIR
 
 
@@ -144,3 +146,80 @@ def unlisted(
                 if f"{folder}/{name}" not in listed
             )
     return problems
+
+
+class ShardedSink:
+    """What the writers of sharded formats share: their folder, the files a shard plans
+    (the shard and its DALI index), and the frame of ``verify`` (each listed shard, the side
+    files, nothing unlisted). A format says how it names and checks a shard."""
+
+    name: str
+    dirname: str
+
+    def __init__(self, options: SinkOptions) -> None:
+        self.options = options
+        self.root = options.out / self.dirname
+
+    def shard_name(self, spec: ShardSpec) -> str:
+        return spec.name
+
+    def planned_files(self, spec: ShardSpec, images: Iterable[tuple[str, str]]) -> Iterator[str]:
+        name = self.shard_name(spec)
+        yield f"{self.dirname}/{name}"
+        if self.options.dali_index:
+            yield dali_index_file(self.dirname, name)
+
+    def side_files(self, splits: Sequence[str]) -> Iterator[str]:
+        return iter(())
+
+    def check_shard(
+        self, shard: dict[str, Any], section: dict[str, Any], *, decode: bool
+    ) -> VerifyReport:
+        raise NotImplementedError
+
+    def verify(self, section: dict[str, Any], *, decode: bool) -> VerifyReport:
+        report = VerifyReport()
+        for shard in section["shards"]:
+            report.extend(self.check_shard(shard, section, decode=decode))
+        listed = [*section["shards"], *section.get("side_files", ())]
+        report.problems.extend(check_side_files(self.options.out, section))
+        report.problems.extend(
+            unlisted(self.options.out, self.dirname, listed, section.get("foreign", ()))
+        )
+        return report
+
+
+class ShardedWriter:
+    """What the shard writers of sharded formats share: the shard file under a temporary
+    name, the record count, the lines of the DALI index (when asked for), commit and abort.
+    A format adds its records (``add``) and says how its DALI index reads."""
+
+    def __init__(self, options: SinkOptions, dirname: str, name: str) -> None:
+        self._shard = ShardFile(options.out, dirname, name)
+        self.path = self._shard.path
+        self._dali = options.dali_index
+        self._index: list[str] = []
+        self.records = 0
+
+    def index_bytes(self) -> bytes:
+        """The shard's DALI index, from the lines its records added."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Write what the format keeps until the end (a tar's end marker)."""
+
+    def commit(self) -> dict[str, Any]:
+        self.close()
+        return self._shard.finish(self.records, self.index_bytes() if self._dali else None)
+
+    def abort(self) -> None:
+        self._shard.abort()
+
+
+def begin_check(out: Path, shard: dict[str, Any]) -> tuple[VerifyReport, Path | None]:
+    """A shard's check begun: its size and checksum against its manifest entry; the path to
+    read its records from, or None when the file is missing."""
+    report = VerifyReport(checked=1)
+    path = out / shard["file"]
+    report.problems.extend(check_file(path, shard))
+    return report, (path if path.is_file() else None)

@@ -188,7 +188,10 @@ def crop_resize(
 
 
 class Transform(Protocol):
-    """Decoded image (and its boxes) in, ``size x size x 3`` uint8 out."""
+    """Decoded image (and its boxes) in, ``size x size x 3`` uint8 out.
+
+    (``CropResize.__call__`` repeats this signature, as an implementation of a protocol does.)
+    """
 
     @property
     def size(self) -> int: ...

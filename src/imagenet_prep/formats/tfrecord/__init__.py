@@ -6,6 +6,7 @@ its verify, ``reader.py`` the loaders' reader.
 
 from ..spec import Format
 
+# The same shape in every format's package, on purpose: the declaration the registry reads.
 FORMAT = Format(
     name="tfrecord",
     folder="tfrecord",

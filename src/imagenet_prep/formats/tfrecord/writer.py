@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -12,12 +11,11 @@ from ...plan import ShardSpec
 from ...sample import Sample
 from ..base import SinkOptions, VerifyReport
 from ..shardfile import (
-    ShardFile,
-    check_file,
+    ShardedSink,
+    ShardedWriter,
+    begin_check,
     check_index,
-    dali_index_file,
     finalize_shards,
-    unlisted,
 )
 from . import spec as tfrecord_io
 from .spec import ENCODED, FEATURES, FILENAME, HEIGHT, LABEL, SYNSET, WIDTH, XMIN
@@ -25,17 +23,13 @@ from .spec import ENCODED, FEATURES, FILENAME, HEIGHT, LABEL, SYNSET, WIDTH, XMI
 DIRNAME = "tfrecord"
 
 
-class TFRecordShardWriter:
+class TFRecordShardWriter(ShardedWriter):
     """Write one shard under a temporary name; ``commit`` renames it into place."""
 
     def __init__(self, name: str, options: SinkOptions) -> None:
-        self._shard = ShardFile(options.out, DIRNAME, name)
-        self.path = self._shard.path
+        super().__init__(options, DIRNAME, name)
         self._offset = options.label_offset
         self._texts = load_synsets().texts
-        self._dali = options.dali_index
-        self._index: list[str] = []
-        self.records = 0
 
     def add(self, sample: Sample) -> None:
         ref = sample.ref
@@ -55,25 +49,16 @@ class TFRecordShardWriter:
             self._index.append(f"{start} {size}\n")
         self.records += 1
 
-    def commit(self) -> dict[str, Any]:
-        index = None
-        if self._dali:
-            # DALI's tfrecord2idx format: "offset size" per record, size including framing.
-            index = "".join(self._index).encode("ascii")
-        return self._shard.finish(self.records, index)
-
-    def abort(self) -> None:
-        self._shard.abort()
+    def index_bytes(self) -> bytes:
+        # DALI's tfrecord2idx format: "offset size" per record, size including framing.
+        return "".join(self._index).encode("ascii")
 
 
-class TFRecordSink:
+class TFRecordSink(ShardedSink):
     """The ``tfrecord`` format."""
 
     name = "tfrecord"
-
-    def __init__(self, options: SinkOptions) -> None:
-        self.options = options
-        self.root = options.out / DIRNAME
+    dirname = DIRNAME
 
     def open_shard(self, spec: ShardSpec) -> TFRecordShardWriter:
         return TFRecordShardWriter(spec.name, self.options)
@@ -81,35 +66,20 @@ class TFRecordSink:
     def finalize(self, results: list[dict[str, Any]]) -> dict[str, Any]:
         return finalize_shards(results, label_offset=self.options.label_offset)
 
-    def planned_files(self, spec: ShardSpec, images: Iterable[tuple[str, str]]) -> Iterator[str]:
-        yield f"{DIRNAME}/{spec.name}"
-        if self.options.dali_index:
-            yield dali_index_file(DIRNAME, spec.name)
-
-    def side_files(self, splits: Sequence[str]) -> Iterator[str]:
-        return iter(())
-
-    def verify(self, section: dict[str, Any], *, decode: bool) -> VerifyReport:
-        report = VerifyReport()
+    def check_shard(
+        self, shard: dict[str, Any], section: dict[str, Any], *, decode: bool
+    ) -> VerifyReport:
         offset = int(section.get("label_offset", self.options.label_offset))
-        for shard in section["shards"]:
-            report.extend(check_shard(self.options.out, shard, offset, decode=decode))
-        report.problems.extend(
-            unlisted(self.options.out, DIRNAME, section["shards"], section.get("foreign", ()))
-        )
-        return report
+        return check_shard(self.options.out, shard, offset, decode=decode)
 
 
 def check_shard(
     out: Path, shard: dict[str, Any], label_offset: int, *, decode: bool
 ) -> VerifyReport:
     """Re-read one shard: size and checksum, every record's CRCs, every Example's features."""
-    report = VerifyReport(checked=1)
-    path = out / shard["file"]
-    if not path.is_file():
-        report.problems.append(f"{path}: missing")
+    report, path = begin_check(out, shard)
+    if path is None:
         return report
-    report.problems.extend(check_file(path, shard))
     synsets = load_synsets()
     count = 0
     try:

@@ -5,6 +5,7 @@
 
 from ..spec import Format
 
+# The same shape in every format's package, on purpose: the declaration the registry reads.
 FORMAT = Format(
     name="webdataset",
     folder="webdataset",

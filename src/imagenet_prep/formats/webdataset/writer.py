@@ -31,13 +31,11 @@ from ...sample import Sample
 from .. import hfcard
 from ..base import SinkOptions, VerifyReport
 from ..shardfile import (
-    ShardFile,
-    check_file,
+    ShardedSink,
+    ShardedWriter,
+    begin_check,
     check_index,
-    check_side_files,
-    dali_index_file,
     finalize_shards,
-    unlisted,
     write_side_file,
 )
 
@@ -95,21 +93,17 @@ class _Tell:
         return self._out.nbytes
 
 
-class WebDatasetShardWriter:
+class WebDatasetShardWriter(ShardedWriter):
     """Write one shard under a temporary name; ``commit`` renames it into place."""
 
     def __init__(self, name: str, options: SinkOptions) -> None:
-        self._shard = ShardFile(options.out, DIRNAME, name)
-        self.path = self._shard.path
+        super().__init__(options, DIRNAME, name)
         self._tar = tarfile.TarFile(
             fileobj=_Tell(self._shard.out),  # type: ignore[arg-type]
             mode="w",
             format=tarfile.USTAR_FORMAT,
         )
         self._texts = load_synsets().texts
-        self._dali = options.dali_index
-        self._index: list[str] = []
-        self.records = 0
 
     def add(self, sample: Sample) -> None:
         ref = sample.ref
@@ -138,29 +132,25 @@ class WebDatasetShardWriter:
         self._index.append(" ".join(components))
         self.records += 1
 
-    def commit(self) -> dict[str, Any]:
+    def close(self) -> None:
         self._tar.close()
-        index = None
-        if self._dali:
-            lines = [f"{WDS_INDEX_VERSION} {len(self._index)}", *self._index]
-            index = "".join(line + "\n" for line in lines).encode("utf-8")
-        return self._shard.finish(self.records, index)
 
-    def abort(self) -> None:
-        self._shard.abort()
+    def index_bytes(self) -> bytes:
+        lines = [f"{WDS_INDEX_VERSION} {len(self._index)}", *self._index]
+        return "".join(line + "\n" for line in lines).encode("utf-8")
 
 
-class WebDatasetSink:
+class WebDatasetSink(ShardedSink):
     """The ``webdataset`` format."""
 
     name = "webdataset"
+    dirname = DIRNAME
 
-    def __init__(self, options: SinkOptions) -> None:
-        self.options = options
-        self.root = options.out / DIRNAME
+    def shard_name(self, spec: ShardSpec) -> str:
+        return shard_file(spec.split, spec.index)
 
     def open_shard(self, spec: ShardSpec) -> WebDatasetShardWriter:
-        return WebDatasetShardWriter(shard_file(spec.split, spec.index), self.options)
+        return WebDatasetShardWriter(self.shard_name(spec), self.options)
 
     def finalize(self, results: list[dict[str, Any]]) -> dict[str, Any]:
         section = finalize_shards(results)
@@ -176,24 +166,10 @@ class WebDatasetSink:
         yield f"{DIRNAME}/{CARD}"
         yield f"{DIRNAME}/{TIMM_INFO}"
 
-    def planned_files(self, spec: ShardSpec, images: Iterable[tuple[str, str]]) -> Iterator[str]:
-        name = shard_file(spec.split, spec.index)
-        yield f"{DIRNAME}/{name}"
-        if self.options.dali_index:
-            yield dali_index_file(DIRNAME, name)
-
-    def verify(self, section: dict[str, Any], *, decode: bool) -> VerifyReport:
-        report = VerifyReport()
-        for shard in section["shards"]:
-            report.extend(check_shard(self.options.out, shard, decode=decode))
-        side = section.get("side_files", [])
-        report.problems.extend(check_side_files(self.options.out, section))
-        report.problems.extend(
-            unlisted(
-                self.options.out, DIRNAME, [*section["shards"], *side], section.get("foreign", ())
-            )
-        )
-        return report
+    def check_shard(
+        self, shard: dict[str, Any], section: dict[str, Any], *, decode: bool
+    ) -> VerifyReport:
+        return check_shard(self.options.out, shard, decode=decode)
 
 
 def split_shards(shards: Iterable[dict[str, Any]]) -> dict[str, list[tuple[str, int]]]:
@@ -250,12 +226,9 @@ def read_samples(path: Path) -> list[dict[str, bytes]]:
 
 def check_shard(out: Path, shard: dict[str, Any], *, decode: bool) -> VerifyReport:
     """Re-read one shard: checksum, every sample's members, class and JSON; its DALI index."""
-    report = VerifyReport(checked=1)
-    path = out / shard["file"]
-    if not path.is_file():
-        report.problems.append(f"{path}: missing")
+    report, path = begin_check(out, shard)
+    if path is None:
         return report
-    report.problems.extend(check_file(path, shard))
     synsets = load_synsets()
     try:
         samples = read_samples(path)
