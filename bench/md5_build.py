@@ -48,7 +48,7 @@ def main() -> int:
             check_md5=not hash_first,
         )
     )
-    verified = [d.get("md5_verified", False) for d in result.manifest["downloads"]]
+    verified = [d.get("md5_verified", False) for d in result.manifest.downloads]
     if not hash_first and not all(verified):
         raise SystemExit("the build did not check the MD5s")
     return 0

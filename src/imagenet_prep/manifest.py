@@ -161,20 +161,74 @@ def _lines(results: Iterable[ShardResult]) -> bytes:
     return "".join(lines).encode("utf-8")
 
 
-def write_manifest(out: Path, manifest: dict[str, Any]) -> None:
-    write_json(out / MANIFEST, manifest)
+# (field name, type) of every entry of manifest.json a reader may count on.
+_REQUIRED: tuple[tuple[str, type], ...] = (
+    ("tool", dict),
+    ("created", str),
+    ("options", dict),
+    ("source", dict),
+    ("splits", dict),
+    ("labels", dict),
+    ("formats", dict),
+    ("downloads", list),
+    ("warnings", list),
+    ("reencoded", list),
+    ("skipped", list),
+)
 
 
-def read_manifest(out: Path) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Manifest:
+    """``manifest.json``: what a finished build wrote (its format is :data:`FORMAT_VERSION`).
+
+    The sections below the top level (each format's, each split's) are the formats' and the
+    pipeline's own JSON; this class types and checks the top level.
+    """
+
+    tool: dict[str, Any]
+    created: str
+    options: dict[str, Any]
+    source: dict[str, Any]
+    splits: dict[str, dict[str, Any]]
+    labels: dict[str, Any]
+    formats: dict[str, dict[str, Any]]
+    downloads: list[dict[str, Any]]
+    warnings: list[str]
+    reencoded: list[dict[str, str]]
+    skipped: list[dict[str, str]]
+    bounding_boxes: dict[str, Any] | None = None  # when SRC has box XMLs
+    validation_labels: str | None = None  # "shipped" or "devkit", with a validation split
+
+    def to_json(self) -> dict[str, Any]:
+        data = {"format_version": FORMAT_VERSION, **asdict(self)}
+        return {k: v for k, v in data.items() if v is not None}
+
+    @classmethod
+    def from_json(cls, data: Any, path: Path) -> Manifest:
+        if not isinstance(data, dict) or data.get("format_version") != FORMAT_VERSION:
+            raise DataError(f"{path}: not an imagenet-prep manifest of format {FORMAT_VERSION}")
+        for name, kind in _REQUIRED:
+            if not isinstance(data.get(name), kind):
+                raise DataError(f"{path}: damaged manifest ({name!r} is not a {kind.__name__})")
+        return cls(
+            **{name: data[name] for name, _kind in _REQUIRED},
+            bounding_boxes=data.get("bounding_boxes"),
+            validation_labels=data.get("validation_labels"),
+        )
+
+
+def write_manifest(out: Path, manifest: Manifest) -> None:
+    write_json(out / MANIFEST, manifest.to_json())
+
+
+def read_manifest(out: Path) -> Manifest:
     path = out / MANIFEST
     data = read_json(path)
     if data is None:
         raise DataError(
             f"{path}: no manifest (the build did not finish, or this is no build output)"
         )
-    if not isinstance(data, dict) or data.get("format_version") != FORMAT_VERSION:
-        raise DataError(f"{path}: not an imagenet-prep manifest of format {FORMAT_VERSION}")
-    return data
+    return Manifest.from_json(data, path)
 
 
 class BuildLock:

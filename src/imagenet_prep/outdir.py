@@ -92,7 +92,7 @@ def _recorded_files(out: Path) -> list[str]:
         return listed
     files: list[str] = []
     sections: list[dict[str, Any]] = []
-    try:
+    try:  # read leniently: an earlier version's manifest still lists its files
         manifest = read_json(out / MANIFEST)
     except DataError:
         manifest = None

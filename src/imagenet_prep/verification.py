@@ -45,16 +45,16 @@ def verify(output: Path, *, decode: bool = False) -> VerifyResult:
     manifest = read_manifest(output)
     result = VerifyResult(output=output)
     report = VerifyReport()
-    _check_file(output, manifest["labels"], report)
-    if "bounding_boxes" in manifest:
-        _check_file(output, manifest["bounding_boxes"], report)
-    options = SinkOptions(out=output, label_offset=manifest["labels"]["label_offset"])
-    for name, section in manifest["formats"].items():
+    _check_file(output, manifest.labels, report)
+    if manifest.bounding_boxes is not None:
+        _check_file(output, manifest.bounding_boxes, report)
+    options = SinkOptions(out=output, label_offset=manifest.labels["label_offset"])
+    for name, section in manifest.formats.items():
         log.info("verifying %s", name)
         sink_report = get_sink(name, options).verify(section, decode=decode)
         report.extend(sink_report)
         # Every format holds one record per image written (a record, a sample, a file).
-        expected = sum(s["written"] for s in manifest["splits"].values())
+        expected = sum(s["written"] for s in manifest.splits.values())
         if sink_report.records != expected and not sink_report.problems:
             report.problems.append(
                 f"{output / get_format(name).folder}: {sink_report.records} records, the "

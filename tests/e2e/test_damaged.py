@@ -153,7 +153,7 @@ def test_md5_of_a_known_archive_matches(small_download: Path, tmp_path: Path) ->
             known_archives=_known(small_download, md5, images=12),
         )
     )
-    (download,) = result.manifest["downloads"]
+    (download,) = result.manifest.downloads
     assert download["md5"] == md5 and download["md5_verified"] and download["official"]
     assert result.warnings == []
     # The MD5 is kept with the index in OUT: a rerun neither re-reads nor re-hashes.
@@ -174,7 +174,7 @@ def test_md5_mismatch_is_an_error_unless_disabled(small_download: Path, tmp_path
         build(config)
     assert not (tmp_path / "out" / "manifest.json").exists()
     result = build(replace(config, check_md5=False))
-    assert "md5_verified" not in result.manifest["downloads"][0]
+    assert "md5_verified" not in result.manifest.downloads[0]
 
 
 def _known_both(small_download: Path, val_md5: str) -> tuple[KnownArchive, ...]:
@@ -266,8 +266,8 @@ def test_md5_beside_the_shards_verifies_both_archives(small_download: Path, tmp_
         known_archives=_known_both(small_download, hashlib.md5(val.read_bytes()).hexdigest()),
     )
     result = build(config)
-    assert [d["md5_verified"] for d in result.manifest["downloads"]] == [True, True]
-    assert [d["md5"] for d in result.manifest["downloads"]] == [
+    assert [d["md5_verified"] for d in result.manifest.downloads] == [True, True]
+    assert [d["md5"] for d in result.manifest.downloads] == [
         k.md5 for k in (config.known_archives[1], config.known_archives[0])
     ]
 

@@ -51,7 +51,7 @@ def error_lines(stderr: str) -> list[str]:
 
 
 def skipped(out: Path) -> dict[str, str]:
-    entries = read_manifest(out)["skipped"]
+    entries = read_manifest(out).skipped
     assert isinstance(entries, list)
     return {s["image"]: s["reason"] for s in entries}
 
@@ -234,7 +234,7 @@ def test_a_png_over_pillows_limit_gives_one_line(tree: Path, tmp_path: Path) -> 
     proc = build(tree, out, "--max-pixels", 10**8)
     assert proc.returncode == 0, proc.stderr
     assert "Warning" not in proc.stderr and "DOS attack" not in proc.stderr
-    reencoded = read_manifest(out)["reencoded"]
+    reencoded = read_manifest(out).reencoded
     assert isinstance(reencoded, list)
     assert [r["reason"] for r in reencoded if r["image"] == str(victim)] == ["png"]
 
@@ -269,7 +269,7 @@ def test_decode_check_and_resizing_judge_jpeg_damage_alike(tree: Path, tmp_path:
         proc = build(tree, out, "--on-error", "skip", *options)
         assert proc.returncode == 0, proc.stderr
         results[name] = skipped(out)
-        files = {r["image"] for r in read_manifest(out)["reencoded"]}
+        files = {r["image"] for r in read_manifest(out).reencoded}
         assert str(stray) not in files
     assert results["decode-check"] == results["resize"] == results["both"]
     assert results["resize"] == {

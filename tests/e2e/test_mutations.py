@@ -415,13 +415,16 @@ def download(tmp_path_factory: pytest.TempPathFactory) -> Download:
         code, err = _run_in_process(argv)
         assert code == 0 and not err, err
         clean[layout] = read_manifest(out)
-    splits = clean["archives"]["splits"]
-    assert clean["extracted"]["splits"] == splits, "the two layouts of the clean download differ"
+    splits = clean["archives"].splits
+    assert clean["extracted"].splits == splits, "the two layouts of the clean download differ"
     return Download(
         roots=roots,
         regions=tuple(regions),
         splits=splits,
-        box_files={layout: m["bounding_boxes"]["files"] for layout, m in clean.items()},
+        box_files={
+            layout: m.bounding_boxes["files"] if m.bounding_boxes else 0
+            for layout, m in clean.items()
+        },
     )
 
 
@@ -514,7 +517,7 @@ def _accounted(case: Mutation, out: Path, download: Download) -> list[str]:
     manifest = read_manifest(out)
     skip = "skip" in case.options
     for split, clean in download.splits.items():
-        got = manifest["splits"].get(split)
+        got = manifest.splits.get(split)
         if got is None:
             problems.append(f"split {split} missing from the manifest")
             continue
@@ -532,13 +535,13 @@ def _accounted(case: Mutation, out: Path, download: Download) -> list[str]:
             )
         if got["skipped"] and not skip:
             problems.append(f"{split}: {got['skipped']} skipped without --on-error skip")
-    skipped_images = sum(1 for s in manifest["skipped"] if "image" in s)
-    if skipped_images != sum(s["skipped"] for s in manifest["splits"].values()):
+    skipped_images = sum(1 for s in manifest.skipped if "image" in s)
+    if skipped_images != sum(s["skipped"] for s in manifest.splits.values()):
         problems.append(f"{skipped_images} images listed as skipped, the split counts differ")
-    skipped_files = sum(1 for s in manifest["skipped"] if "file" in s)
+    skipped_files = sum(1 for s in manifest.skipped if "file" in s)
     if skipped_files and not skip:
         problems.append(f"{skipped_files} box files skipped without --on-error skip")
-    files = manifest["bounding_boxes"]["files"] if manifest.get("bounding_boxes") else 0
+    files = manifest.bounding_boxes["files"] if manifest.bounding_boxes else 0
     if files != download.box_files[case.layout]:
         problems.append(
             f"{files} box files read ({skipped_files} of them skipped), the clean download has "

@@ -84,7 +84,7 @@ def test_overwrite_removes_exactly_what_the_earlier_build_wrote(
     for name, data in mine.items():
         assert (out / name).read_bytes() == data, name
     manifest = read_manifest(out)
-    assert manifest["formats"]["tfrecord"]["foreign"] == ["tfrecord/notes.txt"]
+    assert manifest.formats["tfrecord"]["foreign"] == ["tfrecord/notes.txt"]
     # The build exits 0, so its own verify passes, the user's file beside the shards or not.
     assert verify(out).ok
 
@@ -356,7 +356,7 @@ def test_two_formats_count_each_image_once(small_download: Path, tmp_path: Path)
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     manifest = read_manifest(out)
-    total = sum(s["images"] for s in manifest["splits"].values())
+    total = sum(s["images"] for s in manifest.splits.values())
     progress = [line for line in proc.stderr.splitlines() if line.startswith("build: ")]
     assert progress[-1].startswith(f"build: {total}/{total} images (100%)"), progress
     written = len([p for p in files(out) if p.startswith(("tfrecord/", "webdataset/"))])

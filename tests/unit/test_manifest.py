@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from imagenet_prep.manifest import (
     OutputState,
     RecordedOptions,
@@ -73,3 +75,35 @@ def test_the_state_folder_reads_what_it_wrote(tmp_path: Path) -> None:
         assert not state.holds_only_lock()
         state.clear()
         assert state.holds_only_lock()
+
+
+def test_a_manifest_round_trips_and_a_damaged_one_is_named(tmp_path: Path) -> None:
+    from imagenet_prep.errors import DataError
+    from imagenet_prep.manifest import Manifest, read_manifest, write_manifest
+
+    manifest = Manifest(
+        tool={"name": "imagenet-prep"},
+        created="2026-12-06T00:00:00+00:00",
+        options={"formats": ["tfrecord"]},
+        source={"root": "/src", "archives": []},
+        splits={"train": {"images": 1}},
+        labels={"file": "labels.txt"},
+        formats={"tfrecord": {"shards": []}},
+        downloads=[],
+        warnings=[],
+        reencoded=[],
+        skipped=[],
+    )
+    write_manifest(tmp_path, manifest)
+    data = json.loads((tmp_path / "manifest.json").read_text())
+    assert "bounding_boxes" not in data and data["format_version"] == 1
+    assert read_manifest(tmp_path) == manifest
+    data["splits"] = []
+    (tmp_path / "manifest.json").write_text(json.dumps(data))
+    with pytest.raises(
+        DataError, match=r"manifest.json: damaged manifest \('splits' is not a dict\)"
+    ):
+        read_manifest(tmp_path)
+    (tmp_path / "manifest.json").write_text("{}")
+    with pytest.raises(DataError, match="not an imagenet-prep manifest"):
+        read_manifest(tmp_path)

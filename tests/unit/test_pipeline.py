@@ -115,10 +115,8 @@ def test_the_phases_hand_over_typed_results(phased: tuple[BuildConfig, Inputs]) 
     assert list(shard_jobs(config, inputs, synsets, again)) == []
 
     manifest = build_manifest(config, layout, inputs, synsets, results)
-    assert manifest["splits"]["train"]["written"] == len(inputs.indexes["train"])
-    assert manifest["formats"]["tfrecord"]["records"] == sum(
-        len(i) for i in inputs.indexes.values()
-    )
+    assert manifest.splits["train"]["written"] == len(inputs.indexes["train"])
+    assert manifest.formats["tfrecord"]["records"] == sum(len(i) for i in inputs.indexes.values())
     result = summary(config, inputs, again, results, manifest, 0.0)
     assert (result.shards_written, result.shards_reused) == (0, len(results))
 

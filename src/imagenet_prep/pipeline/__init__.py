@@ -120,12 +120,12 @@ def _complete_result(config: BuildConfig, started: float) -> BuildResult:
     manifest = read_manifest(config.output)
     return BuildResult(
         output=config.output,
-        images={s: v["images"] for s, v in manifest["splits"].items()},
+        images={s: v["images"] for s, v in manifest.splits.items()},
         shards_written=0,
-        shards_reused=sum(v["shards"] for v in manifest["splits"].values()),
-        reencoded=manifest["reencoded"],
-        skipped=manifest["skipped"],
-        warnings=manifest.get("warnings", []),
+        shards_reused=sum(v["shards"] for v in manifest.splits.values()),
+        reencoded=manifest.reencoded,
+        skipped=manifest.skipped,
+        warnings=manifest.warnings,
         seconds=time.perf_counter() - started,
         bytes_in=0,
         images_written=0,

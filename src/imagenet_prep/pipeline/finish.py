@@ -13,7 +13,7 @@ from ..config import BuildConfig
 from ..formats import get_format, get_sink
 from ..formats.base import SinkOptions
 from ..labels import Synsets
-from ..manifest import FORMAT_VERSION, Journal, OutputState, ShardResult, write_manifest
+from ..manifest import Journal, Manifest, OutputState, ShardResult, write_manifest
 from ..outdir import LABELS_TXT
 from ..sources import SourceLayout, SplitIndex
 from .checks import check_devkit, finish_md5
@@ -40,7 +40,7 @@ def finish(
     if inputs.devkit is not None:
         if not inputs.devkit.done():
             log.info("waiting for the devkit check of the validation labels")
-        check_devkit(inputs.devkit, inputs.extra)
+        inputs.validation_labels = check_devkit(inputs.devkit)
     manifest = build_manifest(config, layout, inputs, synsets, results)
     write_manifest(config.output, manifest)
     journal.remove()
@@ -53,20 +53,20 @@ def summary(
     inputs: Inputs,
     point: ResumePoint,
     results: dict[str, ShardResult],
-    manifest: dict[str, Any],
+    manifest: Manifest,
     started: float,
 ) -> BuildResult:
     done = point.done
     new = [r for k, r in results.items() if k not in done]
     fresh = [r for r in new if config.formats[0] in r.outputs]  # each image once
-    side_files = sum(len(f.get("side_files", ())) for f in manifest["formats"].values())
+    side_files = sum(len(f.get("side_files", ())) for f in manifest.formats.values())
     return BuildResult(
         output=config.output,
         images={s: len(i) for s, i in inputs.indexes.items()},
         shards_written=len(new),
         shards_reused=len(done),
-        reencoded=manifest["reencoded"],
-        skipped=manifest["skipped"],
+        reencoded=manifest.reencoded,
+        skipped=manifest.skipped,
         warnings=inputs.warnings,
         seconds=time.perf_counter() - started,
         bytes_in=sum(r.bytes_in for r in fresh),
@@ -83,35 +83,35 @@ def build_manifest(
     inputs: Inputs,
     synsets: Synsets,
     results: dict[str, ShardResult],
-) -> dict[str, Any]:
+) -> Manifest:
     ordered = [results[k] for k in sorted(results)]
     # Every image passes through each plan group; count and list it once, from one group.
     primary = [r for r in ordered if config.formats[0] in r.outputs]
     labels = (config.output / LABELS_TXT).read_bytes()
-    return {
-        "format_version": FORMAT_VERSION,
-        "tool": {"name": "imagenet-prep", "version": __version__},
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "options": config.output_options(),
-        "source": {
+    return Manifest(
+        tool={"name": "imagenet-prep", "version": __version__},
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        options=config.output_options(),
+        source={
             "root": str(layout.root.resolve()),
             "archives": [{"name": p.name, "bytes": p.stat().st_size} for p in layout.archives()],
         },
-        "splits": {
+        splits={
             split: _split_entry(config, split, index, synsets, primary)
             for split, index in inputs.indexes.items()
         },
-        "labels": file_entry(LABELS_TXT, labels, label_offset=config.label_offset),
-        **inputs.extra,
-        "formats": _formats(config, inputs, ordered),
-        "downloads": inputs.downloads,
-        "warnings": inputs.warnings,
-        "reencoded": [
+        labels=file_entry(LABELS_TXT, labels, label_offset=config.label_offset),
+        formats=_formats(config, inputs, ordered),
+        downloads=inputs.downloads,
+        warnings=inputs.warnings,
+        reencoded=[
             {"image": origin, "reason": reason} for r in primary for origin, reason in r.reencoded
         ],
-        "skipped": inputs.skipped
+        skipped=inputs.skipped
         + [{"image": origin, "reason": reason} for r in primary for origin, reason in r.skipped],
-    }
+        bounding_boxes=inputs.bounding_boxes,
+        validation_labels=inputs.validation_labels,
+    )
 
 
 def _formats(

@@ -48,7 +48,8 @@ class Inputs:
     download_of: dict[str, dict[str, Any]]  # per split: the manifest's ``downloads`` entry
     md5_pending: dict[str, Future[str]]  # MD5s still being computed, per split
     devkit: Future[Devkit] | None  # the devkit being read, if not checked yet
-    extra: dict[str, Any] = field(default_factory=dict)  # manifest entries: boxes, labels
+    bounding_boxes: dict[str, Any] | None = None  # the box CSV's manifest entry
+    validation_labels: str | None = None  # "shipped", or "devkit" once the devkit agreed
     warnings: list[str] = field(default_factory=list)
     skipped: list[dict[str, str]] = field(default_factory=list)  # box files left out
     foreign: list[str] = field(default_factory=list)  # a user's files left in OUT
@@ -122,9 +123,9 @@ def _index_splits(
         if split == "train" and train is not None:
             found[split] = aside_result(train)
         else:
-            inputs.extra["validation_labels"] = "shipped"
+            inputs.validation_labels = "shipped"
             if inputs.devkit is not None and inputs.devkit.done():
-                check_devkit(inputs.devkit, inputs.extra)
+                inputs.validation_labels = check_devkit(inputs.devkit)
                 inputs.devkit = None
             labels = validation_labels(None)
             found[split] = index_validation(layout, synsets, labels, state)
@@ -142,9 +143,7 @@ def _index_splits(
 def _box_csv(config: BuildConfig, layout: SourceLayout, boxes: BoxTable, inputs: Inputs) -> None:
     csv = boxes.csv_bytes()
     write_if_changed(config.output / BOX_CSV, csv)
-    inputs.extra["bounding_boxes"] = file_entry(
-        BOX_CSV, csv, images=len(boxes), **asdict(boxes.stats)
-    )
+    inputs.bounding_boxes = file_entry(BOX_CSV, csv, images=len(boxes), **asdict(boxes.stats))
     inputs.skipped.extend({"file": where, "reason": why} for where, why in boxes.skipped)
     log.info(
         "boxes: %d kept for %d images from %d XML files",

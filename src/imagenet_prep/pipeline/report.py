@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
+
+from ..manifest import Manifest
 
 
 @dataclass
@@ -24,7 +26,7 @@ class BuildResult:
     files_written: int = 0  # output files made by this run (shards, indexes, images in folders)
     files_reused: int = 0  # output files an earlier run finished
     already_complete: bool = False
-    manifest: dict[str, Any] = field(default_factory=dict, repr=False)
+    manifest: Manifest | None = field(default=None, repr=False)
 
 
 class Reporter(Protocol):

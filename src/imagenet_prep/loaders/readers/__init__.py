@@ -12,12 +12,11 @@ through the format registry.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from ...errors import DataError
 from ...formats import FORMATS as REGISTRY
 from ...formats import NAMES
-from ...manifest import read_manifest
+from ...manifest import Manifest, read_manifest
 from .base import RawSample, Reader, Want
 
 FORMATS = NAMES
@@ -47,11 +46,11 @@ def normalize_split(split: str) -> str:
     return split
 
 
-def detect_format(root: str | Path, manifest: dict[str, Any] | None = None) -> str:
+def detect_format(root: str | Path, manifest: Manifest | None = None) -> str:
     """The first format the build at ``root`` wrote, in the order its ``--formats`` gave."""
     manifest = manifest if manifest is not None else read_manifest(Path(root))
-    written = manifest.get("formats", {})
-    for name in manifest.get("options", {}).get("formats", FORMATS):
+    written = manifest.formats
+    for name in manifest.options.get("formats", FORMATS):
         if name in written and name in FORMATS:
             return str(name)
     raise DataError(f"{root}: the build wrote none of {', '.join(FORMATS)}")
@@ -67,10 +66,10 @@ def open_reader(
     format = format or detect_format(root, manifest)
     if format not in FORMATS:
         raise ValueError(f"format must be one of {', '.join(FORMATS)}, not {format!r}")
-    section = manifest.get("formats", {}).get(format)
+    section = manifest.formats.get(format)
     if section is None:
         raise DataError(f"{root}: the build has no {format} output")
-    if split not in manifest.get("splits", {}):
+    if split not in manifest.splits:
         raise DataError(f"{root}: the build has no {split} split")
     reader: Reader = REGISTRY[format].reader_class()(root, split, section, boxes=boxes)
     return reader
