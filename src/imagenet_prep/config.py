@@ -172,17 +172,22 @@ class BuildConfig:
     def resizes(self) -> bool:
         return self.resize_shorter is not None or self.resize_longer is not None
 
-    def webdataset_shards(self, images: int, nbytes: int) -> int:
-        """WebDataset shards of a split: ``shard_size`` images each, or about 1 GB of input.
+    def shards_by_size(
+        self, images: int, nbytes: int, shard_bytes: int = WEBDATASET_SHARD_BYTES
+    ) -> int:
+        """The shards of a split of a format that counts them by size: ``shard_size`` images
+        each, or about ``shard_bytes`` of input each (the format's default).
 
-        >>> BuildConfig(source=".", output="o", shard_size=10).webdataset_shards(95, 0)
+        >>> BuildConfig(source=".", output="o", shard_size=10).shards_by_size(95, 0)
         10
-        >>> BuildConfig(source=".", output="o").webdataset_shards(1000, 2 * 10**9)
+        >>> BuildConfig(source=".", output="o").shards_by_size(1000, 2 * 10**9)
         2
+        >>> BuildConfig(source=".", output="o").shards_by_size(1000, 2 * 10**9, 64 << 20)
+        30
         """
         if images == 0:
             return 1
-        size = self.shard_size or max(1, round(WEBDATASET_SHARD_BYTES * images / max(nbytes, 1)))
+        size = self.shard_size or max(1, round(shard_bytes * images / max(nbytes, 1)))
         return -(-images // size)
 
 

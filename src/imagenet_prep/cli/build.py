@@ -49,7 +49,8 @@ def register(sub: Any) -> None:
         "--shard-size",
         type=int,
         default=None,
-        help="webdataset: images per shard (default: about 1 GB of input per shard)",
+        help="formats that count shards by size (webdataset): images per shard (default: the "
+        "format's own size, about 1 GB of input per WebDataset shard)",
     )
     size = p.add_mutually_exclusive_group()
     size.add_argument(

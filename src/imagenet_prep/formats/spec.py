@@ -28,6 +28,7 @@ class Format:
     writer: str
     reader: str
     shards_by_size: bool = False  # counts its shards by --shard-size (not --*-shards)
+    shard_bytes: int = 10**9  # with shards_by_size: input bytes a shard holds by default
 
     def sink(self, options: SinkOptions) -> Sink:
         factory: Any = _load(self.writer)
@@ -40,7 +41,7 @@ class Format:
     def shard_count(self, config: BuildConfig, split: str, index: SplitIndex) -> int:
         """How many shards the format cuts ``split`` into."""
         if self.shards_by_size:
-            return config.webdataset_shards(len(index), index.total_bytes())
+            return config.shards_by_size(len(index), index.total_bytes(), self.shard_bytes)
         return config.shards(split)
 
     def owned_folders(self) -> tuple[str, ...]:
