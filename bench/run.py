@@ -35,6 +35,7 @@ from memstate import MODES, MemoryState
 from peak_memory import measure
 
 from imagenet_prep.archive import file_md5
+from imagenet_prep.formats import NAMES
 from imagenet_prep.labels import shipped_validation_labels, validation_number
 from imagenet_prep.sources import (
     BOX_TRAIN_ARCHIVE,
@@ -61,7 +62,8 @@ ARCHIVE_NAMES = (*COPIED_ARCHIVES, BOX_VAL_ARCHIVE, DEVKIT_ARCHIVE)
 class Row:
     name: str
     note: str
-    role: str = "peer"  # "ours", "floor" (a ratio against it), "md5" (no ratio) or "peer"
+    # "ours", "floor" (a ratio against it), "md5" and "format" (no ratio) or "peer"
+    role: str = "peer"
     seconds: list[float] = field(default_factory=list)
     peak_mb: list[float] = field(default_factory=list)
     cpu: list[float] = field(default_factory=list)
@@ -257,6 +259,18 @@ def suite(
     ]
     timed(group, args.runs, scratch, memory)
     rows = [ours, floor, copy]
+    # The same build writing each other format (every format in the registry), for its cost.
+    formats: list[tuple[Row, Command]] = []
+    for name in NAMES:
+        if name == "tfrecord":
+            continue
+        row = Row(
+            f"imagenet-prep build --formats {name}", f"{name}, {args.workers} workers", "format"
+        )
+        command = [*build, "--workers", str(args.workers), "--formats", name]
+        formats.append((row, lambda out, command=command: [*command, "--output", str(out / "out")]))
+        rows.append(row)
+    timed(formats, args.runs, scratch, memory)
     # The MD5 check of official archives, on the generated ones (told their own MD5s):
     # beside the shard work, as the build does it, and first, as it did in the index pass.
     md5s = args.out / f"{download.name}.md5.json"
@@ -385,6 +399,7 @@ def report(
         ratio = {
             "ours": "",
             "md5": "",
+            "format": "",
             "floor": f"{ours.median / r.median:.2f}x the floor",
         }.get(r.role, f"{r.median / ours.median:.1f}x faster")
         lines.append(
