@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from . import imagefolder, tfrecord, webdataset
+from . import imagefolder, mds, tfrecord, webdataset
 from .spec import Format
 
 if TYPE_CHECKING:
@@ -28,6 +28,7 @@ FORMATS: Mapping[str, Format] = {
         tfrecord.FORMAT,
         imagefolder.FORMAT,
         webdataset.FORMAT,
+        mds.FORMAT,
     )
 }
 NAMES = tuple(FORMATS)

@@ -1,0 +1,195 @@
+"""MosaicML MDS shards: ``OUT/mds/<split>/shard.%05d.mds`` and ``OUT/mds/<split>/index.json``.
+
+One plan shard is one MDS shard, named by its index in the split, its samples in the plan's
+(shuffled) order. A shard's header (sample count and offsets) comes before its samples, so a
+shard is kept in memory until its commit, as ``MDSWriter`` keeps it (the image bytes are
+referenced, not copied), and refused when it would reach 4 GiB (MDS offsets are 32-bit).
+``finalize`` writes each split's ``index.json``; there are no DALI index files for MDS.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from ...errors import DataError
+from ...labels import load_synsets
+from ...loaders.readers.base import map_file, stem
+from ...plan import ShardSpec
+from ...sample import Sample
+from ..base import SinkOptions, VerifyReport
+from ..shardfile import (
+    ShardedSink,
+    ShardedWriter,
+    begin_check,
+    finalize_shards,
+    unlisted,
+    write_side_file,
+)
+from . import spec as mds
+from .spec import INDEX
+
+DIRNAME = "mds"
+
+
+class MDSShardWriter(ShardedWriter):
+    """Collect one shard's samples; ``commit`` writes the header and them, and renames."""
+
+    def __init__(self, split: str, name: str, options: SinkOptions) -> None:
+        super().__init__(options, f"{DIRNAME}/{split}", name)
+        self._texts = load_synsets().texts
+        self._parts: list[bytes] = []
+        self._sizes: list[int] = []
+        self._bytes = mds.header_bytes(0)
+
+    def add(self, sample: Sample) -> None:
+        ref = sample.ref
+        values = dict(
+            y=ref.label,
+            key=ref.key,
+            wnid=ref.wnid,
+            text=self._texts[ref.wnid],
+            filename=ref.filename,
+            width=sample.width,
+            height=sample.height,
+            boxes=[[b.xmin, b.ymin, b.xmax, b.ymax] for b in ref.boxes],
+        )
+        parts = mds.encode_sample(values, sample.data)
+        size = sum(map(len, parts))
+        self._bytes += size + 4
+        if self._bytes > mds.MAX_SHARD_BYTES:
+            raise DataError(
+                f"{self.path}: an MDS shard must stay under 4 GiB (its offsets are 32-bit) and "
+                f"this one passes it at image {len(self._sizes) + 1} ({ref.origin}); "
+                "use a smaller --shard-size"
+            )
+        self._parts.extend(parts)
+        self._sizes.append(size)
+        self.records += 1
+
+    def close(self) -> None:
+        out = self._shard.out
+        out.write(mds.shard_header(self._sizes))
+        for part in self._parts:
+            out.write(part)
+        self._parts.clear()
+
+
+def split_of(entry: dict[str, Any]) -> str:
+    """The split of a file listed in the section: ``mds/<split>/<name>``.
+
+    >>> split_of({"file": "mds/validation/shard.00001.mds"})
+    'validation'
+    """
+    return str(entry["file"]).split("/")[1]
+
+
+class MDSSink(ShardedSink):
+    """The ``mds`` format."""
+
+    name = "mds"
+    dirname = DIRNAME
+
+    def __init__(self, options: SinkOptions) -> None:
+        super().__init__(dataclasses.replace(options, dali_index=False))  # DALI reads no MDS
+
+    def shard_name(self, spec: ShardSpec) -> str:
+        return f"{spec.split}/{mds.shard_file(spec.index)}"
+
+    def open_shard(self, spec: ShardSpec) -> MDSShardWriter:
+        return MDSShardWriter(spec.split, mds.shard_file(spec.index), self.options)
+
+    def finalize(self, results: list[dict[str, Any]]) -> dict[str, Any]:
+        section = finalize_shards(results)
+        section["side_files"] = [
+            write_side_file(self.options.out, f"{DIRNAME}/{split}/{INDEX}", mds.index_json(shards))
+            for split, shards in by_split(section["shards"]).items()
+        ]
+        return section
+
+    def side_files(self, splits: Sequence[str]) -> Iterator[str]:
+        for split in splits:
+            yield f"{DIRNAME}/{split}/{INDEX}"
+
+    def check_shard(
+        self, shard: dict[str, Any], section: dict[str, Any], *, decode: bool
+    ) -> VerifyReport:
+        return check_shard(self.options.out, shard, decode=decode)
+
+    def verify(self, section: dict[str, Any], *, decode: bool) -> VerifyReport:
+        out = self.options.out
+        listed = [*section["shards"], *section.get("side_files", ())]
+        folders = [f"{DIRNAME}/{split}" for split in sorted({split_of(e) for e in listed})]
+        foreign = section.get("foreign", ())
+        # The frame checks OUT/mds itself, where the split folders are the only entries.
+        report = super().verify({**section, "foreign": [*foreign, *folders]}, decode=decode)
+        for folder in folders:
+            report.problems.extend(unlisted(out, folder, listed, foreign))
+        for split, shards in by_split(section["shards"]).items():
+            path = out / DIRNAME / split / INDEX
+            if path.is_file() and path.read_bytes() != mds.index_json(shards):
+                report.problems.append(f"{path}: does not list the shards the manifest lists")
+        return report
+
+
+def by_split(shards: Iterable[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """The shard entries of each split, in shard order."""
+    splits: dict[str, list[dict[str, Any]]] = {}
+    for shard in sorted(shards, key=lambda s: mds.shard_number(str(s["file"]))):
+        splits.setdefault(split_of(shard), []).append(shard)
+    return splits
+
+
+def check_shard(out: Path, shard: dict[str, Any], *, decode: bool) -> VerifyReport:
+    """Re-read one shard: checksum, header (count, offsets, configuration), every sample."""
+    report, path = begin_check(out, shard)
+    if path is None:
+        return report
+    view = map_file(str(path))
+    try:
+        offsets = mds.sample_offsets(view, str(path))
+        if bytes(view[4 * (len(offsets) + 1) : offsets[0]]) != mds.CONFIG:
+            raise DataError(f"{path}: the header's configuration is not this format's")
+    except DataError as exc:
+        report.problems.append(str(exc))
+        return report
+    report.records = len(offsets) - 1
+    if report.records != shard["records"]:
+        report.problems.append(
+            f"{path}: {report.records} samples, the manifest says {shard['records']}"
+        )
+    synsets = load_synsets()
+    for i in range(report.records):
+        where = f"{path}: sample {i}"
+        try:
+            problem = _check_sample(view[offsets[i] : offsets[i + 1]], where, synsets, decode)
+        except (DataError, ValueError, KeyError, TypeError) as exc:
+            problem = f"{where}: {exc}"
+        if problem:
+            report.problems.append(problem)
+    return report
+
+
+def _check_sample(data: memoryview, where: str, synsets: Any, decode: bool) -> str | None:
+    """What is wrong with one sample, or None."""
+    col = mds.columns(data, where)
+    wnid, label, key = mds.as_str(col["wnid"]), mds.as_int(col["y"]), mds.as_str(col["key"])
+    if wnid not in synsets or synsets.index(wnid) != label:
+        return f"{where}: class {label} is not {wnid}"
+    filename = mds.as_str(col["filename"])
+    if stem(filename) != key:
+        return f"{where}: key {key!r} is not the stem of {filename!r}"
+    boxes = json.loads(bytes(col["boxes"]))
+    if not isinstance(boxes, list) or any(len(b) != 4 for b in boxes):
+        return f"{where}: boxes are not [xmin, ymin, xmax, ymax] lists"
+    if decode:
+        from ...imagefix import decode_check
+
+        size = (mds.as_int(col["width"]), mds.as_int(col["height"]))
+        got = decode_check(bytes(col["x"]), f"{where} ({filename})")
+        if got != size:
+            return f"{where}: decodes to {got[0]}x{got[1]}, the sample says {size[0]}x{size[1]}"
+    return None
