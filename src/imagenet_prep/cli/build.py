@@ -49,8 +49,8 @@ def register(sub: Any) -> None:
         "--shard-size",
         type=int,
         default=None,
-        help="formats that count shards by size (webdataset): images per shard (default: the "
-        "format's own size, about 1 GB of input per WebDataset shard)",
+        help="formats that count shards by size (webdataset, mds): images per shard (default: "
+        "the format's own size: about 1 GB of input per WebDataset shard, 64 MB per MDS shard)",
     )
     size = p.add_mutually_exclusive_group()
     size.add_argument(
