@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 """`build` of a download whose archives count as official, so that their MD5 is checked.
 
-    python bench/md5_build.py DOWNLOAD OUT MD5S.json [--workers 2] [--hash-first]
+    python bench/md5_build.py DOWNLOAD OUT ARCHIVES.json [--workers 2] [--hash-first]
 
-The generated archives are not the published ones: MD5S.json (written by bench/run.py,
-untimed) gives their true MD5s, and the build is told that archives of these names and
-sizes are official with those MD5s, as it is told for the real download. The build hashes
+The generated archives are not the published ones: ARCHIVES.json (written by bench/run.py,
+untimed) gives their true MD5s and counts (images, classes), and the build is told that
+archives of these names and sizes are official with those facts, as it is told of the real
+download. The build hashes
 them beside its shard work; with --hash-first the script hashes both first and then builds
 without the check, the order a build had when the MD5 was taken in the indexing pass.
 """
@@ -32,12 +33,18 @@ def main() -> int:
     args = parser.parse_args()
     download, md5s, hash_first = args.download, json.loads(args.md5s.read_text()), args.hash_first
     known = tuple(
-        KnownArchive(name=name, size=(download / name).stat().st_size, md5=md5, images=0, classes=0)
-        for name, md5 in md5s.items()
+        KnownArchive(
+            name=name,
+            size=(download / name).stat().st_size,
+            md5=facts["md5"],
+            images=facts["images"],
+            classes=facts["classes"],
+        )
+        for name, facts in md5s.items()
     )
     if hash_first:
-        for name, md5 in md5s.items():
-            if file_md5(download / name) != md5:
+        for name, facts in md5s.items():
+            if file_md5(download / name) != facts["md5"]:
                 raise SystemExit(f"{download / name}: MD5 differs")
     result = build(
         BuildConfig(

@@ -36,13 +36,21 @@ from peak_memory import measure
 
 from imagenet_prep.archive import file_md5
 from imagenet_prep.formats import NAMES
-from imagenet_prep.labels import shipped_validation_labels, validation_number
+from imagenet_prep.labels import (
+    load_synsets,
+    shipped_validation_labels,
+    validation_labels,
+    validation_number,
+)
 from imagenet_prep.sources import (
     BOX_TRAIN_ARCHIVE,
     BOX_VAL_ARCHIVE,
     DEVKIT_ARCHIVE,
     TRAIN_ARCHIVE,
     VAL_ARCHIVE,
+    discover,
+    index_train,
+    index_validation,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -236,6 +244,25 @@ def timed(group: list[tuple[Row, Command]], runs: int, scratch: Path, memory: Me
     shutil.rmtree(scratch, ignore_errors=True)
 
 
+def archive_facts(download: Path) -> dict[str, dict[str, object]]:
+    """Per image archive: its MD5 and what it holds (images, classes), as a build is told of
+    the published archives, so that the generated ones can pass for official."""
+    synsets = load_synsets()
+    layout = discover(download)
+    indexes = {
+        TRAIN_ARCHIVE: index_train(layout, synsets, None),
+        VAL_ARCHIVE: index_validation(layout, synsets, validation_labels(None), None),
+    }
+    return {
+        name: {
+            "md5": file_md5(download / name),
+            "images": len(index),
+            "classes": len(set(index.labels)),
+        }
+        for name, index in indexes.items()
+    }
+
+
 def suite(
     args: argparse.Namespace, download: Path, scratch: Path, memory: MemoryState
 ) -> tuple[list[Row], Row, Row, Row | None]:
@@ -273,9 +300,9 @@ def suite(
     timed(formats, args.runs, scratch, memory)
     # The MD5 check of official archives, on the generated ones (told their own MD5s):
     # beside the shard work, as the build does it, and first, as it did in the index pass.
-    md5s = args.out / f"{download.name}.md5.json"
+    md5s = args.out / f"{download.name}.archives.json"
     if not md5s.exists():
-        md5s.write_text(json.dumps({n: file_md5(download / n) for n in IMAGE_ARCHIVES}))
+        md5s.write_text(json.dumps(archive_facts(download)))
     md5_build = [PY, str(ROOT / "bench" / "md5_build.py"), str(download)]
     md5_group: list[tuple[Row, Command]] = []
     for name, note, extra in (
