@@ -23,7 +23,7 @@ def built(small_download: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
         BuildConfig(
             source=small_download,
             output=out,
-            formats=("tfrecord", "imagefolder", "webdataset"),
+            formats=tuple(FORMATS),  # every format in the registry
             train_shards=4,
             validation_shards=2,
             shard_size=10,
