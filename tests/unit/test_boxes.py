@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 
-from imagenet_prep import sources
 from imagenet_prep.boxes import (
     Annotation,
     BoxObject,
@@ -22,7 +21,7 @@ from imagenet_prep.boxes import (
 )
 from imagenet_prep.errors import DataError
 from imagenet_prep.labels import load_synsets
-from imagenet_prep.sources import SourceLayout, discover, load_boxes
+from imagenet_prep.sources import SourceLayout, boxtable, discover, load_boxes
 
 WNID = "n01440764"
 OTHER = "n01443537"  # another challenge synset
@@ -222,7 +221,7 @@ def test_parsing_spread_over_workers_gives_the_same_table(
     """Batches parsed elsewhere and merged in any order make the same table and CSV."""
     layout = discover(small_download)
     alone = load_boxes(layout, CHALLENGE)
-    monkeypatch.setattr(sources, "BOX_BATCH", 7)
+    monkeypatch.setattr(boxtable, "BOX_BATCH", 7)
 
     def backwards(fn: Callable[[Any], Any], items: Iterable[Any]) -> Iterator[Any]:
         return iter([fn(item) for item in items][::-1])

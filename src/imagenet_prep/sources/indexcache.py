@@ -1,0 +1,133 @@
+"""Archive indexes, kept in the output's bookkeeping folder with the archive's MD5 once known."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any, TextIO
+
+from ..archive import ArchiveIndex, TarMember, index_tar
+from ..fsutil import write_bytes_atomic
+from ..manifest import OutputState
+from .layout import INDEX_VERSION
+
+log = logging.getLogger(__name__)
+
+
+# --- archive indexes, cached in the output folder -------------------------------------
+
+
+def _index_cache_path(state: OutputState, archive: Path) -> Path:
+    return state.index_file(archive.name)
+
+
+def _read_head(f: TextIO, archive: Path) -> dict[str, Any] | None:
+    """The first line of a kept index, if it was made from ``archive`` as it is now."""
+    try:
+        st = archive.stat()
+        head = json.loads(f.readline())
+    except (OSError, ValueError):
+        return None
+    if (
+        not isinstance(head, dict)
+        or head.get("version") != INDEX_VERSION
+        or head.get("size") != st.st_size
+        or head.get("mtime_ns") != st.st_mtime_ns
+    ):
+        return None
+    return head
+
+
+def _cached_head(cache: Path, archive: Path) -> dict[str, Any] | None:
+    try:
+        with open(cache, encoding="utf-8") as f:
+            return _read_head(f, archive)
+    except OSError:
+        return None
+
+
+def _load_cached_index(cache: Path, archive: Path) -> ArchiveIndex | None:
+    try:
+        with open(cache, encoding="utf-8") as f:
+            head = _read_head(f, archive)
+            if head is None:
+                return None
+            members = []
+            for line in f:
+                offset, size, parent, name = line.rstrip("\n").split("\t", 3)
+                members.append(
+                    TarMember(name=name, offset=int(offset), size=int(size), parent=parent)
+                )
+    except (OSError, ValueError):
+        return None
+    if len(members) != head.get("count"):
+        return None
+    try:
+        nested = tuple(
+            TarMember(name=str(name), offset=int(offset), size=int(size))
+            for offset, size, name in head.get("nested", ())
+        )
+    except (TypeError, ValueError):
+        return None
+    return ArchiveIndex(
+        path=str(archive),
+        size=head["size"],
+        mtime_ns=head["mtime_ns"],
+        md5=head.get("md5"),
+        members=tuple(members),
+        nested=nested,
+    )
+
+
+def cached_md5(state: OutputState | None, archive: Path) -> str | None:
+    """The MD5 an earlier run kept with ``archive``'s index, if the index still describes it."""
+    if state is None:
+        return None
+    head = _cached_head(_index_cache_path(state, archive), archive)
+    md5 = head.get("md5") if head is not None else None
+    return md5 if isinstance(md5, str) else None
+
+
+def record_md5(state: OutputState | None, archive: Path, md5: str) -> None:
+    """Keep ``md5`` with ``archive``'s index in OUT, so that a rerun need not hash it again."""
+    if state is None:
+        return
+    cache = _index_cache_path(state, archive)
+    if _cached_head(cache, archive) is None:
+        return
+    first, newline, rest = cache.read_bytes().partition(b"\n")
+    head = json.loads(first)
+    head["md5"] = md5
+    write_bytes_atomic(cache, json.dumps(head).encode("utf-8") + newline + rest)
+
+
+def _save_index(cache: Path, index: ArchiveIndex) -> None:
+    head = {
+        "version": INDEX_VERSION,
+        "archive": os.path.basename(index.path),
+        "size": index.size,
+        "mtime_ns": index.mtime_ns,
+        "md5": index.md5,
+        "count": len(index.members),
+        "nested": [[m.offset, m.size, m.name] for m in index.nested],
+    }
+    lines = [json.dumps(head)]
+    lines.extend(f"{m.offset}\t{m.size}\t{m.parent}\t{m.name}" for m in index.members)
+    write_bytes_atomic(cache, ("\n".join(lines) + "\n").encode("utf-8"))
+
+
+def indexed_archive(archive: Path, *, nested: bool, state: OutputState | None) -> ArchiveIndex:
+    """Index ``archive`` (its headers), or reuse the index kept in OUT (with its MD5, if kept)."""
+    cache = _index_cache_path(state, archive) if state is not None else None
+    if cache is not None:
+        cached = _load_cached_index(cache, archive)
+        if cached is not None:
+            log.info("reusing the index of %s (%d members)", archive.name, len(cached.members))
+            return cached
+    log.info("indexing %s", archive)
+    index = index_tar(archive, nested=nested)
+    if cache is not None:
+        _save_index(cache, index)
+    return index

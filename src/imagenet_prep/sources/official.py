@@ -1,0 +1,194 @@
+"""Indexing the splits of the official layout: the archives as downloaded, or the reference
+scripts' extracted tree (the two may be mixed; for each input the archive wins)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from ..errors import DataError
+from ..labels import Synsets, is_wnid, load_synsets, validation_number
+from ..manifest import OutputState
+from .indexcache import indexed_archive
+from .layout import TRAIN_ARCHIVE, VAL_ARCHIVE, SourceLayout, is_image_name, stem
+from .splitindex import SplitIndex
+
+log = logging.getLogger(__name__)
+
+
+# --- train ---------------------------------------------------------------------------
+
+
+def _class_of(synsets: Synsets, wnid: str, where: str) -> int:
+    if wnid not in synsets:
+        what = "an ILSVRC2012 class" if is_wnid(wnid) else "a WordNet ID"
+        raise DataError(f"{where}: {wnid!r} is not {what}")
+    return synsets.index(wnid)
+
+
+def _finished_index(out: SplitIndex, src: Path) -> SplitIndex:
+    """A split's index once every input is read: what was ignored said, sorted; none is an
+    error."""
+    if out.ignored:
+        log.warning(
+            "%s: ignored %d entries that are not images (e.g. %s)",
+            out.split,
+            len(out.ignored),
+            out.ignored[0],
+        )
+    if not out.names:
+        word = "training" if out.split == "train" else out.split
+        raise DataError(f"{src}: no {word} images found")
+    out.sort()
+    return out
+
+
+def index_train(layout: SourceLayout, synsets: Synsets, state: OutputState | None) -> SplitIndex:
+    """Every training image: from the nested archive, or ``train/<wnid>/*``."""
+    src = layout.train
+    if src is None:
+        raise DataError(f"{layout.root}: no training input ({TRAIN_ARCHIVE} or a train/ folder)")
+    out = SplitIndex("train")
+    if src.is_file():
+        index = indexed_archive(src, nested=True, state=state)
+        out.archive = index
+        containers: dict[str, tuple[int, int]] = {}  # nested tar -> (container, label)
+        for m in index.members:
+            if not m.parent:
+                out.ignored.append(f"{src}:{m.name}")
+                continue
+            if not is_image_name(m.name):
+                out.ignored.append(f"{src}:{m.parent}:{m.name}")
+                continue
+            found = containers.get(m.parent)
+            if found is None:
+                label = _class_of(synsets, stem(m.parent), f"{src}:{m.parent}")
+                found = containers[m.parent] = (len(out.containers), label)
+                out.containers.append((str(src), m.parent, False))
+            out.add(os.path.basename(m.name), found[1], m.offset, m.size, found[0])
+        empty = [t.name for t in index.nested if t.name not in containers]
+        if empty:
+            more = f" (and {len(empty) - 1} more class tars)" if len(empty) > 1 else ""
+            raise DataError(f"{src}:{empty[0]}: a class tar with no image{more}")
+    else:
+        for entry in sorted(os.scandir(src), key=lambda e: e.name):
+            if not entry.is_dir():
+                out.ignored.append(entry.path)
+                continue
+            label = _class_of(synsets, entry.name, entry.path)
+            out.containers.append((entry.path, "", True))
+            _add_folder(out, Path(entry.path), label, len(out.containers) - 1)
+    return _finished_index(out, src)
+
+
+def _add_folder(out: SplitIndex, folder: Path, label: int, container: int) -> None:
+    for entry in os.scandir(folder):
+        if entry.is_file() and is_image_name(entry.name):
+            out.add(entry.name, label, 0, entry.stat().st_size, container)
+        else:
+            out.ignored.append(entry.path)
+
+
+# --- validation ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _ValidationLabels:
+    """The class of a validation image: from its number, or from its folder (checked
+    against its number when it has one)."""
+
+    synsets: Synsets
+    labels: tuple[str, ...]
+
+    def __call__(self, name: str, where: str, folder_wnid: str | None) -> int:
+        labels = self.labels
+        number = validation_number(stem(name))
+        truth = labels[number - 1] if number is not None and 1 <= number <= len(labels) else None
+        if folder_wnid is None and number is not None and truth is None:
+            raise DataError(
+                f"{where}: validation image number {number} is out of range "
+                f"(there are labels for 1..{len(labels)})"
+            )
+        if folder_wnid is not None:
+            label = _class_of(self.synsets, folder_wnid, where)
+            if truth is not None and truth != folder_wnid:
+                raise DataError(
+                    f"{where}: validation image {number} is in folder {folder_wnid} but its "
+                    f"ground-truth label is {truth}"
+                )
+            return label
+        if truth is None:
+            raise DataError(
+                f"{where}: cannot tell the class of this validation image (expected a name "
+                "like ILSVRC2012_val_00000001.JPEG, or synset folders)"
+            )
+        return _class_of(self.synsets, truth, where)
+
+
+def index_validation(
+    layout: SourceLayout,
+    synsets: Synsets,
+    labels: tuple[str, ...],
+    state: OutputState | None,
+) -> SplitIndex:
+    """Every validation image, labelled by its number (flat) or checked against it (in folders)."""
+    src = layout.validation
+    if src is None:
+        raise DataError(
+            f"{layout.root}: no validation input ({VAL_ARCHIVE} or a validation/ or val/ folder)"
+        )
+    out = SplitIndex("validation")
+    label_of = _ValidationLabels(synsets, labels)
+    if src.is_file():
+        _validation_archive(src, state, label_of, out)
+    else:
+        _validation_folder(src, label_of, out)
+    return _finished_index(out, src)
+
+
+def _validation_archive(
+    src: Path, state: OutputState | None, label_of: _ValidationLabels, out: SplitIndex
+) -> None:
+    index = indexed_archive(src, nested=False, state=state)
+    out.archive = index
+    out.containers.append((str(src), "", False))
+    for m in index.members:
+        if not is_image_name(m.name):
+            out.ignored.append(f"{src}:{m.name}")
+            continue
+        name = os.path.basename(m.name)
+        out.add(name, label_of(name, f"{src}:{m.name}", None), m.offset, m.size, 0)
+
+
+def _validation_folder(src: Path, label_of: _ValidationLabels, out: SplitIndex) -> None:
+    """A flat folder of numbered images, or one already sorted into synset folders."""
+    out.containers.append((str(src), "", True))
+    for entry in sorted(os.scandir(src), key=lambda e: e.name):
+        if entry.is_dir():
+            out.containers.append((entry.path, "", True))
+            container = len(out.containers) - 1
+            for sub in os.scandir(entry.path):
+                if sub.is_file() and is_image_name(sub.name):
+                    label = label_of(sub.name, sub.path, entry.name)
+                    out.add(sub.name, label, 0, sub.stat().st_size, container)
+                else:
+                    out.ignored.append(sub.path)
+        elif entry.is_file() and is_image_name(entry.name):
+            label = label_of(entry.name, entry.path, None)
+            out.add(entry.name, label, 0, entry.stat().st_size, 0)
+        else:
+            out.ignored.append(entry.path)
+
+
+def index_train_detached(layout: SourceLayout, state: OutputState | None) -> SplitIndex:
+    """Picklable entry point: :func:`index_train` without the archive's member list.
+
+    The columns are all a build needs; leaving the members out keeps the result small
+    to send back from the process that did the indexing.
+    """
+    out = index_train(layout, load_synsets(), state)
+    if out.archive is not None:
+        out.archive = replace(out.archive, members=())
+    return out
