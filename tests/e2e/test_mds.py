@@ -144,10 +144,14 @@ def test_verify_checks_the_header_and_the_index(out: Path, tmp_path: Path) -> No
     shard.write_bytes(bytes(data))
     (copy / "mds" / "train" / "index.json").write_text("{}")
     (copy / "mds" / "train" / "stray.mds").write_bytes(b"")
+    (copy / "mds" / "notes.txt").write_bytes(b"")  # beside the split folders
+    (copy / "mds" / "test").mkdir()  # a folder that holds no listed file
     problems = "\n".join(verify(copy).problems)
     assert f"{shard}: sample offsets out of order" in problems
     assert f"{copy / 'mds' / 'train' / 'index.json'}: " in problems
     assert f"{copy / 'mds' / 'train' / 'stray.mds'}: not listed" in problems
+    assert f"{copy / 'mds' / 'notes.txt'}: not listed" in problems
+    assert f"{copy / 'mds' / 'test'}: not listed" in problems
 
 
 def test_a_shard_that_would_reach_4_gib_is_refused(

@@ -130,21 +130,28 @@ def unlisted(
     out: Path, dirname: str, shards: Iterable[dict[str, Any]], foreign: Iterable[str] = ()
 ) -> list[str]:
     """Files in a format's folder and in its DALI index folder that the manifest does not list
-    (nor as ``foreign``: a user's files that ``--overwrite`` left alone)."""
+    (nor as ``foreign``: a user's files that ``--overwrite`` left alone). A subfolder is looked
+    into when listed files lie in it (MDS keeps a folder per split), and named otherwise."""
     listed = set(foreign)
     for shard in shards:
         listed.add(shard["file"])
         if "index" in shard:
             listed.add(shard["index"]["file"])
+    parents = {path.rsplit("/", n)[0] for path in listed for n in range(1, path.count("/"))}
     problems: list[str] = []
-    for folder in (dirname, f"{DALI_DIR}/{dirname}"):
+
+    def walk(folder: str) -> None:
         root = out / folder
-        if root.is_dir():
-            problems.extend(
-                f"{root / name}: not listed in the manifest"
-                for name in sorted(os.listdir(root))
-                if f"{folder}/{name}" not in listed
-            )
+        for name in sorted(os.listdir(root)):
+            path = f"{folder}/{name}"
+            if path in parents and (root / name).is_dir():
+                walk(path)
+            elif path not in listed:
+                problems.append(f"{root / name}: not listed in the manifest")
+
+    for folder in (dirname, f"{DALI_DIR}/{dirname}"):
+        if (out / folder).is_dir():
+            walk(folder)
     return problems
 
 
