@@ -16,11 +16,13 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     p = subparsers.add_parser(
         "fixture",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-        help="generate an ILSVRC2012-shaped download (archives or extracted tree)",
+        help="generate an ILSVRC2012-shaped download (archives, extracted tree, or Kaggle's)",
         description=(
             "Write a download shaped like the real ILSVRC2012 one (real archive names, real "
             "WordNet IDs, validation numbers that fit the real labels, boxes, devkit), with "
-            "its known quirks planted. The same options always give the same bytes."
+            "its known quirks planted, or Kaggle's ImageNet Object Localization Challenge "
+            "download of the same images and boxes. The same options always give the same "
+            "bytes."
         ),
     )
     p.add_argument("out", type=Path, metavar="OUT", help="output directory (new or empty)")
@@ -39,7 +41,10 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         "--layout",
         choices=LAYOUTS,
         default=defaults["layout"],
-        help="the five archives, or the extracted train/ val/ bounding_boxes/ tree",
+        help="archives: the five archives (and the test tar); extracted: their train/ val/ "
+        "test/ bounding_boxes/ tree; kaggle: Kaggle's imagenet-object-localization-"
+        "challenge.zip (ILSVRC/Data, ILSVRC/Annotations, LOC_*.csv, no devkit); kaggle-tree: "
+        "that zip extracted",
     )
     p.add_argument(
         "--extension",
@@ -51,6 +56,14 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         type=int,
         default=defaults["pool_size"],
         help="distinct images encoded and reused under the generated names",
+    )
+    p.add_argument(
+        "--test-images",
+        type=int,
+        default=defaults["test_images"],
+        metavar="N",
+        help="unlabelled test images ILSVRC2012_test_00000001.JPEG to N (at most 100000): "
+        "ILSVRC2012_img_test_v10102019.tar, test/, or ILSVRC/Data/CLS-LOC/test/ by layout",
     )
     p.set_defaults(func=run)
 
@@ -67,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
         layout=args.layout,
         extension=args.extension,
         pool_size=args.pool_size,
+        test_images=args.test_images,
     )
     print(format_report(generate(config)))
     return 0
@@ -76,14 +90,18 @@ def format_report(report: FixtureReport) -> str:
     """A few lines for people: what was written, how big, which quirks where."""
     w, h = report.median_jpeg_size
     planted = ", ".join(f"{q} {len(names)}" for q, names in report.quirks.items())
-    return "\n".join(
-        [
-            f"wrote an ILSVRC2012-shaped download ({report.layout} layout) to {report.out}",
-            f"  {len(report.classes)} classes, {report.train_images} training images "
-            f"({report.train_boxes} with boxes), {report.val_images} validation images",
-            f"  {report.total_bytes / 1e6:.1f} MB; "
-            f"median JPEG {report.median_jpeg_bytes / 1000:.1f} KB ({w}x{h})",
-            f"  planted quirks: {planted}",
-            f"  {report.seconds:.1f} s",
-        ]
-    )
+    test = f", {report.test_images} test images" if report.test_images else ""
+    lines = [
+        f"wrote an ILSVRC2012-shaped download ({report.layout} layout) to {report.out}",
+        f"  {len(report.classes)} classes, {report.train_images} training images "
+        f"({report.train_boxes} with boxes), {report.val_images} validation images{test}",
+        f"  {report.total_bytes / 1e6:.1f} MB; "
+        f"median JPEG {report.median_jpeg_bytes / 1000:.1f} KB ({w}x{h})",
+    ]
+    if (zm := report.zip_members) is not None:
+        lines.append(
+            f"  zip members: {zm.directories} directories, {zm.stored} stored "
+            f"({zm.stored_images} images), {zm.deflated} deflated ({zm.deflated_images} images)"
+        )
+    lines += [f"  planted quirks: {planted}", f"  {report.seconds:.1f} s"]
+    return "\n".join(lines)
