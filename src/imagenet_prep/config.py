@@ -14,8 +14,10 @@ from typing import Any
 from .errors import UsageError
 from .formats import NAMES
 from .imagefix import MAX_PIXELS
+from .sources.layout import LAYOUTS
 
-SPLITS = ("train", "validation")
+SPLITS = ("train", "validation", "test")
+DEFAULT_SPLITS = ("train", "validation")  # the test split has no labels: only when asked
 FORMATS = NAMES  # the registry's: imagenet_prep.formats
 ON_ERROR = ("raise", "skip")
 OUTPUT_LAYOUT = 2  # see BuildConfig.output_options
@@ -69,9 +71,12 @@ class BuildConfig:
     source: Path
     output: Path
     formats: tuple[str, ...] = ("tfrecord",)
-    splits: tuple[str, ...] = SPLITS
+    splits: tuple[str, ...] = DEFAULT_SPLITS
     train_shards: int = 1024
     validation_shards: int = 128
+    test_shards: int = 256
+    layout: str | None = None  # the source layout, found in SRC when None
+    validation_boxes: bool = False
     workers: int = field(default_factory=default_workers)
     label_offset: int = 1
     seed: int = DEFAULT_SEED
@@ -108,8 +113,10 @@ class BuildConfig:
                 raise UsageError(f"splits: unknown split {split!r} (known: {', '.join(SPLITS)})")
         if len(set(self.splits)) != len(self.splits):
             raise UsageError(f"splits: {', '.join(self.splits)} names a split twice")
-        if self.train_shards < 1 or self.validation_shards < 1:
-            raise UsageError("train-shards and validation-shards must be at least 1")
+        if min(self.train_shards, self.validation_shards, self.test_shards) < 1:
+            raise UsageError("train-shards, validation-shards and test-shards must be at least 1")
+        if self.layout is not None and self.layout not in LAYOUTS:
+            raise UsageError(f"layout must be one of {', '.join(LAYOUTS)}, not {self.layout!r}")
         if self.workers < 1:
             raise UsageError(f"workers must be at least 1, not {self.workers}")
         if self.on_error not in ON_ERROR:
@@ -132,6 +139,8 @@ class BuildConfig:
             raise UsageError(f"label-offset {self.label_offset} is out of range")
 
     def shards(self, split: str) -> int:
+        if split == "test":
+            return self.test_shards
         return self.train_shards if split == "train" else self.validation_shards
 
     def known_archive(self, name: str, size: int) -> KnownArchive | None:
@@ -166,6 +175,9 @@ class BuildConfig:
             "resize_longer": self.resize_longer,
             "quality": self.quality if self.resizes else None,
             "dali_index": self.dali_index,
+            # Recorded only when they change the output, so that earlier builds still resume.
+            **({"test_shards": self.test_shards} if "test" in self.splits else {}),
+            **({"validation_boxes": True} if self.validation_boxes else {}),
         }
 
     @property

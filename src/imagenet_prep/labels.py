@@ -324,3 +324,67 @@ def validation_labels(devkit: Devkit | None) -> tuple[str, ...]:
                 f"the shipped {VALIDATION_LABELS_FILE}"
             )
     return from_devkit
+
+
+# --- Kaggle's label files ----------------------------------------------------------------
+
+KAGGLE_VAL_HEADER = "ImageId,PredictionString"
+
+
+def kaggle_validation_labels(data: bytes, source: str) -> tuple[str, ...]:
+    """Validation WordNet IDs by image number from Kaggle's ``LOC_val_solution.csv`` (the
+    first synset of each row's ``PredictionString``), checked against the shipped labels.
+
+    The result has an entry for every number of the shipped labels, ``""`` for an image the
+    file has no row for. A row that disagrees with the shipped labels is an error, never a
+    silent choice, as with the devkit.
+    """
+    shipped = shipped_validation_labels()
+    text = _ascii(data, source)
+    lines = text.splitlines()
+    if not lines or lines[0].strip().lstrip("\ufeff") != KAGGLE_VAL_HEADER:
+        raise DataError(f"{source}: not Kaggle's validation solution (no {KAGGLE_VAL_HEADER} header)")
+    found = [""] * len(shipped)
+    for line_no, line in enumerate(lines[1:], start=2):
+        if not line.strip():
+            continue
+        image, comma, prediction = line.partition(",")
+        words = prediction.split()
+        number = validation_number(image.strip())
+        if not comma or number is None or not words or not is_wnid(words[0]):
+            raise DataError(
+                f"{source}: line {line_no}: expected ILSVRC2012_val_<number>,<wnid> <box>..., "
+                f"not {line[:60]!r}"
+            )
+        if not 1 <= number <= len(shipped):
+            raise DataError(
+                f"{source}: line {line_no}: validation image number {number} is out of range "
+                f"(there are labels for 1..{len(shipped)})"
+            )
+        if found[number - 1]:
+            raise DataError(f"{source}: line {line_no}: a second row for {image.strip()}")
+        if words[0] != shipped[number - 1]:
+            raise DataError(
+                f"{source}: line {line_no}: validation image {number} is {words[0]} here but "
+                f"{shipped[number - 1]} in the shipped {VALIDATION_LABELS_FILE}"
+            )
+        found[number - 1] = words[0]
+    return tuple(found)
+
+
+def check_synset_mapping(data: bytes, source: str, synsets: Synsets) -> None:
+    """Check Kaggle's ``LOC_synset_mapping.txt`` (``<wnid> <names>`` per class, in label
+    order) lists the shipped classes in the same order: its line numbers are Kaggle users'
+    class numbers, so another order would give other labels."""
+    text = data.decode("utf-8", errors="replace").lstrip("\ufeff")
+    wnids = [line.split(maxsplit=1)[0] for line in text.splitlines() if line.strip()]
+    for line_no, (found, shipped) in enumerate(zip(wnids, synsets.wnids), start=1):
+        if found != shipped:
+            raise DataError(
+                f"{source}: line {line_no}: {found}, where the ILSVRC2012 classes in order "
+                f"have {shipped}"
+            )
+    if len(wnids) != len(synsets.wnids):
+        raise DataError(
+            f"{source}: {len(wnids)} classes, ILSVRC2012 has {len(synsets.wnids)}"
+        )

@@ -197,7 +197,9 @@ class Manifest:
     reencoded: list[dict[str, str]]
     skipped: list[dict[str, str]]
     bounding_boxes: dict[str, Any] | None = None  # when SRC has box XMLs
-    validation_labels: str | None = None  # "shipped" or "devkit", with a validation split
+    validation_bounding_boxes: dict[str, Any] | None = None  # with --validation-boxes
+    # "shipped", "devkit" or Kaggle's "LOC_val_solution.csv", with a validation split
+    validation_labels: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         data = {"format_version": FORMAT_VERSION, **asdict(self)}
@@ -213,6 +215,7 @@ class Manifest:
         return cls(
             **{name: data[name] for name, _kind in _REQUIRED},
             bounding_boxes=data.get("bounding_boxes"),
+            validation_bounding_boxes=data.get("validation_bounding_boxes"),
             validation_labels=data.get("validation_labels"),
         )
 

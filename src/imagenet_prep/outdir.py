@@ -20,6 +20,7 @@ from .sources import SourceLayout, SplitIndex, is_image_name
 log = logging.getLogger(__name__)
 
 BOX_CSV = "imagenet_2012_bounding_boxes.csv"
+VALIDATION_BOX_CSV = "imagenet_2012_validation_bounding_boxes.csv"
 LABELS_TXT = "labels.txt"
 _DISK_MARGIN = 64 << 20
 
@@ -132,7 +133,7 @@ def clear_output(out: Path) -> None:
         target = out / path
         with contextlib.suppress(FileNotFoundError, NotADirectoryError, IsADirectoryError):
             target.unlink()
-    for name in (MANIFEST, BOX_CSV, LABELS_TXT):
+    for name in (MANIFEST, BOX_CSV, VALIDATION_BOX_CSV, LABELS_TXT):
         (out / name).unlink(missing_ok=True)
     for top in sorted(tops):
         _remove_empty_folders(out / top)

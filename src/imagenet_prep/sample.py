@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import Enum
 
 
 @dataclass(frozen=True, slots=True)
@@ -15,12 +16,29 @@ class BBox:
     ymax: float
 
 
+class ContainerKind(Enum):
+    """How an image's bytes are stored where it is found; :func:`.sources.container.read`
+    reads each kind.
+
+    ``TAR``: the bytes at ``offset``/``size`` of an archive (a tar member, nested or not);
+    ``FILE``: the image is a file of its own (an extracted tree); ``ZIP_STORED`` and
+    ``ZIP_DEFLATED``: a zip member whose local header is at ``offset`` and whose data is
+    ``size`` bytes, as they are or deflated.
+    """
+
+    TAR = "tar"
+    FILE = "file"
+    ZIP_STORED = "zip-stored"
+    ZIP_DEFLATED = "zip-deflated"
+
+
 @dataclass(frozen=True, slots=True)
 class ImageRef:
     """Where one image's bytes live, small enough to send to a worker process.
 
-    ``path`` is an archive (then ``offset``/``size`` locate the member's data) or a
-    plain file (then ``offset`` is 0 and ``size`` its length).
+    ``path`` is an archive (then ``offset``/``size`` locate the member, as ``kind`` says)
+    or a plain file (``kind`` FILE: then ``offset`` is 0 and ``size`` its length). An image
+    of the test split has no class: ``label`` -1 and ``wnid`` "".
     """
 
     split: str
@@ -33,7 +51,12 @@ class ImageRef:
     size: int
     origin: str
     boxes: tuple[BBox, ...] = ()
-    standalone: bool = False  # ``path`` is the image file itself (an extracted tree)
+    kind: ContainerKind = ContainerKind.TAR
+
+    @property
+    def standalone(self) -> bool:
+        """``path`` is the image file itself (an extracted tree)."""
+        return self.kind is ContainerKind.FILE
 
 
 @dataclass(frozen=True, slots=True)

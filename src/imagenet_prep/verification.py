@@ -46,8 +46,9 @@ def verify(output: Path, *, decode: bool = False) -> VerifyResult:
     result = VerifyResult(output=output)
     report = VerifyReport()
     _check_file(output, manifest.labels, report)
-    if manifest.bounding_boxes is not None:
-        _check_file(output, manifest.bounding_boxes, report)
+    for entry in (manifest.bounding_boxes, manifest.validation_bounding_boxes):
+        if entry is not None:
+            _check_file(output, entry, report)
     options = SinkOptions(out=output, label_offset=manifest.labels["label_offset"])
     for name, section in manifest.formats.items():
         log.info("verifying %s", name)

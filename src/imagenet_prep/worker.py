@@ -10,7 +10,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from . import imagefix
-from .archive import read_at
 from .errors import DataError
 from .formats import get_sink
 from .formats.base import Sink, SinkOptions
@@ -18,6 +17,7 @@ from .manifest import ShardResult
 from .plan import ShardSpec
 from .resize import ResizeSpec, resize_jpeg
 from .sample import ImageRef, Sample
+from .sources.container import read
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,7 @@ class OpenFiles:
 def _read_fixed(
     fd: int, ref: ImageRef, decode_check: bool, max_pixels: int
 ) -> tuple[bytes, imagefix.FixedImage]:
-    raw = read_at(fd, ref.offset, ref.size, ref.origin)
+    raw = read(ref, fd)
     info = imagefix.examine(raw, ref.origin, max_pixels)
     if decode_check:
         imagefix.decode_check(raw, ref.origin)

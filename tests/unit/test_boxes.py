@@ -21,7 +21,7 @@ from imagenet_prep.boxes import (
 )
 from imagenet_prep.errors import DataError
 from imagenet_prep.labels import load_synsets
-from imagenet_prep.sources import SourceLayout, boxtable, discover, load_boxes
+from imagenet_prep.sources import SourceLayout, boxtable, discover, load_boxes, open_source
 
 WNID = "n01440764"
 OTHER = "n01443537"  # another challenge synset
@@ -219,14 +219,14 @@ def test_parsing_spread_over_workers_gives_the_same_table(
     small_download: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Batches parsed elsewhere and merged in any order make the same table and CSV."""
-    layout = discover(small_download)
-    alone = load_boxes(layout, CHALLENGE)
+    source = open_source(discover(small_download))
+    alone = load_boxes(source.box_xmls("train"), CHALLENGE)
     monkeypatch.setattr(boxtable, "BOX_BATCH", 7)
 
     def backwards(fn: Callable[[Any], Any], items: Iterable[Any]) -> Iterator[Any]:
         return iter([fn(item) for item in items][::-1])
 
-    spread = load_boxes(layout, CHALLENGE, map_unordered=backwards)
+    spread = load_boxes(source.box_xmls("train"), CHALLENGE, map_unordered=backwards)
     assert alone is not None and spread is not None
     assert len(alone) > 7 * 3
     assert spread.csv_bytes() == alone.csv_bytes()
@@ -252,12 +252,13 @@ def test_a_box_file_name_the_csv_cannot_hold_is_refused_or_skipped(tmp_path: Pat
     (folder / f"{WNID}_1.xml").write_bytes(_xml(_object(WNID, 1, 2, 30, 40)))
     bad = folder / f"{WNID}_2,3.xml"
     bad.write_bytes(_xml(_object(WNID, 1, 2, 30, 40)))
-    layout = SourceLayout(tmp_path, None, None, tmp_path / "bounding_boxes", None)
+    layout = SourceLayout("extracted", tmp_path, boxes={"train": tmp_path / "bounding_boxes"})
+    source = open_source(layout)
     with pytest.raises(DataError) as err:
-        load_boxes(layout, CHALLENGE)
+        load_boxes(source.box_xmls("train"), CHALLENGE)
     assert str(err.value) == (
         f"{bad}: a comma in the file name, which the bounding-box CSV cannot hold (rename the file)"
     )
-    table = load_boxes(layout, CHALLENGE, skip_bad=True)
+    table = load_boxes(source.box_xmls("train"), CHALLENGE, skip_bad=True)
     assert table is not None and table.keys() == [f"{WNID}_1"]
     assert [where for where, _ in table.skipped] == [str(bad)]

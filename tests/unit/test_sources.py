@@ -11,7 +11,7 @@ import pytest
 from imagenet_prep.errors import DataError
 from imagenet_prep.labels import load_synsets
 from imagenet_prep.manifest import OutputState
-from imagenet_prep.sample import BBox
+from imagenet_prep.sample import BBox, ContainerKind
 from imagenet_prep.sources import (
     BoxTable,
     SplitIndex,
@@ -19,14 +19,17 @@ from imagenet_prep.sources import (
     indexed_archive,
     record_md5,
 )
+from imagenet_prep.sources.container import Container
 
 from .test_archive import make_tar
+
+TAR, FILE = ContainerKind.TAR, ContainerKind.FILE
 
 
 def test_a_block_carries_each_image_with_its_own_boxes() -> None:
     synsets = load_synsets()
     index = SplitIndex("train")
-    index.containers.append(("/data/ILSVRC2012_img_train.tar", "n01440764.tar", False))
+    index.containers.append(Container("/data/ILSVRC2012_img_train.tar", TAR, "n01440764.tar"))
     names = ["n01440764_1.JPEG", "n01440764_2.JPEG", "n01440764_3.JPEG", "n01440764_4.JPEG"]
     for i, name in enumerate(names):
         index.add(name, 0, 512 * (i + 1), 100 + i, 0)
@@ -43,10 +46,11 @@ def test_a_block_carries_each_image_with_its_own_boxes() -> None:
     assert [r.offset for r in refs] == [2048, 1024, 512, 1536]
     assert refs[0].origin == "/data/ILSVRC2012_img_train.tar:n01440764.tar:n01440764_4.JPEG"
     assert block[-3] == refs[1] and block[1:3] == refs[1:3]
-    # Validation images carry no boxes, whatever the table holds.
-    val = SplitIndex("validation", containers=[("/v.tar", "", False)])
+    # Without a table, no boxes.
+    val = SplitIndex("validation", containers=[Container("/v.tar", TAR)])
     val.add("n01440764_2.JPEG", 0, 512, 10, 0)
-    assert val.block([0], synsets, table)[0].boxes == ()
+    assert val.block([0], synsets, None)[0].boxes == ()
+    assert val.block([0], synsets, table)[0].boxes == (two[0], two[1])
 
 
 def test_an_md5_is_kept_with_the_index_only_while_the_archive_is_unchanged(
@@ -93,7 +97,7 @@ def test_partial_box_tables_merge_into_one_with_their_lines_and_counts() -> None
 
 def test_two_box_files_for_one_image_name_both_files() -> None:
     key = "n01440764_9"
-    table = BoxTable("/data/bounding_boxes", False)
+    table = BoxTable("/data/bounding_boxes/")
     table.add(key, [(0.1, 0.2, 0.3, 0.4)], ["a"], "n01440764")
     with pytest.raises(DataError) as err:
         table.add(key, [(0.1, 0.2, 0.3, 0.4)], ["b"], "n01443537")
@@ -102,7 +106,7 @@ def test_two_box_files_for_one_image_name_both_files() -> None:
         f"/data/bounding_boxes/n01443537/{key}.xml"
     )
     # Across partial tables parsed in workers: the same, from the archive.
-    whole, part = BoxTable("bbox.tar.gz", True), BoxTable("bbox.tar.gz", True)
+    whole, part = BoxTable("bbox.tar.gz:"), BoxTable("bbox.tar.gz:")
     whole.add(key, [(0.1, 0.2, 0.3, 0.4)], ["a"], "n01440764")
     part.add(key, [(0.1, 0.2, 0.3, 0.4)], ["b"], "n01443537")
     with pytest.raises(DataError) as err:
@@ -121,7 +125,7 @@ def test_the_box_csv_is_utf8() -> None:
 
 def _sorted_index(names: list[str]) -> SplitIndex:
     index = SplitIndex("train")
-    index.containers.append(("/t/n01440764", "", True))
+    index.containers.append(Container("/t/n01440764", FILE))
     for name in names:
         index.add(name, 0, 0, 1, 0)
     index.sort()

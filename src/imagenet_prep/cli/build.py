@@ -9,6 +9,7 @@ from typing import Any
 
 from ..config import DEFAULT_SEED, FORMATS, ON_ERROR, SPLITS, BuildConfig, default_workers
 from ..imagefix import MAX_PIXELS
+from ..sources.layout import LAYOUTS
 
 
 def register(sub: Any) -> None:
@@ -16,12 +17,21 @@ def register(sub: Any) -> None:
     # best as one list (issue 15 exempts the CLI's argument parsing).
     p: argparse.ArgumentParser = sub.add_parser(
         "build",
-        help="convert the download (archives or extracted tree) into training data",
-        description="Convert ILSVRC2012 archives (or an extracted tree) into TFRecords and "
-        "other layouts, streaming, without extracting anything to disk. Run the same command "
-        "again after an interruption to resume.",
+        help="convert the download (archives, Kaggle's zip, or a tree) into training data",
+        description="Convert ILSVRC2012 as downloaded (image-net.org's archives, Kaggle's zip, "
+        "or either extracted) into TFRecords and other layouts, streaming, without extracting "
+        "anything to disk. Run the same command again after an interruption to resume.",
     )
-    p.add_argument("--source", required=True, help="folder with the archives or extracted tree")
+    p.add_argument(
+        "--source", required=True, help="folder with the download (archives, zip, or a tree)"
+    )
+    p.add_argument(
+        "--layout",
+        choices=LAYOUTS,
+        default=None,
+        help="the layout of SRC (default: found; archives and extracted may be mixed): "
+        "image-net.org's archives, their extracted tree, Kaggle's zip, or Kaggle's tree",
+    )
     p.add_argument("--output", required=True, help="output folder")
     p.add_argument(
         "--formats",
@@ -31,10 +41,19 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--splits",
         default="train,validation",
-        help=f"comma list of splits to build: {', '.join(SPLITS)} (default: train,validation)",
+        help=f"comma list of splits to build: {', '.join(SPLITS)} (default: train,validation; "
+        "the test split has no labels)",
     )
     p.add_argument("--train-shards", type=int, default=1024, help="default 1024")
     p.add_argument("--validation-shards", type=int, default=128, help="default 128")
+    p.add_argument("--test-shards", type=int, default=256, help="default 256")
+    p.add_argument(
+        "--validation-boxes",
+        action="store_true",
+        help="also put the validation boxes (ILSVRC2012_bbox_val_v3.tgz, or Kaggle's) into the "
+        "validation records and OUT/imagenet_2012_validation_bounding_boxes.csv (the reference "
+        "scripts leave them out)",
+    )
     p.add_argument(
         "--workers", type=int, default=None, help=f"processes (default: cores, {default_workers()})"
     )
@@ -112,6 +131,9 @@ def run(args: argparse.Namespace) -> int:
         splits=args.splits,
         train_shards=args.train_shards,
         validation_shards=args.validation_shards,
+        test_shards=args.test_shards,
+        layout=args.layout,
+        validation_boxes=args.validation_boxes,
         workers=args.workers if args.workers is not None else default_workers(),
         label_offset=args.label_offset,
         seed=args.seed,

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import errno
+import logging
 import time
 from dataclasses import dataclass
 
@@ -28,6 +29,7 @@ from ..outdir import (
     remove_temporaries,
 )
 from ..sources import SourceLayout, discover
+from ..sources.layout import KAGGLE_DATA, KAGGLE_SPLIT_DIRS
 from .finish import finish
 from .inputs import gather
 from .report import BuildResult, Reporter, Silent
@@ -36,10 +38,14 @@ from .shards import write_shards
 
 __all__ = ["BuildResult", "Reporter", "build"]
 
+log = logging.getLogger(__name__)
+
 _EXPECTED_INPUT = {
     "train": "ILSVRC2012_img_train.tar or a train/ folder",
     "validation": "ILSVRC2012_img_val.tar, or a validation/ or val/ folder",
+    "test": "ILSVRC2012_img_test_v10102019.tar or a test/ folder",
 }
+_EXPECTED_KAGGLE = {split: f"{KAGGLE_DATA}/{d}/" for split, d in KAGGLE_SPLIT_DIRS.items()}
 
 
 def build(
@@ -58,18 +64,20 @@ def build(
     refuse_while_importing_main("imagenet_prep.build()")
     started = time.perf_counter()
     out = config.output
-    layout = discover(config.source)
+    layout = discover(config.source, config.layout)
     for split in config.splits:
         if layout.images(split) is None:
+            expected = (_EXPECTED_KAGGLE if layout.name.startswith("kaggle") else _EXPECTED_INPUT)
             raise DataError(
                 f"{config.source}: the {split} split was requested but its input is missing "
-                f"({_EXPECTED_INPUT[split]})"
+                f"in the {layout.name} layout ({expected[split]})"
             )
     make_output(out)
     with OutputState(out).lock():
         if prepare_output(config, recorded_options(config, layout)):
             return _complete_result(config, started)
         remove_temporaries(out)
+        log.info("source: %s", layout.describe())  # the first line of a build that starts
         need = _Need()
         try:
             # Entering the executor starts its workers, which boot while the inputs are indexed.

@@ -94,6 +94,7 @@ def build_manifest(
         options=config.output_options(),
         source={
             "root": str(layout.root.resolve()),
+            **layout.entry(),
             "archives": [{"name": p.name, "bytes": p.stat().st_size} for p in layout.archives()],
         },
         splits={
@@ -110,6 +111,7 @@ def build_manifest(
         skipped=inputs.skipped
         + [{"image": origin, "reason": reason} for r in primary for origin, reason in r.skipped],
         bounding_boxes=inputs.bounding_boxes,
+        validation_bounding_boxes=inputs.validation_bounding_boxes,
         validation_labels=inputs.validation_labels,
     )
 

@@ -1,8 +1,9 @@
 """Phase 1, the inputs: index every split, parse the boxes, start the checks beside the build.
 
-The training archive is indexed in a helper process (the pool's fork server boots
-meanwhile) while this process parses the box XMLs, then indexes the small validation
-archive. The MD5s and the devkit are only started here; :mod:`.finish` checks them.
+The training split is indexed in a helper process (the pool's fork server boots
+meanwhile) while this process checks the layout's label files, parses the box XMLs, then
+indexes the small validation and test splits. The MD5s and the devkit are only started
+here; :mod:`.finish` checks them.
 """
 
 from __future__ import annotations
@@ -15,18 +16,27 @@ from typing import Any
 from ..config import OFFICIAL_BOX_FILES, BuildConfig
 from ..executors import Executor
 from ..fsutil import xxh3_of
-from ..labels import Devkit, Synsets, validation_labels
+from ..errors import DataError
+from ..labels import (
+    Devkit,
+    Synsets,
+    check_synset_mapping,
+    kaggle_validation_labels,
+    validation_labels,
+)
 from ..manifest import OutputState
-from ..outdir import BOX_CSV, LABELS_TXT, write_if_changed
+from ..outdir import BOX_CSV, LABELS_TXT, VALIDATION_BOX_CSV, write_if_changed
 from ..sources import (
     TRAIN_ARCHIVE,
     BoxTable,
+    Source,
     SourceLayout,
     SplitIndex,
-    index_train_detached,
-    index_validation,
+    index_detached,
     load_boxes,
+    open_source,
 )
+from ..sources.layout import KAGGLE_SYNSET_MAPPING, KAGGLE_VAL_SOLUTION
 from .checks import (
     aside_result,
     check_devkit,
@@ -44,12 +54,14 @@ class Inputs:
     """What the build knows of its inputs before the first shard."""
 
     indexes: dict[str, SplitIndex]  # in the order of config.splits
-    boxes: BoxTable | None
+    boxes: dict[str, BoxTable]  # per split whose records carry boxes
     download_of: dict[str, dict[str, Any]]  # per split: the manifest's ``downloads`` entry
     md5_pending: dict[str, Future[str]]  # MD5s still being computed, per split
     devkit: Future[Devkit] | None  # the devkit being read, if not checked yet
     bounding_boxes: dict[str, Any] | None = None  # the box CSV's manifest entry
-    validation_labels: str | None = None  # "shipped", or "devkit" once the devkit agreed
+    validation_bounding_boxes: dict[str, Any] | None = None  # the validation box CSV's
+    # "shipped", "devkit" once the devkit agreed, or the layout's label file that agreed
+    validation_labels: str | None = None
     warnings: list[str] = field(default_factory=list)
     skipped: list[dict[str, str]] = field(default_factory=list)  # box files left out
     foreign: list[str] = field(default_factory=list)  # a user's files left in OUT
@@ -76,7 +88,9 @@ def gather(
     state: OutputState,
     synsets: Synsets,
 ) -> Inputs:
-    """Index the splits, write the box CSV and ``labels.txt``; start the MD5s and the devkit."""
+    """Index the splits, write the box CSVs and ``labels.txt``; start the MD5s and the devkit."""
+    source = open_source(layout)
+    shipped = validation_labels(None)
     train = None
     if "train" in config.splits:
         # Said here: the helper process has no log handler of its own.
@@ -84,11 +98,31 @@ def gather(
             "indexing %s in a helper process (or reusing its index from an earlier run)",
             layout.train,
         )
-        train = executor.run_aside(index_train_detached, layout, state)
+        train = executor.run_aside(index_detached, source, "train", shipped, state)
     md5_pending = hash_aside(config, layout, state, executor)
-    boxes = load_boxes(
-        layout, synsets, skip_bad=config.on_error == "skip", map_unordered=executor.map_unordered
+    truth, evidence = _label_files(config, source, synsets, shipped)
+    skip_bad = config.on_error == "skip"
+    boxes: dict[str, BoxTable] = {}
+    train_boxes = load_boxes(
+        source.box_xmls("train"), synsets, skip_bad=skip_bad, map_unordered=executor.map_unordered
     )
+    if train_boxes is not None:
+        boxes["train"] = train_boxes
+    if config.validation_boxes and "validation" in config.splits:
+        val_boxes = load_boxes(
+            source.box_xmls("validation"),
+            synsets,
+            validation_labels=truth,
+            skip_bad=skip_bad,
+            map_unordered=executor.map_unordered,
+        )
+        if val_boxes is None:
+            raise DataError(
+                f"{layout.root}: --validation-boxes, but the {layout.name} layout there has no "
+                "validation box XMLs (ILSVRC2012_bbox_val_v3.tgz, or Kaggle's "
+                "ILSVRC/Annotations/CLS-LOC/val/)"
+            )
+        boxes["validation"] = val_boxes
     # The devkit can only confirm the shipped validation labels (a disagreement is an error),
     # so the shards do not wait for it: it is read beside them, once the start-up it would
     # slow down is over, and checked as soon as it is read, at the latest before the manifest.
@@ -98,9 +132,12 @@ def gather(
         else None
     )
     inputs = Inputs({}, boxes, {}, md5_pending, devkit)
-    _index_splits(config, layout, state, synsets, train, inputs)
-    if boxes is not None:
-        _box_csv(config, layout, boxes, inputs)
+    inputs.validation_labels = evidence
+    _index_splits(config, layout, source, state, synsets, truth, train, inputs)
+    if train_boxes is not None:
+        _box_csv(config, layout, train_boxes, inputs)
+    if "validation" in boxes:
+        _validation_box_csv(config, boxes["validation"], inputs)
     _name_foreign(config, state, inputs)
     for message in inputs.warnings:
         log.warning("%s", message)
@@ -108,27 +145,49 @@ def gather(
     return inputs
 
 
+def _label_files(
+    config: BuildConfig, source: Source, synsets: Synsets, shipped: tuple[str, ...]
+) -> tuple[tuple[str, ...], str | None]:
+    """The validation labels by number and what confirmed them: Kaggle's label files, checked
+    against the shipped labels (a disagreement is an error); the shipped labels otherwise."""
+    files = source.label_files()
+    mapping = files.get(KAGGLE_SYNSET_MAPPING)
+    if mapping is not None:
+        check_synset_mapping(mapping.data, mapping.where, synsets)
+    if "validation" not in config.splits:
+        return shipped, None
+    if not source.layout.name.startswith("kaggle"):
+        return shipped, "shipped"
+    solution = files.get(KAGGLE_VAL_SOLUTION)
+    if solution is None:
+        raise DataError(
+            f"{source.layout.root}: no {KAGGLE_VAL_SOLUTION}, which holds the validation labels "
+            f"of Kaggle's download (the {source.layout.name} layout)"
+        )
+    return kaggle_validation_labels(solution.data, solution.where), KAGGLE_VAL_SOLUTION
+
+
 def _index_splits(
     config: BuildConfig,
     layout: SourceLayout,
+    source: Source,
     state: OutputState,
     synsets: Synsets,
+    truth: tuple[str, ...],
     train: Future[SplitIndex] | None,
     inputs: Inputs,
 ) -> None:
-    """Each split's index and download entry; validation first, indexed here while the
-    training archive still is in the helper process."""
+    """Each split's index and download entry; validation and test first, indexed here while
+    the training split still is in the helper process."""
     found: dict[str, SplitIndex] = {}
     for split in sorted(config.splits, key=lambda name: name == "train"):
         if split == "train" and train is not None:
             found[split] = aside_result(train)
         else:
-            inputs.validation_labels = "shipped"
-            if inputs.devkit is not None and inputs.devkit.done():
+            if split == "validation" and inputs.devkit is not None and inputs.devkit.done():
                 inputs.validation_labels = check_devkit(inputs.devkit)
                 inputs.devkit = None
-            labels = validation_labels(None)
-            found[split] = index_validation(layout, synsets, labels, state)
+            found[split] = source.index(split, synsets, truth, state)
         archive = layout.images(split)
         md5, used = known_md5(config, state, archive, inputs.md5_pending.get(split))
         if used:
@@ -154,9 +213,24 @@ def _box_csv(config: BuildConfig, layout: SourceLayout, boxes: BoxTable, inputs:
     official = any(d.get("official") and d["name"] == TRAIN_ARCHIVE for d in inputs.downloads)
     if official and boxes.stats.files != OFFICIAL_BOX_FILES:
         inputs.warnings.append(
-            f"{layout.boxes}: {boxes.stats.files:,} XML files, the official box archive "
+            f"{layout.boxes.get('train')}: {boxes.stats.files:,} XML files, the official box archive "
             f"holds {OFFICIAL_BOX_FILES:,}"
         )
+
+
+def _validation_box_csv(config: BuildConfig, boxes: BoxTable, inputs: Inputs) -> None:
+    csv = boxes.csv_bytes()
+    write_if_changed(config.output / VALIDATION_BOX_CSV, csv)
+    inputs.validation_bounding_boxes = file_entry(
+        VALIDATION_BOX_CSV, csv, images=len(boxes), **asdict(boxes.stats)
+    )
+    inputs.skipped.extend({"file": where, "reason": why} for where, why in boxes.skipped)
+    log.info(
+        "validation boxes: %d kept for %d images from %d XML files",
+        boxes.stats.boxes_kept,
+        len(boxes),
+        boxes.stats.files,
+    )
 
 
 def _name_foreign(config: BuildConfig, state: OutputState, inputs: Inputs) -> None:

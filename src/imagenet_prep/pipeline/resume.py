@@ -17,7 +17,7 @@ from ..formats import get_format, get_sink
 from ..formats.base import SinkOptions
 from ..labels import Synsets
 from ..manifest import MANIFEST, Journal, OutputState, RecordedSources, ShardResult
-from ..outdir import BOX_CSV, LABELS_TXT, check_disk, disk_need
+from ..outdir import BOX_CSV, LABELS_TXT, VALIDATION_BOX_CSV, check_disk, disk_need
 from ..plan import ShardSpec, plan_split
 from ..sources import SourceLayout, SplitIndex
 from .checks import of_split
@@ -106,6 +106,8 @@ def planned_files(
     """Every file the build may write, relative to OUT (see
     :meth:`~imagenet_prep.manifest.OutputState.record_outputs`)."""
     yield from (MANIFEST, LABELS_TXT, BOX_CSV)
+    if config.validation_boxes:
+        yield VALIDATION_BOX_CSV
     options = SinkOptions(out=config.output, dali_index=config.dali_index)
     for name in config.formats:
         yield from get_sink(name, options).side_files(list(indexes))
@@ -132,12 +134,11 @@ def forget_changed_sources(
     recorded in OUT (the training shards also carry the boxes).
     """
     now: dict[str, tuple[tuple[str, int, int], ...]] = {}
-    for split, paths in (
-        ("train", (layout.train, layout.boxes)),
-        ("validation", (layout.validation,)),
-    ):
+    for split in config.splits:
+        boxes = split == "train" or (split == "validation" and config.validation_boxes)
+        paths = dict.fromkeys([layout.images(split), layout.boxes.get(split) if boxes else None])
         files = [(p.name, p.stat()) for p in paths if p is not None and p.is_file()]
-        if split in config.splits and files:
+        if files:
             now[split] = tuple((name, st.st_size, st.st_mtime_ns) for name, st in files)
     recorded = state.read_sources().splits
     for split, identity in now.items():

@@ -66,7 +66,9 @@ def shard_jobs(
             if spec.name in point.done:
                 continue
             order = orders[spec.split]
-            refs = indexes[spec.split].block(order[spec.start : spec.stop], synsets, inputs.boxes)
+            refs = indexes[spec.split].block(
+                order[spec.start : spec.stop], synsets, inputs.boxes.get(spec.split)
+            )
             yield ShardJob(
                 spec=spec,
                 refs=refs,

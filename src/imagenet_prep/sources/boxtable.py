@@ -1,11 +1,9 @@
-"""The training boxes: every box XML parsed with the reference scripts' rules into a
-:class:`BoxTable` (per image, and the lines of the CSV)."""
+"""A split's boxes: every box XML a source yields, parsed with the reference scripts' rules
+into a :class:`BoxTable` (per image, and the lines of the CSV)."""
 
 from __future__ import annotations
 
-import gzip
 import os
-import zlib
 from array import array
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
@@ -13,12 +11,11 @@ from pathlib import Path
 from typing import Any
 
 from .. import boxes as boxmod
-from ..archive import iter_tar_stream
 from ..boxes import Box
 from ..errors import DataError
-from ..labels import Synsets
+from ..labels import Synsets, validation_number
 from ..sample import BBox
-from .layout import SourceLayout, stem
+from .layout import stem
 
 # --- bounding boxes ------------------------------------------------------------------
 
@@ -32,13 +29,43 @@ class BoxStats:
     boxes_empty: int = 0
 
 
-def box_file(source: str, archive: bool, folder: str, key: str) -> str:
-    """A box XML's place for messages: ``archive:folder/key.xml`` or a path.
+def box_file(prefix: str, folder: str, key: str) -> str:
+    """A box XML's place for messages: ``prefix`` (an archive and ``:``, or a folder and
+    ``/``), the folder, and the file.
 
-    >>> box_file("bbox.tar.gz", True, "n1", "n1_5"), box_file("/b", False, "n1", "n1_5")
+    >>> box_file("bbox.tar.gz:", "n1", "n1_5"), box_file("/b/", "n1", "n1_5")
     ('bbox.tar.gz:n1/n1_5.xml', '/b/n1/n1_5.xml')
+    >>> box_file("k.zip:ILSVRC/Annotations/CLS-LOC/val/", "", "v_1")
+    'k.zip:ILSVRC/Annotations/CLS-LOC/val/v_1.xml'
     """
-    return f"{source}:{folder}/{key}.xml" if archive else os.path.join(source, folder, f"{key}.xml")
+    return f"{prefix}{folder}/{key}.xml" if folder else f"{prefix}{key}.xml"
+
+
+def archive_prefix(path: str | Path, folder: str = "") -> str:
+    """The :func:`box_file` prefix of the XMLs in an archive (under ``folder`` in it).
+
+    >>> archive_prefix("bbox.tar.gz"), archive_prefix("k.zip", "ILSVRC/Annotations")
+    ('bbox.tar.gz:', 'k.zip:ILSVRC/Annotations/')
+    """
+    return f"{path}:{folder}/" if folder else f"{path}:"
+
+
+def folder_prefix(path: str | Path) -> str:
+    """The :func:`box_file` prefix of the XMLs in a folder.
+
+    >>> folder_prefix("/data/bounding_boxes")
+    '/data/bounding_boxes/'
+    """
+    return os.path.join(path, "")
+
+
+@dataclass
+class BoxXmls:
+    """A split's box XML files as a source yields them: ``(folder, stem, bytes)`` each,
+    the place of each being :func:`box_file` ``(prefix, folder, stem)``."""
+
+    prefix: str
+    items: Iterator[tuple[str, str, bytes]]
 
 
 _NO_BOXES = (0, 0, "")
@@ -49,12 +76,11 @@ class BoxTable:
 
     Kept as columns (per image: its first box, box count and folder; the box values in one
     array; one CSV line per box), so a partial table parsed in a worker pickles in a few C
-    calls. ``source`` (an archive when ``archive``) and the folder name an image's XML file.
+    calls. ``prefix`` and the folder name an image's XML file (see :func:`box_file`).
     """
 
-    def __init__(self, source: str = "", archive: bool = False) -> None:
-        self.source = source
-        self.archive = archive
+    def __init__(self, prefix: str = "") -> None:
+        self.prefix = prefix
         # stem -> (first box, box count, folder of its XML)
         self._where: dict[str, tuple[int, int, str]] = {}
         self._values = array("d")  # xmin, ymin, xmax, ymax of every box, image after image
@@ -68,7 +94,7 @@ class BoxTable:
         """Boxes (``BBox`` or ``(xmin, ymin, xmax, ymax)``) and their CSV lines, one each,
         from the XML file ``key`` in ``folder``."""
         if key in self._where:
-            also = box_file(self.source, self.archive, folder, key)
+            also = box_file(self.prefix, folder, key)
             raise DataError(f"two box files for the image {key}: {self.file(key)} and {also}")
         if len(lines) != len(boxes):
             raise ValueError(f"{key}: {len(boxes)} boxes with {len(lines)} CSV lines")
@@ -103,7 +129,7 @@ class BoxTable:
 
     def file(self, key: str) -> str:
         """The XML file that gave the image ``key`` its boxes (KeyError when none did)."""
-        return box_file(self.source, self.archive, self._where[key][2], key)
+        return box_file(self.prefix, self._where[key][2], key)
 
     def get(self, key: str) -> tuple[BBox, ...]:
         v = self.values(key)
@@ -129,30 +155,6 @@ class BoxTable:
         return "".join(line + "\n" for line in ordered).encode("utf-8")
 
 
-def _iter_box_archive(path: Path) -> Iterator[tuple[str, str, bytes]]:
-    """Yield (directory wnid, xml stem, bytes) from the gzip'd box archive, streaming."""
-    try:
-        with gzip.open(path, "rb") as f:
-            for member, data in iter_tar_stream(f, str(path)):  # type: ignore[arg-type]
-                if not member.name.lower().endswith(".xml"):
-                    continue
-                parts = member.name.replace("\\", "/").split("/")
-                folder = parts[-2] if len(parts) >= 2 else stem(parts[-1]).split("_")[0]
-                yield folder, stem(parts[-1]), data
-    except (EOFError, zlib.error, OSError) as exc:
-        raise DataError(f"{path}: damaged box archive ({exc})") from None
-
-
-def _iter_box_folder(path: Path) -> Iterator[tuple[str, str, bytes]]:
-    for entry in sorted(os.scandir(path), key=lambda e: e.name):
-        if not entry.is_dir():
-            continue
-        for sub in sorted(os.scandir(entry.path), key=lambda e: e.name):
-            if sub.is_file() and sub.name.lower().endswith(".xml"):
-                with open(sub.path, "rb") as f:
-                    yield entry.name, stem(sub.name), f.read()
-
-
 #: Box XMLs per parsing task when the parsing is spread over a pool.
 BOX_BATCH = 500
 
@@ -161,25 +163,27 @@ MapUnordered = Callable[[Callable[[Any], Any], Iterable[Any]], Iterator[Any]]
 
 
 def load_boxes(
-    layout: SourceLayout,
+    xmls: BoxXmls | None,
     synsets: Synsets,
     *,
+    validation_labels: tuple[str, ...] | None = None,
     skip_bad: bool = False,
     progress: Callable[[int], None] | None = None,
     map_unordered: MapUnordered | None = None,
 ) -> BoxTable | None:
-    """Parse every training box XML with the reference scripts' rules; None when SRC has no boxes.
+    """Parse every box XML of a split with the reference scripts' rules; None without XMLs.
 
-    A damaged XML file is an error, or with ``skip_bad`` is left out and listed in
-    ``BoxTable.skipped``. A damaged archive is always an error. With ``map_unordered``
-    (an executor's), this process reads the archive and the XMLs are parsed in batches
-    by the executor's workers; the table is the same either way.
+    A training XML's folder is its image's synset; a validation XML's synset is its image's
+    label in ``validation_labels`` (by the number in its name), which the reference rules
+    need to drop the boxes of other synsets. A damaged XML file is an error, or with
+    ``skip_bad`` is left out and listed in ``BoxTable.skipped``. A damaged archive is always
+    an error. With ``map_unordered`` (an executor's), this process reads the XMLs and they
+    are parsed in batches by the executor's workers; the table is the same either way.
     """
-    src = layout.boxes
-    if src is None:
+    if xmls is None:
         return None
-    table = BoxTable(str(src), src.is_file())
-    batches = _box_batches(src, synsets, table.stats, skip_bad)
+    table = BoxTable(xmls.prefix)
+    batches = _box_batches(xmls, synsets, validation_labels, table.stats, skip_bad)
     results: Iterable[BoxTable] = (
         map(parse_box_batch, batches)
         if map_unordered is None
@@ -195,33 +199,47 @@ def load_boxes(
 
 @dataclass(frozen=True)
 class _BoxBatch:
-    files: list[tuple[str, str, str, bytes]]  # (folder wnid, stem, where, XML bytes)
+    files: list[tuple[str, str, str, bytes]]  # (synset, folder, stem, XML bytes)
     challenge: frozenset[str]  # the synsets whose other-synset boxes are dropped
     skip_bad: bool
-    source: str = ""  # the box archive or folder, as BoxTable names it
-    archive: bool = False
+    prefix: str = ""  # see box_file
+
+
+def _synset_of(
+    folder: str, key: str, validation_labels: tuple[str, ...] | None
+) -> str | None:
+    """The synset of the image a box XML describes: its folder's, or its validation label."""
+    if validation_labels is None:
+        return folder
+    number = validation_number(key)
+    if number is None or not 1 <= number <= len(validation_labels):
+        return None
+    return validation_labels[number - 1]
 
 
 def _box_batches(
-    src: Path, synsets: Synsets, stats: BoxStats, skip_bad: bool
+    xmls: BoxXmls,
+    synsets: Synsets,
+    validation_labels: tuple[str, ...] | None,
+    stats: BoxStats,
+    skip_bad: bool,
 ) -> Iterator[_BoxBatch]:
     """The XMLs of challenge synsets in batches; the others are only counted."""
-    archive = src.is_file()
-    items = _iter_box_archive(src) if archive else _iter_box_folder(src)
     challenge = frozenset(synsets.wnids)
     batch: list[tuple[str, str, str, bytes]] = []
-    for folder, key, data in items:
+    for folder, key, data in xmls.items:
         stats.files += 1
-        if folder not in synsets:
+        synset = _synset_of(folder, key, validation_labels)
+        if synset is None or synset not in synsets:
             # The reference scripts keep only annotations of challenge synsets (by folder).
             stats.files_other_synset += 1
             continue
-        batch.append((folder, key, box_file(str(src), archive, folder, key), data))
+        batch.append((synset, folder, key, data))
         if len(batch) >= BOX_BATCH:
-            yield _BoxBatch(batch, challenge, skip_bad, str(src), archive)
+            yield _BoxBatch(batch, challenge, skip_bad, xmls.prefix)
             batch = []
     if batch:
-        yield _BoxBatch(batch, challenge, skip_bad, str(src), archive)
+        yield _BoxBatch(batch, challenge, skip_bad, xmls.prefix)
 
 
 def parse_box_batch(batch: _BoxBatch) -> BoxTable:
@@ -229,9 +247,10 @@ def parse_box_batch(batch: _BoxBatch) -> BoxTable:
 
     Its ``stats.files`` stays 0: the reader of the archive counts the files.
     """
-    table = BoxTable(batch.source, batch.archive)
+    table = BoxTable(batch.prefix)
     stats = table.stats
-    for folder, key, where, data in batch.files:
+    for synset, folder, key, data in batch.files:
+        where = box_file(batch.prefix, folder, key)
         try:
             boxmod.check_csv_name(key, where)
             annotation = boxmod.parse_annotation(data, where)
@@ -240,7 +259,7 @@ def parse_box_batch(batch: _BoxBatch) -> BoxTable:
                 raise
             table.skipped.append((where, str(exc)))
             continue
-        result = boxmod.normalize_boxes(annotation, folder, batch.challenge)
+        result = boxmod.normalize_boxes(annotation, synset, batch.challenge)
         stats.boxes_other_synset += result.dropped_other_synset
         stats.boxes_empty += result.dropped_empty
         stats.boxes_kept += len(result.kept)

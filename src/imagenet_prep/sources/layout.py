@@ -1,20 +1,36 @@
-"""What is in SRC: which inputs exist (the archives as downloaded, or the reference
-scripts' extracted raw-data layout), and the names of its files."""
+"""What is in SRC: which layout holds the download (the official archives or their extracted
+tree, or Kaggle's zip or its extracted tree), the input of each split, and the names of its
+files. :func:`discover` finds it; :mod:`.official` and :mod:`.kaggle` index it."""
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import DataError
+from ..errors import DataError, UsageError
 
 TRAIN_ARCHIVE = "ILSVRC2012_img_train.tar"
 VAL_ARCHIVE = "ILSVRC2012_img_val.tar"
+TEST_ARCHIVE = "ILSVRC2012_img_test_v10102019.tar"
 BOX_TRAIN_ARCHIVE = "ILSVRC2012_bbox_train_v2.tar.gz"
 BOX_VAL_ARCHIVE = "ILSVRC2012_bbox_val_v3.tgz"
 DEVKIT_ARCHIVE = "ILSVRC2012_devkit_t12.tar.gz"
 DEVKIT_DIR = "ILSVRC2012_devkit_t12"
+
+KAGGLE_ZIP = "imagenet-object-localization-challenge.zip"
+KAGGLE_DATA = "ILSVRC/Data/CLS-LOC"
+KAGGLE_ANNOTATIONS = "ILSVRC/Annotations/CLS-LOC"
+KAGGLE_SYNSET_MAPPING = "LOC_synset_mapping.txt"
+KAGGLE_VAL_SOLUTION = "LOC_val_solution.csv"
+KAGGLE_TRAIN_SOLUTION = "LOC_train_solution.csv"
+#: Kaggle's folder of each split, under KAGGLE_DATA (and KAGGLE_ANNOTATIONS for boxes).
+KAGGLE_SPLIT_DIRS = {"train": "train", "validation": "val", "test": "test"}
+
+#: The layouts ``--layout`` names (the fixture's names); archives and extracted are one
+#: family, which may be mixed (for each input the archive wins).
+LAYOUTS = ("archives", "extracted", "kaggle", "kaggle-tree")
 
 IMAGE_EXTENSIONS = frozenset({".jpeg", ".jpg", ".png"})
 #: A tar header's name field: a WebDataset member ``<key>.<ext>`` must fit in it.
@@ -47,22 +63,66 @@ def stem(name: str) -> str:
 
 @dataclass(frozen=True)
 class SourceLayout:
-    """The inputs found in SRC; each is an archive file, a folder, or absent."""
+    """What one layout found in SRC: the input of each split's images and boxes, and the
+    files that are evidence for the labels.
 
+    An input is an archive (a tar, or Kaggle's zip, which then is the input of every part),
+    or a folder. ``name`` is the layout (one of :data:`LAYOUTS`, or ``archives+extracted``
+    when the official family is mixed).
+    """
+
+    name: str
     root: Path
-    train: Path | None
-    validation: Path | None
-    boxes: Path | None
-    devkit: Path | None
+    splits: Mapping[str, Path] = field(default_factory=dict)  # split -> its images' input
+    boxes: Mapping[str, Path] = field(default_factory=dict)  # split -> its box XMLs' input
+    devkit: Path | None = None
+    labels: Mapping[str, Path] = field(default_factory=dict)  # file name -> the file holding it
 
     def images(self, split: str) -> Path | None:
-        """The input of ``split``'s images (``train`` or ``validation``)."""
-        return self.train if split == "train" else self.validation
+        """The input of ``split``'s images, if SRC has one."""
+        return self.splits.get(split)
+
+    @property
+    def train(self) -> Path | None:
+        return self.splits.get("train")
+
+    @property
+    def validation(self) -> Path | None:
+        return self.splits.get("validation")
+
+    def inputs(self) -> list[Path]:
+        """Every input, once each, in a stable order."""
+        found = [*self.splits.values(), *self.boxes.values(), *self.labels.values()]
+        if self.devkit is not None:
+            found.append(self.devkit)
+        return list(dict.fromkeys(found))
 
     def archives(self) -> list[Path]:
-        """The input files that are archives, for the manifest."""
-        found = [self.train, self.validation, self.boxes, self.devkit]
-        return [p for p in found if p is not None and p.is_file()]
+        """The inputs that are files (archives, Kaggle's zip and CSVs), for the manifest."""
+        return [p for p in self.inputs() if p.is_file()]
+
+    def describe(self) -> str:
+        """One line for people: the layout and the inputs it found.
+
+        >>> SourceLayout("kaggle", Path("/d"), {"train": Path("/d/k.zip")}).describe()
+        'kaggle layout in /d: k.zip'
+        """
+        names = [os.path.relpath(p, self.root) for p in self.inputs()]
+        return f"{self.name} layout in {self.root}: {', '.join(names)}"
+
+    def entry(self) -> dict[str, object]:
+        """The manifest's record of the layout and its files (paths relative to the root)."""
+
+        def rel(p: Path) -> str:
+            return os.path.relpath(p, self.root)
+
+        return {
+            "layout": self.name,
+            "images": {split: rel(p) for split, p in self.splits.items()},
+            "boxes": {split: rel(p) for split, p in self.boxes.items()},
+            "labels": {name: rel(p) for name, p in self.labels.items()},
+            "devkit": rel(self.devkit) if self.devkit is not None else None,
+        }
 
 
 def _regular_file(path: Path) -> Path:
@@ -75,26 +135,125 @@ def _regular_file(path: Path) -> Path:
     return path
 
 
-def discover(src: Path) -> SourceLayout:
-    """Find the inputs in ``src``: per input, the archive as downloaded wins over a folder."""
+def _official(src: Path, archives: bool, folders: bool) -> SourceLayout | None:
+    """The official family: per input the archive as downloaded (``archives``) wins over a
+    folder of the extracted tree (``folders``)."""
+    used: set[str] = set()
+
+    def pick(archive: str | None, *names: str) -> Path | None:
+        if archives and archive is not None:
+            a = src / archive
+            if a.exists() or a.is_symlink():
+                used.add("archives")
+                return _regular_file(a)
+        if folders:
+            for name in names:
+                if (src / name).is_dir():
+                    used.add("extracted")
+                    return src / name
+        return None
+
+    splits = {
+        "train": pick(TRAIN_ARCHIVE, "train"),
+        "validation": pick(VAL_ARCHIVE, "validation", "val"),
+        "test": pick(TEST_ARCHIVE, "test"),
+    }
+    found = {split: p for split, p in splits.items() if p is not None}
+    if not found:
+        return None
+    train_boxes = pick(BOX_TRAIN_ARCHIVE, "bounding_boxes")
+    val_boxes = pick(BOX_VAL_ARCHIVE)
+    if val_boxes is None and train_boxes is not None and (train_boxes / "val").is_dir():
+        val_boxes = train_boxes / "val"  # the val box archive extracted beside the train one
+    boxes = {"train": train_boxes, "validation": val_boxes}
+    devkit = pick(DEVKIT_ARCHIVE, DEVKIT_DIR)
+    name = "+".join(n for n in ("archives", "extracted") if n in used)
+    return SourceLayout(
+        name=name,
+        root=src,
+        splits=found,
+        boxes={split: p for split, p in boxes.items() if p is not None},
+        devkit=devkit,
+    )
+
+
+def _kaggle_zip(src: Path) -> SourceLayout | None:
+    path = src / KAGGLE_ZIP
+    if not (path.exists() or path.is_symlink()):
+        return None
+    _regular_file(path)
+    # What the zip holds is known once its central directory is read (:mod:`.kaggle`).
+    return SourceLayout(
+        name="kaggle",
+        root=src,
+        splits={split: path for split in KAGGLE_SPLIT_DIRS},
+        boxes={"train": path, "validation": path},
+        labels={KAGGLE_SYNSET_MAPPING: path, KAGGLE_VAL_SOLUTION: path},
+    )
+
+
+def _kaggle_tree(src: Path) -> SourceLayout | None:
+    data = src / KAGGLE_DATA
+    if not data.is_dir():
+        return None
+    splits = {s: data / d for s, d in KAGGLE_SPLIT_DIRS.items() if (data / d).is_dir()}
+    notes = src / KAGGLE_ANNOTATIONS
+    boxes = {s: notes / d for s, d in KAGGLE_SPLIT_DIRS.items() if (notes / d).is_dir()}
+    labels = {
+        name: src / name
+        for name in (KAGGLE_SYNSET_MAPPING, KAGGLE_VAL_SOLUTION)
+        if (src / name).exists()
+    }
+    return SourceLayout("kaggle-tree", src, splits, boxes, None, labels)
+
+
+def discover(src: Path, layout: str | None = None) -> SourceLayout:
+    """Find the layout ``src`` holds, or take the one ``layout`` names.
+
+    Two layouts that both hold images are an error naming both (``--layout`` picks one).
+    """
+    if layout is not None and layout not in LAYOUTS:
+        raise UsageError(f"layout must be one of {', '.join(LAYOUTS)}, not {layout!r}")
     if not src.exists():
         raise DataError(f"{src}: source folder does not exist")
     if not src.is_dir():
         raise DataError(f"{src}: source must be a folder holding the download, not a file")
+    finders = {
+        "archives": lambda: _official(src, archives=True, folders=layout != "archives"),
+        "extracted": lambda: _official(src, archives=False, folders=True),
+        "kaggle": lambda: _kaggle_zip(src),
+        "kaggle-tree": lambda: _kaggle_tree(src),
+    }
+    if layout is not None:
+        found = finders[layout]()
+        if found is None:
+            raise DataError(f"{src}: holds no download in the {layout} layout ({_EXPECTED[layout]})")
+        return found
+    candidates = [
+        f for f in (finders["archives"](), finders["kaggle"](), finders["kaggle-tree"]()) if f
+    ]
+    if not candidates:
+        raise DataError(
+            f"{src}: holds no ImageNet download (expected {_EXPECTED['archives']}; or "
+            f"{_EXPECTED['kaggle']}; or {_EXPECTED['kaggle-tree']})"
+        )
+    if len(candidates) > 1:
+        a, b = candidates[:2]
+        raise DataError(
+            f"{src}: holds two layouts, {a.name} ({_first_input(a)}) and {b.name} "
+            f"({_first_input(b)}); pass --layout to pick one"
+        )
+    return candidates[0]
 
-    def pick(archive: str, *folders: str) -> Path | None:
-        a = src / archive
-        if a.exists() or a.is_symlink():
-            return _regular_file(a)
-        for folder in folders:
-            if (src / folder).is_dir():
-                return src / folder
-        return None
 
-    return SourceLayout(
-        root=src,
-        train=pick(TRAIN_ARCHIVE, "train"),
-        validation=pick(VAL_ARCHIVE, "validation", "val"),
-        boxes=pick(BOX_TRAIN_ARCHIVE, "bounding_boxes"),
-        devkit=pick(DEVKIT_ARCHIVE, DEVKIT_DIR),
-    )
+def _first_input(layout: SourceLayout) -> str:
+    path = next(iter(layout.splits.values()))
+    return os.path.relpath(path, layout.root)
+
+
+_EXPECTED = {
+    "archives": f"{TRAIN_ARCHIVE}, {VAL_ARCHIVE}, or train/ and val/ folders",
+    "extracted": "train/, val/ or validation/ folders",
+    "kaggle": KAGGLE_ZIP,
+    "kaggle-tree": f"{KAGGLE_DATA}/train/ and val/ folders",
+}

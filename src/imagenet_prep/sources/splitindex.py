@@ -3,7 +3,6 @@ and the blocks of them that shard jobs carry."""
 
 from __future__ import annotations
 
-import os
 from array import array
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -14,39 +13,30 @@ from ..archive import ArchiveIndex
 from ..errors import DataError
 from ..formats.webdataset.writer import sample_key
 from ..labels import Synsets
-from ..sample import BBox, ImageRef
+from ..sample import BBox, ContainerKind, ImageRef
+from .container import Container
 from .layout import MAX_KEY_BYTES, stem
 
 if TYPE_CHECKING:
     from .boxtable import BoxTable
 
 
-def _origin(path: str, parent: str, is_dir: bool, name: str) -> str:
-    """An image's place for messages: ``archive:nested.tar:name``, ``archive:name`` or a path.
-
-    >>> _origin("train.tar", "n1.tar", False, "n1_1.JPEG"), _origin("val.tar", "", False, "v.JPEG")
-    ('train.tar:n1.tar:n1_1.JPEG', 'val.tar:v.JPEG')
-    """
-    if is_dir:
-        return os.path.join(path, name)
-    return f"{path}:{parent}:{name}" if parent else f"{path}:{name}"
-
-
 @dataclass
 class SplitIndex:
     """All images of one split in canonical order, stored in compact columns.
 
-    ``containers[i]`` is the file to read (an archive) or the folder holding the image;
-    ``parents[i]`` the nested tar the image is in (``""`` when none).
+    ``where[i]`` is image ``i``'s entry in ``containers``: the file to read (an archive)
+    or the folder holding the image, and how the image is stored there. ``labels`` holds
+    the class number, -1 for an image without one (the test split).
     """
 
     split: str
     names: list[str] = field(default_factory=list)
-    labels: array[int] = field(default_factory=lambda: array("H"))
+    labels: array[int] = field(default_factory=lambda: array("h"))
     offsets: array[int] = field(default_factory=lambda: array("q"))
     sizes: array[int] = field(default_factory=lambda: array("q"))
     where: array[int] = field(default_factory=lambda: array("I"))
-    containers: list[tuple[str, str, bool]] = field(default_factory=list)
+    containers: list[Container] = field(default_factory=list)
     ignored: list[str] = field(default_factory=list)
     archive: ArchiveIndex | None = None
 
@@ -68,7 +58,7 @@ class SplitIndex:
         cannot hold: a stem twice, what the box CSV cannot hold, two stems of one WebDataset key."""
         order = sorted(range(len(self.names)), key=lambda i: (self.labels[i], self.names[i]))
         self.names = [self.names[i] for i in order]
-        self.labels = array("H", (self.labels[i] for i in order))
+        self.labels = array("h", (self.labels[i] for i in order))
         self.offsets = array("q", (self.offsets[i] for i in order))
         self.sizes = array("q", (self.sizes[i] for i in order))
         self.where = array("I", (self.where[i] for i in order))
@@ -128,20 +118,21 @@ class SplitIndex:
 
     def origin(self, i: int) -> str:
         """Where image ``i`` comes from, for messages: ``archive:nested.tar:name`` or a path."""
-        return _origin(*self.containers[self.where[i]], self.names[i])
+        return self.containers[self.where[i]].origin(self.names[i])
 
     def block(self, indices: Sequence[int], synsets: Synsets, boxes: BoxTable | None) -> RefBlock:
-        """The images ``indices`` as compact columns, cheap to send to a worker."""
+        """The images ``indices`` as compact columns, cheap to send to a worker, with their
+        boxes from ``boxes`` (this split's table, or None for none)."""
         local: dict[int, int] = {}
-        containers: list[tuple[str, str, bool]] = []
+        containers: list[Container] = []
         where = array("I")
         names: list[str] = []
-        labels = array("H")
+        labels = array("h")
         offsets = array("q")
         sizes = array("q")
         box_ends = array("I")
         box_values = array("d")
-        lookup = boxes.values if boxes is not None and self.split == "train" else None
+        lookup = boxes.values if boxes is not None else None
         for i in indices:
             c = self.where[i]
             if c not in local:
@@ -156,7 +147,7 @@ class SplitIndex:
             if lookup is not None:
                 box_values.extend(lookup(stem(name)))
             box_ends.append(len(box_values) // 4)
-        wnids = {label: synsets.wnids[label] for label in set(labels)}
+        wnids = {label: synsets.wnids[label] if label >= 0 else "" for label in set(labels)}
         return RefBlock(
             self.split,
             tuple(containers),
@@ -180,7 +171,7 @@ class RefBlock(Sequence[ImageRef]):
     """
 
     split: str
-    containers: tuple[tuple[str, str, bool], ...]  # (file or folder, nested tar, is folder)
+    containers: tuple[Container, ...]
     where: array[int]  # per image: its entry in ``containers``
     names: list[str]
     labels: array[int]
@@ -204,21 +195,21 @@ class RefBlock(Sequence[ImageRef]):
             return [self[j] for j in range(*i.indices(len(self)))]
         if i < 0:
             i += len(self.names)
-        path, parent, is_dir = self.containers[self.where[i]]
+        container = self.containers[self.where[i]]
         name = self.names[i]
         label = self.labels[i]
-        origin = _origin(path, parent, is_dir, name)
+        origin = container.origin(name)
         return ImageRef(
             split=self.split,
             key=stem(name),
             filename=name,
             wnid=self.wnids[label],
             label=label,
-            path=origin if is_dir else path,
+            path=origin if container.kind is ContainerKind.FILE else container.path,
             offset=self.offsets[i],
             size=self.sizes[i],
             origin=origin,
-            standalone=is_dir,
+            kind=container.kind,
             boxes=self._boxes(i),
         )
 

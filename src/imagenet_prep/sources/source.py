@@ -1,0 +1,80 @@
+"""The seam every source layout plugs into: a :class:`Source` says what it found and yields
+a split's index entries, its box XMLs and the files that are evidence for the labels."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Protocol
+
+from ..labels import Synsets, load_synsets
+
+if TYPE_CHECKING:
+    from ..manifest import OutputState
+    from .boxtable import BoxXmls
+    from .layout import SourceLayout
+    from .splitindex import SplitIndex
+
+
+@dataclass(frozen=True)
+class LabelFile:
+    """A file that is evidence for the labels (Kaggle's ``LOC_val_solution.csv``): where it
+    is, for messages, and its bytes."""
+
+    where: str
+    data: bytes
+
+
+class Source(Protocol):
+    """One layout of the download: what it found, and its splits read as index entries.
+
+    Picklable (it holds paths and small records): the training split is indexed in a helper
+    process. Labels are made in :mod:`..labels` only: ``index`` takes the validation truth by
+    image number, ``label_files`` hands over what a layout holds to check it with.
+    """
+
+    @property
+    def layout(self) -> SourceLayout: ...
+
+    def index(
+        self,
+        split: str,
+        synsets: Synsets,
+        validation_labels: tuple[str, ...],
+        state: OutputState | None,
+    ) -> SplitIndex:
+        """Every image of ``split`` (``train``, ``validation`` or ``test``) in canonical
+        order; an error when SRC has none."""
+        ...
+
+    def box_xmls(self, split: str) -> BoxXmls | None:
+        """The box XML files of ``split``, streamed; None when the layout has none."""
+        ...
+
+    def label_files(self) -> dict[str, LabelFile]:
+        """The files of label evidence this layout holds, by their name."""
+        ...
+
+
+def open_source(layout: SourceLayout) -> Source:
+    """The :class:`Source` that reads ``layout``."""
+    if layout.name.startswith("kaggle"):
+        from .kaggle import KaggleSource
+
+        return KaggleSource(layout)
+    from .official import OfficialSource
+
+    return OfficialSource(layout)
+
+
+def index_detached(
+    source: Source, split: str, validation_labels: tuple[str, ...], state: OutputState | None
+) -> SplitIndex:
+    """Picklable entry point: ``source.index`` without the archive's member list.
+
+    The columns are all a build needs; leaving the members out keeps the result small
+    to send back from the process that did the indexing.
+    """
+    out = source.index(split, load_synsets(), validation_labels, state)
+    if out.archive is not None:
+        out.archive = replace(out.archive, members=())
+    return out
