@@ -343,7 +343,9 @@ def kaggle_validation_labels(data: bytes, source: str) -> tuple[str, ...]:
     text = _ascii(data, source)
     lines = text.splitlines()
     if not lines or lines[0].strip().lstrip("\ufeff") != KAGGLE_VAL_HEADER:
-        raise DataError(f"{source}: not Kaggle's validation solution (no {KAGGLE_VAL_HEADER} header)")
+        raise DataError(
+            f"{source}: not Kaggle's validation solution (no {KAGGLE_VAL_HEADER} header)"
+        )
     found = [""] * len(shipped)
     for line_no, line in enumerate(lines[1:], start=2):
         if not line.strip():
@@ -378,13 +380,13 @@ def check_synset_mapping(data: bytes, source: str, synsets: Synsets) -> None:
     class numbers, so another order would give other labels."""
     text = data.decode("utf-8", errors="replace").lstrip("\ufeff")
     wnids = [line.split(maxsplit=1)[0] for line in text.splitlines() if line.strip()]
-    for line_no, (found, shipped) in enumerate(zip(wnids, synsets.wnids), start=1):
+    common = min(len(wnids), len(synsets.wnids))
+    pairs = zip(wnids[:common], synsets.wnids[:common], strict=True)
+    for line_no, (found, shipped) in enumerate(pairs, start=1):
         if found != shipped:
             raise DataError(
                 f"{source}: line {line_no}: {found}, where the ILSVRC2012 classes in order "
                 f"have {shipped}"
             )
     if len(wnids) != len(synsets.wnids):
-        raise DataError(
-            f"{source}: {len(wnids)} classes, ILSVRC2012 has {len(synsets.wnids)}"
-        )
+        raise DataError(f"{source}: {len(wnids)} classes, ILSVRC2012 has {len(synsets.wnids)}")

@@ -14,9 +14,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ..config import OFFICIAL_BOX_FILES, BuildConfig
+from ..errors import DataError
 from ..executors import Executor
 from ..fsutil import xxh3_of
-from ..errors import DataError
 from ..labels import (
     Devkit,
     Synsets,
@@ -160,9 +160,15 @@ def _label_files(
         return shipped, "shipped"
     solution = files.get(KAGGLE_VAL_SOLUTION)
     if solution is None:
+        holder = source.layout.labels.get(KAGGLE_VAL_SOLUTION)
+        where = (
+            f"{holder}:{KAGGLE_VAL_SOLUTION}"
+            if holder is not None and holder.is_file() and holder.suffix == ".zip"
+            else str(source.layout.root / KAGGLE_VAL_SOLUTION)
+        )
         raise DataError(
-            f"{source.layout.root}: no {KAGGLE_VAL_SOLUTION}, which holds the validation labels "
-            f"of Kaggle's download (the {source.layout.name} layout)"
+            f"{where}: missing; it holds the validation labels of Kaggle's download (the "
+            f"{source.layout.name} layout)"
         )
     return kaggle_validation_labels(solution.data, solution.where), KAGGLE_VAL_SOLUTION
 
@@ -213,8 +219,8 @@ def _box_csv(config: BuildConfig, layout: SourceLayout, boxes: BoxTable, inputs:
     official = any(d.get("official") and d["name"] == TRAIN_ARCHIVE for d in inputs.downloads)
     if official and boxes.stats.files != OFFICIAL_BOX_FILES:
         inputs.warnings.append(
-            f"{layout.boxes.get('train')}: {boxes.stats.files:,} XML files, the official box archive "
-            f"holds {OFFICIAL_BOX_FILES:,}"
+            f"{layout.boxes.get('train')}: {boxes.stats.files:,} XML files, the official box "
+            f"archive holds {OFFICIAL_BOX_FILES:,}"
         )
 
 

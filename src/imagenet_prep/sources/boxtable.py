@@ -15,7 +15,6 @@ from ..boxes import Box
 from ..errors import DataError
 from ..labels import Synsets, validation_number
 from ..sample import BBox
-from .layout import stem
 
 # --- bounding boxes ------------------------------------------------------------------
 
@@ -205,9 +204,7 @@ class _BoxBatch:
     prefix: str = ""  # see box_file
 
 
-def _synset_of(
-    folder: str, key: str, validation_labels: tuple[str, ...] | None
-) -> str | None:
+def _synset_of(folder: str, key: str, validation_labels: tuple[str, ...] | None) -> str | None:
     """The synset of the image a box XML describes: its folder's, or its validation label."""
     if validation_labels is None:
         return folder

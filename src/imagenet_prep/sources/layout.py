@@ -227,7 +227,9 @@ def discover(src: Path, layout: str | None = None) -> SourceLayout:
     if layout is not None:
         found = finders[layout]()
         if found is None:
-            raise DataError(f"{src}: holds no download in the {layout} layout ({_EXPECTED[layout]})")
+            raise DataError(
+                f"{src}: holds no download in the {layout} layout ({_EXPECTED[layout]})"
+            )
         return found
     candidates = [
         f for f in (finders["archives"](), finders["kaggle"](), finders["kaggle-tree"]()) if f

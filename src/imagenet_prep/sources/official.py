@@ -281,7 +281,6 @@ def _iter_box_folder(path: Path) -> Iterator[tuple[str, str, bytes]]:
                     yield entry.name, stem(sub.name), f.read()
 
 
-
 def _iter_flat_box_folder(path: Path) -> Iterator[tuple[str, str, bytes]]:
     """The validation XMLs of an extracted tree, one folder of ``<stem>.xml`` files."""
     for entry in sorted(os.scandir(path), key=lambda e: e.name):
