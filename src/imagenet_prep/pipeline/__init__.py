@@ -67,7 +67,7 @@ def build(
     layout = discover(config.source, config.layout)
     for split in config.splits:
         if layout.images(split) is None:
-            expected = (_EXPECTED_KAGGLE if layout.name.startswith("kaggle") else _EXPECTED_INPUT)
+            expected = _EXPECTED_KAGGLE if layout.name.startswith("kaggle") else _EXPECTED_INPUT
             raise DataError(
                 f"{config.source}: the {split} split was requested but its input is missing "
                 f"in the {layout.name} layout ({expected[split]})"
