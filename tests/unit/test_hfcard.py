@@ -110,7 +110,7 @@ def test_datasets_and_the_hub_read_the_cards() -> None:
 
 def test_splits_are_checked() -> None:
     assert "train-*.tar" not in hfcard.webdataset_card(["validation"])
-    for bad in ([], ["test"], ["train", "train"]):
+    for bad in ([], ["holdout"], ["train", "train"]):
         with pytest.raises(ValueError, match="splits"):
             hfcard.webdataset_card(bad)
     with pytest.raises(ValueError, match="plain name"):

@@ -9,7 +9,8 @@ get the type ``list<null>`` and the training rows would not fit it.
 The label is a ``ClassLabel`` over the 1000 WordNet IDs in label order (the sorted synset
 list, 0-based), so its integers are this package's label numbers and ``int2str`` gives the
 wnid, like the folder names. Human-readable names cannot be used: ``crane`` names two
-synsets, and ``ClassLabel`` refuses duplicate names.
+synsets, and ``ClassLabel`` refuses duplicate names. A test image has no class: its label is
+-1, which ``ClassLabel`` takes for "no label" (as the Hub's ``imagenet-1k`` has it).
 
 WebDataset: the builder honours ``dataset_info.features``. The columns are the members
 (``cls``, ``jpg``, ``json``) plus ``__key__`` and ``__url__``, which the builder adds to
@@ -41,7 +42,8 @@ from ..labels import load_synsets
 
 CARD_NAME = "README.md"
 METADATA_NAME = "metadata.parquet"
-SPLITS = ("train", "validation")
+SPLITS = ("train", "validation", "test")
+FLAT_SPLITS = ("test",)  # no classes: the image folder holds its images without class folders
 
 # The keys of the WebDataset ``.json`` member that the card declares (webdataset.py writes them).
 WEBDATASET_JSON_KEYS = ("boxes", "filename", "height", "text", "width", "wnid")
@@ -159,16 +161,19 @@ def webdataset_patterns(split: str) -> list[str]:
     return [f"{split}-*.tar"]
 
 
-def imagefolder_patterns(folder: str) -> list[str]:
-    """The ``data_files`` of one split of ``OUT/imagefolder``: its metadata and its images.
+def imagefolder_patterns(folder: str, *, flat: bool = False) -> list[str]:
+    """The ``data_files`` of one split of ``OUT/imagefolder``: its metadata and its images
+    (in class folders, or in the split folder itself when ``flat``: the test split).
 
     The rows come from the metadata file alone. The images are listed too because
     ``datasets`` picks the builder by the most common file extension.
 
     >>> imagefolder_patterns("val")
     ['val/metadata.parquet', 'val/*/*']
+    >>> imagefolder_patterns("test", flat=True)
+    ['test/metadata.parquet', 'test/*']
     """
-    return [f"{folder}/{METADATA_NAME}", f"{folder}/*/*"]
+    return [f"{folder}/{METADATA_NAME}", f"{folder}/*" if flat else f"{folder}/*/*"]
 
 
 _LOAD = """```python
@@ -201,6 +206,16 @@ sample `<key>` has `<key>.cls` (the label), `<key>.jpg` (the image) and `<key>.j
 ILSVRC2012 synsets: `ds["train"].features["cls"].int2str(0)` is `n01440764`. `json.boxes` holds
 `[xmin, ymin, xmax, ymax]` boxes normalized to the image's width and height; validation images
 have none.
+{_test_note(names, "cls")}"""
+
+
+def _test_note(names: Sequence[str], label: str) -> str:
+    """The card's words on the test split, when the build has it (else nothing)."""
+    if "test" not in names:
+        return ""
+    return f"""
+The test split has no labels (ILSVRC2012 never published them): its `{label}` is -1, which
+`ClassLabel` reads as "no label", and its images have no WordNet ID, text or boxes.
 """
 
 
@@ -216,15 +231,25 @@ def imagefolder_card(splits: Mapping[str, str]) -> str:
         if not _PLAIN.fullmatch(splits[split]) or "/" in splits[split]:
             raise ValueError(f"the folder of split {split} must be a plain name: {splits[split]!r}")
     front = _front_matter(
-        {s: imagefolder_patterns(splits[s]) for s in names},
+        {s: imagefolder_patterns(splits[s], flat=s in FLAT_SPLITS) for s in names},
         _imagefolder_features(),
         config_features=True,
     )
-    folders = _listing(f"{splits[s]}/" for s in names)
+    folders = _listing(f"{splits[s]}/" for s in names if s not in FLAT_SPLITS)
+    flat = _listing(f"{splits[s]}/" for s in names if s in FLAT_SPLITS)
+    if not flat:
+        where = f"{folders} hold one folder per WordNet ID with its images, and a"
+    elif not folders:
+        where = f"{flat} holds the test images without class folders, and a"
+    else:
+        where = (
+            f"{folders} hold one folder per WordNet ID with its images and {flat}\n"
+            "the test images without class folders; each split folder also holds a"
+        )
     return f"""{front}
 # ImageNet (ILSVRC2012) as an image folder
 
-Written by imagenet-prep: {folders} hold one folder per WordNet ID with its images, and a
+Written by imagenet-prep: {where}
 `{METADATA_NAME}` that Hugging Face `datasets` reads the rows from (`file_name`, `label`,
 `wnid`, `filename`, `width`, `height`, `boxes`).
 
@@ -235,7 +260,7 @@ ILSVRC2012 synsets: `ds["train"].features["label"].int2str(0)` is `n01440764`. T
 the index torchvision's `ImageFolder` gives the class folders of a full build. `boxes` holds
 `[xmin, ymin, xmax, ymax]` boxes normalized to the image's width and height; validation images
 have none.
-"""
+{_test_note(names, "label")}"""
 
 
 def _listing(items: Iterable[str]) -> str:

@@ -141,18 +141,22 @@ def _split_entry(
     synsets: Synsets,
     primary: list[ShardResult],
 ) -> dict[str, Any]:
-    per_class: dict[str, int] = {}
-    for label in index.labels:
-        wnid = synsets.wnids[label]
-        per_class[wnid] = per_class.get(wnid, 0) + 1
+    """A split's counts. The test split has no classes (its labels are all -1), so its entry
+    has no ``classes`` and ``per_class``."""
     split_results = [r for r in primary if r.split == split]
-    return {
+    entry: dict[str, Any] = {
         "images": len(index),
         "written": sum(r.images for r in split_results),
         "skipped": sum(len(r.skipped) for r in split_results),
         "bytes": index.total_bytes(),
-        "classes": len(per_class),
-        "per_class": dict(sorted(per_class.items())),
-        "shards": config.shards(split),
-        "ignored_inputs": len(index.ignored),
     }
+    if split != "test":
+        per_class: dict[str, int] = {}
+        for label in index.labels:
+            wnid = synsets.wnids[label]
+            per_class[wnid] = per_class.get(wnid, 0) + 1
+        entry["classes"] = len(per_class)
+        entry["per_class"] = dict(sorted(per_class.items()))
+    entry["shards"] = config.shards(split)
+    entry["ignored_inputs"] = len(index.ignored)
+    return entry

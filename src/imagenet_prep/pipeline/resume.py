@@ -116,8 +116,8 @@ def planned_files(
         for name in formats:
             sink = get_sink(name, options)
             for spec in specs:
-                images = (
-                    (synsets.wnids[index.labels[i]], index.names[i])
+                images = (  # a test image has no class (label -1): no wnid
+                    (synsets.wnids[index.labels[i]] if index.labels[i] >= 0 else "", index.names[i])
                     for i in range(spec.start, spec.stop)
                 )
                 yield from sink.planned_files(spec, images)

@@ -5,12 +5,15 @@
 This is the layout torchvision's ``ImageFolder`` and ``ImageNet`` datasets read. The
 manifest keeps, per class folder, a count, a byte total and an order-independent digest
 (the sum of the XXH3-128 of each file's relative path and bytes), not 1.3 million entries.
+Test images have no class: they lie flat in ``OUT/imagefolder/test/``, which the manifest
+keeps as one folder (``test``) of its own.
 
 For Hugging Face ``datasets``, ``finalize`` also writes ``README.md`` (a dataset card: splits
-and explicit features) and, per split folder, ``metadata.jsonl`` (one line per image: its
-path in the folder, 0-based label, size and boxes), which torchvision ignores (it lists
-only folders). Each shard writes its lines to the bookkeeping folder as it goes; they are
-joined in shard order at the end, so a resumed build needs nothing from the shards it reuses.
+and explicit features) and, per split folder, ``metadata.parquet`` (one row per image: its
+path in the folder, 0-based label (-1 for a test image), size and boxes), which torchvision
+ignores (it lists only folders). Each shard writes its rows as JSON lines to the bookkeeping
+folder as it goes; they are joined in shard order at the end, so a resumed build needs
+nothing from the shards it reuses.
 """
 
 from __future__ import annotations
@@ -33,7 +36,8 @@ from ..base import SinkOptions, VerifyReport
 from ..shardfile import check_side_files, write_side_file
 
 DIRNAME = "imagefolder"
-SPLIT_DIRS = {"train": "train", "validation": "val"}
+SPLIT_DIRS = {"train": "train", "validation": "val", "test": "test"}
+FLAT = frozenset({"test"})  # the splits without classes: their images lie in the split folder
 CARD = "README.md"
 _MOD = 1 << 128
 
@@ -89,7 +93,7 @@ class ImageFolderShardWriter:
 
     def add(self, sample: Sample) -> None:
         ref = sample.ref
-        folder = f"{SPLIT_DIRS[ref.split]}/{ref.wnid}"
+        folder = image_folder(ref.split, ref.wnid)
         relpath = f"{folder}/{ref.filename}"
         target = self.root / relpath
         if target.parent not in self._made:
@@ -108,7 +112,7 @@ class ImageFolderShardWriter:
         self.totals.add(folder, len(data), file_digest(relpath, data))
         self._lines.append(
             hfcard.metadata_line(
-                f"{ref.wnid}/{ref.filename}",
+                relpath.split("/", 1)[1],  # relative to the split folder
                 ref.label,
                 ref.wnid,
                 sample.width,
@@ -123,6 +127,18 @@ class ImageFolderShardWriter:
 
     def abort(self) -> None:
         """Finished files stay: they are complete, and a rerun rewrites the same bytes."""
+
+
+def image_folder(split: str, wnid: str) -> str:
+    """The folder (relative to ``OUT/imagefolder``) that holds an image of ``split``
+    and class ``wnid``: its class folder, or for the test split the split folder itself.
+
+    >>> image_folder("validation", "n01440764"), image_folder("test", "")
+    ('val/n01440764', 'test')
+    """
+    if split in FLAT:
+        return SPLIT_DIRS[split]
+    return f"{SPLIT_DIRS[split]}/{wnid}"
 
 
 def _link_atomic(source: Path, target: Path) -> bool:
@@ -197,9 +213,8 @@ class ImageFolderSink:
         yield f"{DIRNAME}/{CARD}"
 
     def planned_files(self, spec: ShardSpec, images: Iterable[tuple[str, str]]) -> Iterator[str]:
-        split_dir = SPLIT_DIRS[spec.split]
         for wnid, filename in images:
-            yield f"{DIRNAME}/{split_dir}/{wnid}/{filename}"
+            yield f"{DIRNAME}/{image_folder(spec.split, wnid)}/{filename}"
 
     def verify(self, section: dict[str, Any], *, decode: bool) -> VerifyReport:
         report = VerifyReport()
@@ -210,9 +225,16 @@ class ImageFolderSink:
         report.problems.extend(check_side_files(self.options.out, section))
         foreign.update(f"{self.options.out}/{entry['file']}" for entry in side)
         found = ClassTotals()
-        for split_dir in sorted(set(SPLIT_DIRS.values())):
+        for split, split_dir in sorted(SPLIT_DIRS.items(), key=lambda item: item[1]):
             base = self.root / split_dir
             if not base.is_dir():
+                continue
+            if split in FLAT:  # the images themselves, no class folders
+                if split_dir not in expected:
+                    report.problems.append(f"{base}: not listed in the manifest")
+                    continue
+                report.checked += 1
+                self._check_folder(split_dir, foreign, found, report, decode)
                 continue
             for cls in sorted(os.scandir(base), key=lambda e: e.name):
                 folder = f"{split_dir}/{cls.name}"
@@ -222,29 +244,7 @@ class ImageFolderSink:
                     report.problems.append(f"{cls.path}: not listed in the manifest")
                     continue
                 report.checked += 1
-                for entry in sorted(os.scandir(cls.path), key=lambda e: e.name):
-                    if entry.path in foreign:
-                        continue
-                    if not entry.is_file(follow_symlinks=False):
-                        report.problems.append(
-                            f"{entry.path}: not a file (a class folder holds only images)"
-                        )
-                        continue
-                    try:
-                        with open(entry.path, "rb") as f:
-                            data = f.read()
-                    except OSError as exc:
-                        report.problems.append(f"{entry.path}: cannot read ({exc.strerror})")
-                        continue
-                    found.add(folder, len(data), file_digest(f"{folder}/{entry.name}", data))
-                    report.records += 1
-                    if decode:
-                        from ...imagefix import decode_check
-
-                        try:
-                            decode_check(data, entry.path)
-                        except DataError as exc:
-                            report.problems.append(str(exc))
+                self._check_folder(folder, foreign, found, report, decode)
         got = found.as_dict()
         for folder, want in expected.items():
             have = got.get(folder)
@@ -257,3 +257,35 @@ class ImageFolderSink:
                     f"{want['digest']}"
                 )
         return report
+
+    def _check_folder(
+        self,
+        folder: str,
+        foreign: set[str],
+        found: ClassTotals,
+        report: VerifyReport,
+        decode: bool,
+    ) -> None:
+        """Read every image of a folder (a class folder, or the test folder) into ``found``."""
+        for entry in sorted(os.scandir(self.root / folder), key=lambda e: e.name):
+            if entry.path in foreign:
+                continue
+            if not entry.is_file(follow_symlinks=False):
+                what = "the test folder" if "/" not in folder else "a class folder"
+                report.problems.append(f"{entry.path}: not a file ({what} holds only images)")
+                continue
+            try:
+                with open(entry.path, "rb") as f:
+                    data = f.read()
+            except OSError as exc:
+                report.problems.append(f"{entry.path}: cannot read ({exc.strerror})")
+                continue
+            found.add(folder, len(data), file_digest(f"{folder}/{entry.name}", data))
+            report.records += 1
+            if decode:
+                from ...imagefix import decode_check
+
+                try:
+                    decode_check(data, entry.path)
+                except DataError as exc:
+                    report.problems.append(str(exc))

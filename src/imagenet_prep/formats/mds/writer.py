@@ -5,6 +5,7 @@ One plan shard is one MDS shard, named by its index in the split, its samples in
 shard is kept in memory until its commit, as ``MDSWriter`` keeps it (the image bytes are
 referenced, not copied), and refused when it would reach 4 GiB (MDS offsets are 32-bit).
 ``finalize`` writes each split's ``index.json``; there are no DALI index files for MDS.
+A test image has no class: ``y`` is -1, ``wnid`` and ``text`` are empty.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ class MDSShardWriter(ShardedWriter):
             y=ref.label,
             key=ref.key,
             wnid=ref.wnid,
-            text=self._texts[ref.wnid],
+            text=self._texts[ref.wnid] if ref.wnid else "",  # a test image: no class
             filename=ref.filename,
             width=sample.width,
             height=sample.height,
@@ -154,10 +155,12 @@ def check_shard(out: Path, shard: dict[str, Any], *, decode: bool) -> VerifyRepo
             f"{path}: {report.records} samples, the manifest says {shard['records']}"
         )
     synsets = load_synsets()
+    test = split_of(shard) == "test"
     for i in range(report.records):
         where = f"{path}: sample {i}"
         try:
-            problem = _check_sample(view[offsets[i] : offsets[i + 1]], where, synsets, decode)
+            sample = view[offsets[i] : offsets[i + 1]]
+            problem = _check_sample(sample, where, synsets, decode, test=test)
         except (DataError, ValueError, KeyError, TypeError) as exc:
             problem = f"{where}: {exc}"
         if problem:
@@ -165,11 +168,19 @@ def check_shard(out: Path, shard: dict[str, Any], *, decode: bool) -> VerifyRepo
     return report
 
 
-def _check_sample(data: memoryview, where: str, synsets: Any, decode: bool) -> str | None:
-    """What is wrong with one sample, or None."""
+def _check_sample(
+    data: memoryview, where: str, synsets: Any, decode: bool, *, test: bool = False
+) -> str | None:
+    """What is wrong with one sample, or None. A test sample (``test``) has no class: ``y``
+    -1, empty ``wnid`` and ``text``; any other names its wnid's class."""
     col = mds.columns(data, where)
     wnid, label, key = mds.as_str(col["wnid"]), mds.as_int(col["y"]), mds.as_str(col["key"])
-    if wnid not in synsets or synsets.index(wnid) != label:
+    if test:
+        if (label, wnid, mds.as_str(col["text"])) != (-1, "", ""):
+            return (
+                f"{where}: a test sample must have y -1 and no wnid or text, not {label}, {wnid!r}"
+            )
+    elif wnid not in synsets or synsets.index(wnid) != label:
         return f"{where}: class {label} is not {wnid}"
     filename = mds.as_str(col["filename"])
     if stem(filename) != key:

@@ -1,4 +1,8 @@
-"""TFRecords as the reference scripts lay them out: ``OUT/tfrecord/<split>-%05d-of-%05d``."""
+"""TFRecords as the reference scripts lay them out: ``OUT/tfrecord/<split>-%05d-of-%05d``.
+
+A test image has no class: its record's ``image/class/label`` is ``--label-offset`` - 1 (0,
+the background label, by default) and its synset and text are empty.
+"""
 
 from __future__ import annotations
 
@@ -18,7 +22,7 @@ from ..shardfile import (
     finalize_shards,
 )
 from . import spec as tfrecord_io
-from .spec import ENCODED, FEATURES, FILENAME, HEIGHT, LABEL, SYNSET, WIDTH, XMIN
+from .spec import ENCODED, FEATURES, FILENAME, HEIGHT, LABEL, SYNSET, TEXT, WIDTH, XMIN
 
 DIRNAME = "tfrecord"
 
@@ -37,9 +41,9 @@ class TFRecordShardWriter(ShardedWriter):
             encoded=sample.data,
             height=sample.height,
             width=sample.width,
-            label=ref.label + self._offset,
+            label=ref.label + self._offset,  # a test image: label -1, offset - 1
             synset=ref.wnid,
-            text=self._texts[ref.wnid],
+            text=self._texts[ref.wnid] if ref.wnid else "",
             filename=ref.filename,
             boxes=[(b.xmin, b.ymin, b.xmax, b.ymax) for b in ref.boxes],
         )
@@ -81,10 +85,11 @@ def check_shard(
     if path is None:
         return report
     synsets = load_synsets()
+    test = is_test_shard(shard)
     count = 0
     try:
         for _offset, data in tfrecord_io.iter_records(path):
-            problem = _check_example(data, synsets, label_offset, decode)
+            problem = _check_example(data, synsets, label_offset, decode, test=test)
             if problem:
                 report.problems.append(f"{path}: record {count}: {problem}")
             count += 1
@@ -98,6 +103,17 @@ def check_shard(
     return report
 
 
+def is_test_shard(shard: dict[str, Any]) -> bool:
+    """Whether a listed shard holds test images (no class), by its name.
+
+    >>> is_test_shard({"file": "tfrecord/test-00000-of-00256"})
+    True
+    >>> is_test_shard({"file": "tfrecord/train-00000-of-01024"})
+    False
+    """
+    return str(shard["file"]).rsplit("/", 1)[-1].startswith("test-")
+
+
 def dali_index(path: Path) -> bytes:
     """DALI's tfrecord2idx index of a shard, computed by reading the shard itself."""
     return "".join(f"{o} {s}\n" for o, s in tfrecord_io.record_index(path)).encode("ascii")
@@ -107,7 +123,11 @@ def dali_index(path: Path) -> bytes:
 _PER_BOX = tuple(name for name, kind in FEATURES.items() if kind.per_box)
 
 
-def _check_example(data: bytes, synsets: Any, label_offset: int, decode: bool) -> str | None:
+def _check_example(
+    data: bytes, synsets: Any, label_offset: int, decode: bool, *, test: bool = False
+) -> str | None:
+    """What is wrong with one record, or None. A test record (``test``) has no class: label
+    ``label_offset`` - 1, empty synset and text; any other names its synset's label."""
     try:
         ex = tfrecord_io.decode_example(data)
     except DataError as exc:
@@ -117,13 +137,20 @@ def _check_example(data: bytes, synsets: Any, label_offset: int, decode: bool) -
         return f"missing features {', '.join(missing)}"
     try:
         synset = tfrecord_io.first_bytes(ex, SYNSET).decode("utf-8", "replace")
+        text = tfrecord_io.first_bytes(ex, TEXT)
         label = tfrecord_io.first_int(ex, LABEL) - label_offset
         name = tfrecord_io.first_bytes(ex, FILENAME).decode("utf-8", "replace")
         encoded = tfrecord_io.first_bytes(ex, ENCODED)
         size = (tfrecord_io.first_int(ex, WIDTH), tfrecord_io.first_int(ex, HEIGHT))
     except DataError as exc:
         return str(exc)
-    if synset not in synsets or synsets.index(synset) != label:
+    if test:
+        if (label, synset, text) != (-1, "", b""):
+            return (
+                f"a test record must have label {label_offset - 1} and no synset or text, "
+                f"not label {label + label_offset}, synset {synset!r}"
+            )
+    elif synset not in synsets or synsets.index(synset) != label:
         return f"label {label + label_offset} does not match synset {synset}"
     n = len(ex[XMIN].values)
     for key in _PER_BOX:

@@ -5,8 +5,9 @@ readers split a member's name at its first dot); its members, in sorted order, a
 (the 0-based class index as ASCII, torchvision's convention, not affected by
 ``--label-offset``), ``.jpg`` (the image bytes as the TFRecords carry them) and ``.json``
 (wnid, text, width, height, filename, normalized boxes; ``filename`` is the image's name as
-found, so the original stem is there when the key differs). Tars are written with the
-standard library, with fixed mtime, owner and mode, so the bytes are reproducible.
+found, so the original stem is there when the key differs). A test image has no class: its
+``.cls`` is ``-1`` and its wnid and text are empty. Tars are written with the standard
+library, with fixed mtime, owner and mode, so the bytes are reproducible.
 
 Beside the shards, ``finalize`` writes what two popular readers look for: ``README.md``, a
 dataset card that Hugging Face ``datasets.load_dataset(folder)`` reads (splits and explicit
@@ -109,7 +110,7 @@ class WebDatasetShardWriter(ShardedWriter):
         ref = sample.ref
         meta = {
             "wnid": ref.wnid,
-            "text": self._texts[ref.wnid],
+            "text": self._texts[ref.wnid] if ref.wnid else "",  # a test image: no class
             "width": sample.width,
             "height": sample.height,
             "filename": ref.filename,
@@ -172,6 +173,15 @@ class WebDatasetSink(ShardedSink):
         return check_shard(self.options.out, shard, decode=decode)
 
 
+def split_of(shard: dict[str, Any]) -> str:
+    """The split of a listed shard, from its name.
+
+    >>> split_of({"file": "webdataset/test-000001.tar"})
+    'test'
+    """
+    return str(shard["file"]).rsplit("/", 1)[-1].rsplit("-", 1)[0]
+
+
 def split_shards(shards: Iterable[dict[str, Any]]) -> dict[str, list[tuple[str, int]]]:
     """Shard file names (relative to the folder) and sample counts, per split, in order.
 
@@ -181,7 +191,7 @@ def split_shards(shards: Iterable[dict[str, Any]]) -> dict[str, list[tuple[str, 
     splits: dict[str, list[tuple[str, int]]] = {}
     for shard in sorted(shards, key=lambda s: str(s["file"])):
         name = str(shard["file"]).rsplit("/", 1)[-1]
-        splits.setdefault(name.rsplit("-", 1)[0], []).append((name, int(shard["records"])))
+        splits.setdefault(split_of(shard), []).append((name, int(shard["records"])))
     return splits
 
 
@@ -230,6 +240,7 @@ def check_shard(out: Path, shard: dict[str, Any], *, decode: bool) -> VerifyRepo
     if path is None:
         return report
     synsets = load_synsets()
+    test = split_of(shard) == "test"
     try:
         samples = read_samples(path)
     except DataError as exc:
@@ -251,7 +262,13 @@ def check_shard(out: Path, shard: dict[str, Any], *, decode: bool) -> VerifyRepo
         except ValueError as exc:
             report.problems.append(f"{path}: sample {key}: unreadable .cls or .json ({exc})")
             continue
-        if meta.get("wnid") not in synsets or synsets.index(meta["wnid"]) != label:
+        if test:  # no class: -1, no wnid or text
+            if (label, meta.get("wnid"), meta.get("text")) != (-1, "", ""):
+                report.problems.append(
+                    f"{path}: sample {key}: a test sample must have class -1 and no wnid or "
+                    f"text, not class {label}, wnid {meta.get('wnid')!r}"
+                )
+        elif meta.get("wnid") not in synsets or synsets.index(meta["wnid"]) != label:
             report.problems.append(f"{path}: sample {key}: class {label} is not {meta.get('wnid')}")
         filename = meta.get("filename")
         if not isinstance(filename, str) or sample_key(os.path.splitext(filename)[0]) != key:
