@@ -189,6 +189,8 @@ def test_labels_do_not_depend_on_the_label_offset(
 def test_format_detection_and_errors(built: Path, tmp_path: Path) -> None:
     assert detect_format(built) == "tfrecord"
     with pytest.raises(ValueError, match="split"):
+        iterate(built, "holdout")
+    with pytest.raises(DataError, match="has no test split"):  # a split the build left out
         iterate(built, "test")
     with pytest.raises(ValueError, match="format"):
         iterate(built, "train", format="lmdb")

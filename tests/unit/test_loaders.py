@@ -247,7 +247,7 @@ def test_loader_config_is_validated_once() -> None:
         with pytest.raises(ValueError, match=message):
             LoaderConfig(Path("out"), "train", **options)
     with pytest.raises(ValueError, match="split"):
-        LoaderConfig(Path("out"), "test")
+        LoaderConfig(Path("out"), "holdout")
 
 
 def test_the_keyword_options_are_the_configs_and_no_others() -> None:

@@ -1,6 +1,8 @@
 """Read a build's output back for training: ``iterate()`` and framework adapters.
 
-``iterate(root, split, ...)`` yields ``(image, label, key)`` with no framework at all;
+``iterate(root, split, ...)`` yields ``(image, label, key)`` with no framework at all
+(``split``: ``train``, ``validation`` or, when the build has it, ``test``, whose images have
+no class: label -1);
 ``imagenet_prep.loaders.torch`` (PyTorch ``IterableDataset`` and a resumable loader) and
 ``imagenet_prep.loaders.tf`` (a ``tf.data`` pipeline over the TFRecords) are imported only
 when used and need their framework installed.

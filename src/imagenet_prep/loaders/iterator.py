@@ -27,8 +27,9 @@ class ImageNetIterator(Resumable, Iterator[Sample]):
     """Yields ``(image, label, key)`` for one consumer of one epoch.
 
     ``image`` is uint8 HxWx3 RGB (``image_size`` square with a transform), ``label`` the
-    0-based synset index, ``key`` the file stem. The order depends only on the config, the
-    consumer (by default worker 0 of 1 on the config's rank) and the epoch.
+    0-based synset index (-1 in the test split: no class), ``key`` the file stem. The order
+    depends only on the config, the consumer (by default worker 0 of 1 on the config's rank)
+    and the epoch.
     ``state_dict()`` after any number of images and ``load_state_dict()`` on a fresh
     iterator continue with exactly the images (and crops) that would have come next.
     """
@@ -175,8 +176,10 @@ def iterate(
 ) -> ImageNetIterator:
     """Iterate ``(image, label, key)`` over ``split`` of the build at ``root``.
 
-    The options are :class:`LoaderConfig`'s (with its defaults): ``format`` is
-    ``tfrecord``, ``webdataset`` or ``imagefolder`` (default: the first the build wrote);
+    ``split`` is ``train``, ``validation`` (or ``val``) or ``test`` (label -1: the test
+    images have no class). The options are :class:`LoaderConfig`'s (with its defaults):
+    ``format`` is ``tfrecord``, ``webdataset``, ``imagefolder`` or ``mds`` (default: the
+    first the build wrote);
     ``transform`` is None, ``train``, ``train-inception`` or ``eval``; ``image_size``,
     ``seed``, ``shuffle``, ``buffer_size``, ``balance``, ``decoder``, ``max_pixels``.
     ``rank``/``world_size`` and ``worker``/``num_workers`` pick this consumer's share;

@@ -30,7 +30,8 @@ DEFAULT_BUFFER = 256
 class LoaderConfig:
     """What to read and how; the same for every worker of a rank. Validated on creation.
 
-    ``shuffle=None`` means on for ``train``, off for ``validation``. ``buffer_size`` is the
+    ``split`` is ``train``, ``validation`` or ``test`` (whose labels are -1: no class).
+    ``shuffle=None`` means on for ``train``, off for the others. ``buffer_size`` is the
     number of undecoded records a consumer holds to shuffle within (about 110 KB each);
     ImageFolder needs none (its files are permuted one by one). An image whose header
     declares more than ``max_pixels`` pixels is refused before anything is allocated for it

@@ -6,7 +6,8 @@ shuffled through ``tf.data``'s buffer (so the order within a rank differs from t
 loader's; the images and labels do not), parsed as the inception models parse them, and
 cropped while decoding (``decode_and_crop_jpeg``). Random crops use stateless ops seeded by
 (seed, epoch, position), so a pipeline is reproducible. Labels are 0-based whatever
-``--label-offset`` the records were built with.
+``--label-offset`` the records were built with; the test split's are -1 (no class: its
+records hold ``--label-offset`` - 1).
 """
 
 from __future__ import annotations

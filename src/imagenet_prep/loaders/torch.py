@@ -4,8 +4,9 @@ Each ``DataLoader`` worker of each rank is one consumer of the epoch (see ``orde
 ``num_workers`` and ``torch.distributed`` ranks split the data without overlap. Images are
 uint8 tensors, CHW by default (a view of the decoded HWC pixels: the shape is CHW, the memory
 is channels-last, which convolutions on GPU prefer; call ``.contiguous()`` if you need
-NCHW-contiguous memory) or HWC; labels are int64. Nothing is converted to float here:
-do that on the device, e.g. ``images.cuda().float().div_(255)`` and normalize.
+NCHW-contiguous memory) or HWC; labels are int64 (-1 for the test split, which has no
+classes). Nothing is converted to float here: do that on the device, e.g.
+``images.cuda().float().div_(255)`` and normalize.
 
 The fast path batches inside the workers (``batch_size=``): each worker decodes and crops
 straight into one preallocated ``(B, H, W, 3)`` array, so a batch costs no per-image

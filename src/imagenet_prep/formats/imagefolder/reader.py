@@ -1,4 +1,5 @@
-"""``OUT/imagefolder/{train,val}/<wnid>/<file>``: one unit per file, labels by synset."""
+"""``OUT/imagefolder/{train,val}/<wnid>/<file>``: one unit per file, labels by synset;
+``OUT/imagefolder/test/<file>``: the test images, label -1."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from ...errors import DataError
 from ...labels import load_synsets
 from ...loaders.readers.base import RawSample, Want, stem
 from ...loaders.transforms import Box
+from .writer import FLAT, SPLIT_DIRS
 
 BOXES_CSV = "imagenet_2012_bounding_boxes.csv"
 
@@ -50,7 +52,8 @@ def _read_file(path: str) -> bytes:
 
 
 class ImageFolderReader:
-    """``OUT/imagefolder/{train,val}/<wnid>/<file>``: one unit per file, labels by synset."""
+    """``OUT/imagefolder/{train,val}/<wnid>/<file>``: one unit per file, labels by synset;
+    the test split's files lie in ``OUT/imagefolder/test/`` itself, label -1."""
 
     format = "imagefolder"
 
@@ -58,26 +61,39 @@ class ImageFolderReader:
         self, root: Path, split: str, section: dict[str, Any], *, boxes: bool = False
     ) -> None:
         self.split = split
-        folder = {"train": "train", "validation": "val"}[split]
+        folder = SPLIT_DIRS[split]
         self.root = root / "imagefolder" / folder
         self._root = str(self.root)
         synsets = load_synsets()
+        # Files beside the images: the build's (metadata.parquet) and a user's it left.
+        skip = {
+            str(root / name)
+            for name in (
+                *(entry["file"] for entry in section.get("side_files", ())),
+                *section.get("foreign", ()),
+            )
+        }
         names: list[str] = []
         labels: list[int] = []
         for entry, info in sorted(section["classes"].items()):
             top, _, wnid = entry.partition("/")
             if top != folder:
                 continue
+            # A class folder, or (the test split) the split folder itself: no class, -1.
+            label = -1 if split in FLAT else synsets.index(wnid)
+            where = self.root / wnid if wnid else self.root
             try:
-                files = sorted(n for n in os.listdir(self.root / wnid) if not n.startswith("."))
-            except OSError as exc:
-                raise DataError(f"{self.root / wnid}: cannot list ({exc.strerror})") from None
-            if len(files) != info["count"]:
-                raise DataError(
-                    f"{self.root / wnid}: {len(files)} files, the manifest says {info['count']}"
+                files = sorted(
+                    n
+                    for n in os.listdir(where)
+                    if not n.startswith(".") and str(where / n) not in skip
                 )
-            names.extend(f"{wnid}/{n}" for n in files)
-            labels.extend([synsets.index(wnid)] * len(files))
+            except OSError as exc:
+                raise DataError(f"{where}: cannot list ({exc.strerror})") from None
+            if len(files) != info["count"]:
+                raise DataError(f"{where}: {len(files)} files, the manifest says {info['count']}")
+            names.extend(f"{wnid}/{n}" if wnid else n for n in files)
+            labels.extend([label] * len(files))
         # Fixed-width byte strings: one buffer, no per-file Python objects to copy into workers.
         self.names = np.array([n.encode("utf-8") for n in names], dtype=np.bytes_)
         self.labels = np.array(labels, dtype=np.int32)
@@ -95,5 +111,5 @@ class ImageFolderReader:
             data = _read_file(path)
         except OSError as exc:
             raise DataError(f"{path}: cannot read ({exc.strerror})") from None
-        key = stem(relpath.rsplit("/", 1)[1])
+        key = stem(relpath.rsplit("/", 1)[-1])
         yield 0, RawSample(key, int(self.labels[unit]), data, self.boxes.get(key, ()), path)

@@ -1,5 +1,8 @@
 """Raw samples (key, 0-based label, image bytes, boxes) from a build's output, per format.
 
+The test split has no classes: its label is -1 in every format (whatever ``--label-offset``
+the TFRecords were built with).
+
 A reader divides a split into *units*, the pieces it reads sequentially: TFRecord and
 WebDataset shards as listed in ``manifest.json``, or single files for ImageFolder (which
 allows a full per-epoch shuffle). ``read(unit, start, stop, want)`` yields the unit's
@@ -20,7 +23,7 @@ from ...manifest import Manifest, read_manifest
 from .base import RawSample, Reader, Want
 
 FORMATS = NAMES
-SPLITS = ("train", "validation")
+SPLITS = ("train", "validation", "test")
 
 __all__ = [
     "FORMATS",
@@ -35,10 +38,10 @@ __all__ = [
 
 
 def normalize_split(split: str) -> str:
-    """``train`` or ``validation`` (``val`` is accepted for the latter).
+    """``train``, ``validation`` (``val`` is accepted for it) or ``test``.
 
-    >>> normalize_split("val")
-    'validation'
+    >>> normalize_split("val"), normalize_split("test")
+    ('validation', 'test')
     """
     split = {"val": "validation"}.get(split, split)
     if split not in SPLITS:
