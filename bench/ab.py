@@ -50,16 +50,14 @@ from run import (
     add_download_options,
     archives,
     busy_seconds,
+    digest,
     fixture,
     image_stats,
     warm,
 )
 
-from imagenet_prep.fsutil import hash_file
-
 WORKTREES = Path("/tmp")
 PR_SET_CHILD_SUBREAPER = 36  # <linux/prctl.h>
-NOT_COMPARED = ("manifest.json", ".imagenet-prep")  # dates, paths, timings; bookkeeping
 PROBE = (
     "import compileall, os, imagenet_prep; "
     "compileall.compile_dir(os.path.dirname(imagenet_prep.__file__), quiet=1); "
@@ -74,7 +72,6 @@ class Side(Row):
     role: str = "ours"
     tree: Path = ROOT
     user_sys: list[float] = field(default_factory=list)  # CPU s from getrusage(children)
-    digests: dict[str, tuple[int, str]] | None = None
     fingerprint: tuple[tuple[str, int, int], ...] = ()
 
     @property
@@ -166,20 +163,6 @@ def probe(side: Side) -> None:
     print(f"{side.name}: imagenet_prep.__file__ = {imported}")
     if not imported.is_relative_to(side.tree / "src"):
         raise SystemExit(f"{side.name}: imported from {imported}, not from {side.tree}/src")
-
-
-def digest(out: Path) -> dict[str, tuple[int, str]]:
-    """Size and XXH3-128 of every file a build wrote, but for manifest.json and .imagenet-prep/."""
-    files: dict[str, tuple[int, str]] = {}
-    for folder, dirs, names in os.walk(out):
-        here = Path(folder)
-        if here == out:
-            dirs[:] = [d for d in dirs if d not in NOT_COMPARED]
-            names = [n for n in names if n not in NOT_COMPARED]
-        for name in names:
-            path = here / name
-            files[path.relative_to(out).as_posix()] = hash_file(path)
-    return files
 
 
 def become_subreaper() -> None:

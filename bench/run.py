@@ -5,10 +5,13 @@ work and real peers.
     python bench/run.py [--classes 100 --per-class 200 --val-per-class 10] [--runs 3]
                         [--memory full|free] [--skip-baseline] [--skip-peers] [--write-docs]
 
-Generates its download with `imagenet-prep fixture` (kept in bench/out/ between runs), warms
-the page cache, then measures each command (median of --runs runs: wall time, images/s, MB/s
+Generates its download with `imagenet-prep fixture` (kept in bench/out/ between runs), and
+Kaggle's one-zip download of the same images (`--layout kaggle`, kept beside it), warms the
+page cache, then measures each command (median of --runs runs: wall time, images/s, MB/s
 of image input, peak memory summed over all its processes) and prints ratios measured in the
 same run, a projection to the full 1,331,167 images, and PASS/FAIL for issue 4's targets.
+The build from the Kaggle zip takes turns with the build from the official tars (and the
+floors), and is given as its ratio to it; the two builds' outputs are compared once.
 Every run starts in the memory state that --memory names (bench/memstate.py): by default
 free memory is full of clean page cache, as on a machine that has been up a while; the
 build and the floors take turns.
@@ -24,6 +27,7 @@ import statistics
 import subprocess
 import sys
 import tarfile
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
@@ -36,6 +40,7 @@ from peak_memory import measure
 
 from imagenet_prep.archive import file_md5
 from imagenet_prep.formats import NAMES
+from imagenet_prep.fsutil import hash_file
 from imagenet_prep.labels import (
     load_synsets,
     shipped_validation_labels,
@@ -46,6 +51,7 @@ from imagenet_prep.sources import (
     BOX_TRAIN_ARCHIVE,
     BOX_VAL_ARCHIVE,
     DEVKIT_ARCHIVE,
+    KAGGLE_ZIP,
     TRAIN_ARCHIVE,
     VAL_ARCHIVE,
     discover,
@@ -64,18 +70,28 @@ IMAGE_ARCHIVES = (TRAIN_ARCHIVE, VAL_ARCHIVE)
 # What the floors copy: the archives a build reads in full.
 COPIED_ARCHIVES = (*IMAGE_ARCHIVES, BOX_TRAIN_ARCHIVE)
 ARCHIVE_NAMES = (*COPIED_ARCHIVES, BOX_VAL_ARCHIVE, DEVKIT_ARCHIVE)
+# Where Kaggle's zip keeps the images (train/<wnid>/, val/, test/).
+KAGGLE_IMAGES = "ILSVRC/Data/CLS-LOC/"
+# Not compared between two builds' outputs: dates, paths, timings; bookkeeping.
+NOT_COMPARED = ("manifest.json", ".imagenet-prep")
 
 
 @dataclass
 class Row:
     name: str
     note: str
-    # "ours", "floor" (a ratio against it), "md5" and "format" (no ratio) or "peer"
+    # "ours", "floor" (a ratio against it), "source" (ours from another download: its time
+    # over ours), "md5" and "format" (no ratio) or "peer"
     role: str = "peer"
     seconds: list[float] = field(default_factory=list)
     peak_mb: list[float] = field(default_factory=list)
     cpu: list[float] = field(default_factory=list)
+    # MB read from disk during each run (/proc/vmstat pgpgin, the whole machine): 0 when the
+    # page cache held every input
+    disk_mb: list[float] = field(default_factory=list)
     error: str | None = None
+    # size and XXH3-128 of each file of one run's output (see ``digest``), when asked for
+    digests: dict[str, tuple[int, str]] | None = None
 
     @property
     def median(self) -> float:
@@ -129,6 +145,49 @@ def fixture(args: argparse.Namespace, out: Path) -> Path:
     return download
 
 
+def kaggle_fixture(args: argparse.Namespace, out: Path) -> Path:
+    """Kaggle's one-zip download of the same images as ``fixture``'s (``--layout kaggle``,
+    the same options), kept beside it; written into a scratch folder and renamed when whole."""
+    key = f"{args.classes}x{args.per_class}x{args.val_per_class}"
+    download = out / f"download-{key}-kaggle"
+    if not (download / KAGGLE_ZIP).is_file():
+        partial = out / f"{download.name}.partial"
+        shutil.rmtree(partial, ignore_errors=True)
+        shutil.rmtree(download, ignore_errors=True)
+        print(f"generating Kaggle's download ({key}) in {download}", flush=True)
+        run(
+            [
+                PY,
+                "-m",
+                "imagenet_prep",
+                "fixture",
+                str(partial),
+                "--classes",
+                str(args.classes),
+                "--per-class",
+                str(args.per_class),
+                "--val-per-class",
+                str(args.val_per_class),
+                "--layout",
+                "kaggle",
+            ]
+        )
+        partial.rename(download)
+    return download
+
+
+def zip_image_stats(path: Path) -> tuple[int, int]:
+    """(images, bytes of image data) under the Kaggle zip's image folders (Python's zipfile:
+    not the code measured)."""
+    images = nbytes = 0
+    with zipfile.ZipFile(path) as z:
+        for info in z.infolist():
+            if info.filename.startswith(KAGGLE_IMAGES) and not info.is_dir():
+                images += 1
+                nbytes += info.file_size
+    return images, nbytes
+
+
 def image_stats(download: Path) -> tuple[int, int]:
     """(images, bytes of image data) in the download's two image archives."""
     images = nbytes = 0
@@ -152,11 +211,18 @@ def archives(download: Path) -> list[Path]:
     return [download / n for n in COPIED_ARCHIVES]
 
 
-def warm(download: Path) -> None:
-    for path in archives(download):
-        with open(path, "rb") as f:
-            while f.read(16 << 20):
-                pass
+def warm(download: Path, *more: Path) -> None:
+    """Read the archives a build reads in full, and the files ``more``, into the page cache,
+    twice: a page read once is on the inactive list, the first that reclaim takes, and the
+    memory state's fill (bench/memstate.py) and the runs' output would push it out before a
+    run reads it (a first run of the Kaggle zip's build read 1.8 GB of its 1.95 GB zip from
+    disk so); read again, it is on the active list, which reclaim leaves alone while the
+    inactive one holds the fill and the output."""
+    for _ in range(2):
+        for path in [*archives(download), *more]:
+            with open(path, "rb") as f:
+                while f.read(16 << 20):
+                    pass
 
 
 def extract_tree(download: Path, out: Path) -> Path:
@@ -202,12 +268,45 @@ def busy_seconds() -> float:
     return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
 
 
+def disk_read_mb() -> float:
+    """MB the machine has read from block devices so far (``pgpgin`` in /proc/vmstat, KiB)."""
+    with open("/proc/vmstat") as f:
+        for line in f:
+            if line.startswith("pgpgin "):
+                return int(line.split()[1]) * 1024 / 1e6
+    return float("nan")
+
+
+def digest(out: Path) -> dict[str, tuple[int, str]]:
+    """Size and XXH3-128 of every file a build wrote, but for manifest.json and .imagenet-prep/."""
+    files: dict[str, tuple[int, str]] = {}
+    for folder, dirs, names in os.walk(out):
+        here = Path(folder)
+        if here == out:
+            dirs[:] = [d for d in dirs if d not in NOT_COMPARED]
+            names = [n for n in names if n not in NOT_COMPARED]
+        for name in names:
+            path = here / name
+            files[path.relative_to(out).as_posix()] = hash_file(path)
+    return files
+
+
 Command = Callable[[Path], list[str]]
 
 
-def timed(group: list[tuple[Row, Command]], runs: int, scratch: Path, memory: MemoryState) -> None:
+def timed(
+    group: list[tuple[Row, Command]],
+    runs: int,
+    scratch: Path,
+    memory: MemoryState,
+    digests: tuple[Row, ...] = (),
+) -> None:
     """Run each ``command(out)`` ``runs`` times, each run into a folder of its own under
     ``scratch``, the machine's memory held in ``memory``'s state (bench/memstate.py).
+
+    The rows in ``digests`` keep ``digest(out / "out")`` of their last run (untimed, right
+    after it: ``--memory free`` truncates the output then; the last, so that the pages it
+    reads again, which the page cache then keeps longer, are there for as few runs as can be).
 
     With memory full the rows of a group take turns (a run of each, then the next round), so
     that a slow or quick spell of this shared machine falls on all of them; with memory free
@@ -231,15 +330,18 @@ def timed(group: list[tuple[Row, Command]], runs: int, scratch: Path, memory: Me
             continue
         out = scratch / f"{i}-run-{run_no}"
         out.mkdir(parents=True)
-        busy = busy_seconds()
+        busy, read = busy_seconds(), disk_read_mb()
         result = measure(command(out), 0.01)
-        busy = busy_seconds() - busy
+        busy, read = busy_seconds() - busy, disk_read_mb() - read
         if result["returncode"] != 0:
             row.error = f"exit {result['returncode']}"
             continue
         row.seconds.append(float(result["seconds"]))
         row.cpu.append(busy)
         row.peak_mb.append(float(result["peak_rss_mb"]))
+        row.disk_mb.append(read)
+        if run_no == runs - 1 and any(row is d for d in digests):
+            row.digests = digest(out / "out")
         memory.after_run(out)
     shutil.rmtree(scratch, ignore_errors=True)
 
@@ -264,11 +366,19 @@ def archive_facts(download: Path) -> dict[str, dict[str, object]]:
 
 
 def suite(
-    args: argparse.Namespace, download: Path, scratch: Path, memory: MemoryState
+    args: argparse.Namespace, download: Path, kaggle: Path, scratch: Path, memory: MemoryState
 ) -> tuple[list[Row], Row, Row, Row | None]:
     """Time every command: the rows, and among them ours, the floor and the baseline."""
     ours = Row("imagenet-prep build", f"tfrecord + box CSV, {args.workers} workers", "ours")
     build = [PY, "-m", "imagenet_prep", "build", "--source", str(download), "--quiet"]
+    # The same build from Kaggle's zip of the same images (read in place): its own row, in
+    # the build's group (taking turns with it), given as its time over the official build's.
+    zipped = Row(
+        "imagenet-prep build, Kaggle zip",
+        f"the same from Kaggle's zip of the same images, read in place, {args.workers} workers",
+        "source",
+    )
+    from_zip = [PY, "-m", "imagenet_prep", "build", "--source", str(kaggle), "--quiet"]
     floor = Row("I/O floor: cat", "cat of the three archives into one file", "floor")
     cat = " ".join(f"'{p}'" for p in archives(download))
     # GNU cat copies with copy_file_range (in the kernel, nothing read into user space);
@@ -283,9 +393,13 @@ def suite(
         ),
         (floor, lambda out: ["sh", "-c", f"cat {cat} > '{out}/cat.bin'"]),
         (copy, lambda out: ["sh", "-c", f"{{ {dd}; }} > '{out}/dd.bin'"]),
+        (
+            zipped,
+            lambda out: [*from_zip, "--output", str(out / "out"), "--workers", str(args.workers)],
+        ),
     ]
-    timed(group, args.runs, scratch, memory)
-    rows = [ours, floor, copy]
+    timed(group, args.runs, scratch, memory, digests=(ours, zipped))
+    rows = [ours, zipped, floor, copy]
     # The same build writing each other format (every format in the registry), for its cost.
     formats: list[tuple[Row, Command]] = []
     for name in NAMES:
@@ -391,17 +505,30 @@ def main() -> int:
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     download = fixture(args, args.out)
+    kaggle = kaggle_fixture(args, args.out)
     images, nbytes = image_stats(download)
     print(f"download: {images:,} images, {nbytes / 1e9:.2f} GB of image data", flush=True)
+    in_zip = zip_image_stats(kaggle / KAGGLE_ZIP)
+    if in_zip != (images, nbytes):
+        raise SystemExit(
+            f"{kaggle / KAGGLE_ZIP}: {in_zip[0]:,} images, {in_zip[1]:,} bytes; the archives "
+            f"hold {images:,}, {nbytes:,}: not the same images (delete it to make it again)"
+        )
     scratch = args.out / "scratch"
-    warm(download)
+    warm(download, kaggle / KAGGLE_ZIP)
 
+    # What one run writes, about: the archives (cat), or shards of the same images (either
+    # build); the Kaggle zip adds to what the page cache holds, not to what a run writes.
     memory = MemoryState(args.memory, args.out, sum(p.stat().st_size for p in archives(download)))
     try:
-        rows, ours, floor, baseline = suite(args, download, scratch, memory)
+        rows, ours, floor, baseline = suite(args, download, kaggle, scratch, memory)
     finally:
         memory.close()
     text = report(rows, images, nbytes, ours, floor, baseline)
+    for r in rows:
+        if r.disk_mb:
+            each = ", ".join(f"{mb:,.0f}" for mb in r.disk_mb)
+            print(f"read from disk in the runs of {r.name} (MB, whole machine): {each}")
     print(text)
     if args.write_docs:
         write_docs(text, args)
@@ -425,6 +552,7 @@ def report(
             continue
         ratio = {
             "ours": "",
+            "source": f"zip / tars: {r.median / ours.median:.2f}x",
             "md5": "",
             "format": "",
             "floor": f"{ours.median / r.median:.2f}x the floor",
@@ -439,6 +567,8 @@ def report(
         "CPU s: the machine's busy time during the run (all processes and the kernel, from "
         "/proc/stat), median.",
         "",
+        *source_lines(rows, ours),
+        *disk_lines(rows),
         f"Projection to the full {FULL_IMAGES:,} images (measured seconds per image):",
         "",
     ]
@@ -482,6 +612,58 @@ def report(
         )
     lines += [f"- {'PASS' if ok else 'FAIL'}: {text}" for text, ok in checks]
     return "\n".join(lines)
+
+
+def source_lines(rows: list[Row], ours: Row) -> list[str]:
+    """The builds from another download (the Kaggle zip) against ours: the ratio of the
+    medians, of each round's pair of runs, and whether the outputs are the same bytes."""
+    lines: list[str] = []
+    for r in rows:
+        if r.role != "source" or not r.seconds or not ours.seconds:
+            continue
+        pairs = [z / t for t, z in zip(ours.seconds, r.seconds, strict=False)]
+        lines.append(
+            f"{r.name} against the official tars' build, taking turns in the same group: "
+            f"{r.median:.2f} s against {ours.median:.2f} s, {r.median / ours.median:.2f}x "
+            f"(each round: {min(pairs):.2f}-{max(pairs):.2f}x); CPU s {r.cpu_median:.2f} "
+            f"against {ours.cpu_median:.2f}; peak {r.peak:,.0f} MB against {ours.peak:,.0f} MB."
+        )
+        lines.append(f"Output against the tars' build (last runs): {same_output(ours, r)}.")
+        lines.append("")
+    return lines
+
+
+def disk_lines(rows: list[Row]) -> list[str]:
+    """How much the machine read from disk during the build group's runs: about 0 when the
+    page cache held their input, as the table's "page cache warm" says."""
+    group = [r for r in rows if r.role in ("ours", "source", "floor") and r.disk_mb]
+    if not group:
+        return []
+    most = ", ".join(f"{r.name} {max(r.disk_mb):,.0f} MB" for r in group)
+    return [
+        "Read from disk during a run of the build's group (/proc/vmstat pgpgin, the whole "
+        f"machine), the most in any run: {most}.",
+        "",
+    ]
+
+
+def same_output(a: Row, b: Row) -> str:
+    """MATCH or DIFFER, for the two rows' digests."""
+    x, y = a.digests or {}, b.digests or {}
+    if not x or not y:
+        return "not compared"
+    skipped = "manifest.json and .imagenet-prep/ not compared"
+    if x == y:
+        mb = sum(size for size, _ in x.values()) / 1e6
+        shards = sum(1 for n in x if n.startswith("tfrecord/"))
+        return (
+            f"MATCH, byte for byte ({len(x):,} files, {shards:,} of them TFRecord shards, "
+            f"{mb:,.0f} MB; {skipped})"
+        )
+    differ = sorted(n for n in x.keys() & y.keys() if x[n] != y[n])
+    only = sorted(x.keys() ^ y.keys())
+    names = ", ".join([*differ, *only][:5])
+    return f"DIFFER ({len(differ):,} files differ, {len(only):,} in one only: {names}; {skipped})"
 
 
 def write_docs(text: str, args: argparse.Namespace) -> None:
