@@ -119,6 +119,13 @@ def run(command: list[str], *, env: dict[str, str] | None = None) -> None:
         raise RuntimeError(f"{' '.join(command[:4])} ... failed: {proc.stderr[-2000:]}")
 
 
+def fixture_command(args: argparse.Namespace, out: Path, *more: str) -> list[str]:
+    """``imagenet-prep fixture`` with the suite's download options."""
+    sizes = ("--classes", args.classes, "--per-class", args.per_class)
+    sizes += ("--val-per-class", args.val_per_class)
+    return [PY, "-m", "imagenet_prep", "fixture", str(out), *map(str, sizes), *more]
+
+
 def fixture(args: argparse.Namespace, out: Path) -> Path:
     key = f"{args.classes}x{args.per_class}x{args.val_per_class}"
     download = out / f"download-{key}"
@@ -127,21 +134,7 @@ def fixture(args: argparse.Namespace, out: Path) -> Path:
         shutil.rmtree(download, ignore_errors=True)
         (out / f"{download.name}.md5.json").unlink(missing_ok=True)
         print(f"generating the download ({key}) in {download}", flush=True)
-        run(
-            [
-                PY,
-                "-m",
-                "imagenet_prep",
-                "fixture",
-                str(download),
-                "--classes",
-                str(args.classes),
-                "--per-class",
-                str(args.per_class),
-                "--val-per-class",
-                str(args.val_per_class),
-            ]
-        )
+        run(fixture_command(args, download))
     return download
 
 
@@ -155,23 +148,7 @@ def kaggle_fixture(args: argparse.Namespace, out: Path) -> Path:
         shutil.rmtree(partial, ignore_errors=True)
         shutil.rmtree(download, ignore_errors=True)
         print(f"generating Kaggle's download ({key}) in {download}", flush=True)
-        run(
-            [
-                PY,
-                "-m",
-                "imagenet_prep",
-                "fixture",
-                str(partial),
-                "--classes",
-                str(args.classes),
-                "--per-class",
-                str(args.per_class),
-                "--val-per-class",
-                str(args.val_per_class),
-                "--layout",
-                "kaggle",
-            ]
-        )
+        run(fixture_command(args, partial, "--layout", "kaggle"))
         partial.rename(download)
     return download
 
