@@ -37,6 +37,7 @@ FOREIGN_FILE = "foreign.json"
 # What formats keep per shard until the build joins it (removed once the manifest is written).
 PARTS_DIR = "parts"
 INDEX_DIR = "index"
+SPILL_DIR = "spill"
 
 
 def state_dir(out: Path) -> Path:
@@ -389,6 +390,14 @@ class OutputState:
     def index_file(self, archive_name: str) -> Path:
         """Where the index of the input archive ``archive_name`` is kept."""
         return self.root / INDEX_DIR / f"{archive_name}.idx"
+
+    def spill_file(self, name: str) -> Path:
+        """Where a source spills the images it cannot read by offset where they lie (the
+        Parquet files' row groups), to be read by offset until the build is finished."""
+        return self.root / SPILL_DIR / name
+
+    def remove_spill(self) -> None:
+        shutil.rmtree(self.root / SPILL_DIR, ignore_errors=True)
 
     def part_file(self, fmt: str, shard: str) -> Path:
         """Where format ``fmt`` keeps what shard ``shard`` adds to a file it writes at the end."""

@@ -23,13 +23,16 @@ class ContainerKind(Enum):
     ``TAR``: the bytes at ``offset``/``size`` of an archive (a tar member, nested or not);
     ``FILE``: the image is a file of its own (an extracted tree); ``ZIP_STORED`` and
     ``ZIP_DEFLATED``: a zip member whose local header is at ``offset`` and whose data is
-    ``size`` bytes, as they are or deflated.
+    ``size`` bytes, as they are or deflated; ``GZIP``: a member of a gzip-compressed tar,
+    ``offset``/``size`` in the uncompressed stream, read from the seek point before it (the
+    seek points are in ``index``).
     """
 
     TAR = "tar"
     FILE = "file"
     ZIP_STORED = "zip-stored"
     ZIP_DEFLATED = "zip-deflated"
+    GZIP = "gzip"
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +55,7 @@ class ImageRef:
     origin: str
     boxes: tuple[BBox, ...] = ()
     kind: ContainerKind = ContainerKind.TAR
+    index: str = ""  # the container's index, for kinds read through one (GZIP)
 
     @property
     def standalone(self) -> bool:

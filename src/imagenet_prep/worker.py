@@ -5,7 +5,6 @@ Everything here is picklable and knows nothing of the plan or the other shards.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -17,7 +16,7 @@ from .manifest import ShardResult
 from .plan import ShardSpec
 from .resize import ResizeSpec, resize_jpeg
 from .sample import ImageRef, Sample
-from .sources.container import read
+from .sources.container import OpenFiles, read
 
 
 @dataclass(frozen=True)
@@ -34,40 +33,10 @@ class ShardJob:
     max_pixels: int = imagefix.MAX_PIXELS
 
 
-class OpenFiles:
-    """Source files kept open for a task's shards: an archive is opened once, not per shard."""
-
-    def __init__(self) -> None:
-        self._fds: dict[str, int] = {}
-
-    def fd(self, path: str, origin: str) -> int:
-        fd = self._fds.get(path)
-        if fd is None:
-            try:
-                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-            except OSError as exc:
-                raise DataError(f"{origin}: cannot read ({exc.strerror})") from None
-            if len(self._fds) >= 64:  # an extracted tree: one file per image
-                self.close()
-            self._fds[path] = fd
-        return fd
-
-    def close(self) -> None:
-        for fd in self._fds.values():
-            os.close(fd)
-        self._fds.clear()
-
-    def __enter__(self) -> OpenFiles:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
 def _read_fixed(
-    fd: int, ref: ImageRef, decode_check: bool, max_pixels: int
+    files: OpenFiles, ref: ImageRef, decode_check: bool, max_pixels: int
 ) -> tuple[bytes, imagefix.FixedImage]:
-    raw = read(ref, fd)
+    raw = read(ref, files)
     info = imagefix.examine(raw, ref.origin, max_pixels)
     if decode_check:
         imagefix.decode_check(raw, ref.origin)
@@ -99,9 +68,9 @@ def process_shard(
     bytes_in = 0
     try:
         for ref in job.refs:
-            fd = files.fd(ref.path, ref.origin)  # an unreadable source stops the run
+            files.fd(ref.path, ref.origin)  # an unreadable source stops the run
             try:
-                sample = _sample(job, fd, ref)
+                sample = _sample(job, files, ref)
             except DataError as exc:
                 if not job.skip_bad:
                     raise
@@ -128,10 +97,10 @@ def process_shard(
     )
 
 
-def _sample(job: ShardJob, fd: int, ref: ImageRef) -> Sample:
-    """One image as the formats write it: read from ``fd``, checked, fixed, resized when
-    asked. A DataError names the image."""
-    raw, fixed = _read_fixed(fd, ref, job.decode_check, job.max_pixels)
+def _sample(job: ShardJob, files: OpenFiles, ref: ImageRef) -> Sample:
+    """One image as the formats write it: read, checked, fixed, resized when asked. A
+    DataError names the image."""
+    raw, fixed = _read_fixed(files, ref, job.decode_check, job.max_pixels)
     resized = None
     if job.resize is not None:  # its decode may find damage: the same policy
         resized = resize_jpeg(fixed.data, fixed.width, fixed.height, job.resize, ref.origin)

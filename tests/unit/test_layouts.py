@@ -73,7 +73,7 @@ def test_an_empty_source_says_what_was_expected(
 
 def test_an_unknown_layout_is_a_usage_error(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="layout must be one of archives, extracted, kaggle"):
-        discover(tmp_path, "hf")
+        discover(tmp_path, "imagenet-21k")
 
 
 def _solution(*rows: str) -> bytes:

@@ -46,6 +46,18 @@ _EXPECTED_INPUT = {
     "test": "ILSVRC2012_img_test_v10102019.tar or a test/ folder",
 }
 _EXPECTED_KAGGLE = {split: f"{KAGGLE_DATA}/{d}/" for split, d in KAGGLE_SPLIT_DIRS.items()}
+_EXPECTED_HF = {
+    "hf": {
+        "train": "train_images_<n>.tar.gz",
+        "validation": "val_images.tar.gz",
+        "test": "test_images.tar.gz",
+    },
+    "hf-parquet": {
+        "train": "train-*.parquet",
+        "validation": "validation-*.parquet",
+        "test": "test-*.parquet",
+    },
+}
 
 
 def build(
@@ -67,7 +79,11 @@ def build(
     layout = discover(config.source, config.layout)
     for split in config.splits:
         if layout.images(split) is None:
-            expected = _EXPECTED_KAGGLE if layout.name.startswith("kaggle") else _EXPECTED_INPUT
+            expected = (
+                _EXPECTED_KAGGLE
+                if layout.name.startswith("kaggle")
+                else _EXPECTED_HF.get(layout.name, _EXPECTED_INPUT)
+            )
             raise DataError(
                 f"{config.source}: the {split} split was requested but its input is missing "
                 f"in the {layout.name} layout ({expected[split]})"

@@ -45,6 +45,7 @@ def finish(
     write_manifest(config.output, manifest)
     journal.remove()
     state.remove_parts()  # joined into the formats' files
+    state.remove_spill()  # the Parquet files' images, read into the shards
     return summary(config, inputs, point, results, manifest, started)
 
 

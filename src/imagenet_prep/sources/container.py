@@ -1,15 +1,22 @@
 """Where a split's images are kept (:class:`Container`) and reading one image's bytes by
-reference (:func:`read`), whatever the kind of container: a tar, a folder, a zip."""
+reference (:func:`read`), whatever the kind of container: a tar, a folder, a zip, a tar.gz;
+:class:`OpenFiles` keeps what a task reads from open."""
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ..archive import read_at
+from ..errors import DataError
 from ..sample import ContainerKind, ImageRef
+from ..ziparchive import DEFLATED, STORED, read_member
 
-__all__ = ["Container", "ContainerKind", "read"]
+if TYPE_CHECKING:
+    from ..gzindex import GzIndex
+
+__all__ = ["Container", "ContainerKind", "OpenFiles", "read"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,12 +25,13 @@ class Container:
 
     ``path`` is the archive to open, or the folder holding the image files (kind FILE);
     ``parent``, for messages, the nested tar the images are in, or a zip's folder that holds
-    them (``""`` when none).
+    them (``""`` when none); ``index`` the file of seek points of a GZIP container.
     """
 
     path: str
     kind: ContainerKind
     parent: str = ""
+    index: str = ""
 
     def origin(self, name: str) -> str:
         """An image's place for messages: ``archive:nested.tar:name``, ``archive:name`` or a
@@ -47,16 +55,66 @@ class Container:
         return os.path.join(self.path, name) if self.kind is ContainerKind.FILE else self.path
 
 
-def read(ref: ImageRef, fd: int) -> bytes:
-    """The bytes of the image ``ref``, from ``fd``, the open file ``ref.path``.
+class OpenFiles:
+    """Source files kept open for a task's shards: an archive is opened once, not per shard
+    (and a tar.gz's seek points are loaded once)."""
 
-    A short read, or a zip member that is damaged, is a :class:`~..errors.DataError` naming
-    ``ref.origin``.
+    def __init__(self) -> None:
+        self._fds: dict[str, int] = {}
+        self._gz: dict[str, tuple[GzIndex, int]] = {}
+
+    def fd(self, path: str, origin: str) -> int:
+        fd = self._fds.get(path)
+        if fd is None:
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            except OSError as exc:
+                raise DataError(f"{origin}: cannot read ({exc.strerror})") from None
+            if len(self._fds) >= 64:  # an extracted tree: one file per image
+                self._close_fds()
+            self._fds[path] = fd
+        return fd
+
+    def gz(self, ref: ImageRef) -> tuple[GzIndex, int]:
+        """The seek points of ``ref``'s tar.gz, and its open window file."""
+        found = self._gz.get(ref.index)
+        if found is None:
+            from ..gzindex import load_seek_points
+
+            index = load_seek_points(ref.path, ref.index)
+            found = self._gz[ref.index] = (index, self.fd(index.windows, ref.origin))
+        return found
+
+    def _close_fds(self) -> None:
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds.clear()
+        self._gz.clear()
+
+    def close(self) -> None:
+        self._close_fds()
+
+    def __enter__(self) -> OpenFiles:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def read(ref: ImageRef, files: OpenFiles) -> bytes:
+    """The bytes of the image ``ref``, read from the files ``files`` keeps open.
+
+    A short read, or a zip or gzip member that is damaged, is a
+    :class:`~..errors.DataError` naming ``ref.origin``; so is a source that cannot be opened.
     """
     kind = ref.kind
+    fd = files.fd(ref.path, ref.origin)
     if kind is ContainerKind.TAR or kind is ContainerKind.FILE:
         return read_at(fd, ref.offset, ref.size, ref.origin)
-    from ..ziparchive import DEFLATED, STORED, read_member
+    if kind is ContainerKind.GZIP:
+        from ..gzindex import read_range
 
+        index, windows = files.gz(ref)
+        return read_range(fd, windows, index, ref.offset, ref.size, ref.origin)
     method = STORED if kind is ContainerKind.ZIP_STORED else DEFLATED
     return read_member(fd, ref.offset, ref.size, method, ref.origin)

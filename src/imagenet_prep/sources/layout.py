@@ -1,10 +1,12 @@
 """What is in SRC: which layout holds the download (the official archives or their extracted
-tree, or Kaggle's zip or its extracted tree), the input of each split, and the names of its
-files. :func:`discover` finds it; :mod:`.official` and :mod:`.kaggle` index it."""
+tree, Kaggle's zip or its extracted tree, Hugging Face's tar.gz archives or Parquet files), the
+input of each split, and the names of its files. :func:`discover` finds it; :mod:`.official`,
+:mod:`.kaggle` and :mod:`.hf` index it."""
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,9 +30,16 @@ KAGGLE_TRAIN_SOLUTION = "LOC_train_solution.csv"
 #: Kaggle's folder of each split, under KAGGLE_DATA (and KAGGLE_ANNOTATIONS for boxes).
 KAGGLE_SPLIT_DIRS = {"train": "train", "validation": "val", "test": "test"}
 
+#: Hugging Face's imagenet-1k: ``train_images_<n>.tar.gz``, ``val_images.tar.gz`` and
+#: ``test_images.tar.gz``, or Parquet files named by split (``train-00000-of-00294.parquet``).
+HF_ARCHIVE_RE = re.compile(r"^(train_images_\d+|val_images|test_images)\.tar\.gz$")
+HF_PARQUET_RE = re.compile(r"^(train|validation|val|test)[-_.].*\.parquet$")
+_HF_DEPTH = 1
+_HF_SPLITS = {"train": "train", "val": "validation", "validation": "validation", "test": "test"}
+
 #: The layouts ``--layout`` names (the fixture's names); archives and extracted are one
 #: family, which may be mixed (for each input the archive wins).
-LAYOUTS = ("archives", "extracted", "kaggle", "kaggle-tree")
+LAYOUTS = ("archives", "extracted", "kaggle", "kaggle-tree", "hf", "hf-parquet")
 
 IMAGE_EXTENSIONS = frozenset({".jpeg", ".jpg", ".png"})
 #: A tar header's name field: a WebDataset member ``<key>.<ext>`` must fit in it.
@@ -77,10 +86,20 @@ class SourceLayout:
     boxes: Mapping[str, Path] = field(default_factory=dict)  # split -> its box XMLs' input
     devkit: Path | None = None
     labels: Mapping[str, Path] = field(default_factory=dict)  # file name -> the file holding it
+    # split -> its files, when a split comes in several (Hugging Face's), sorted
+    parts: Mapping[str, tuple[Path, ...]] = field(default_factory=dict)
 
     def images(self, split: str) -> Path | None:
-        """The input of ``split``'s images, if SRC has one."""
+        """The input of ``split``'s images, if SRC has one (the folder of its files, when the
+        split comes in several: :attr:`parts`)."""
         return self.splits.get(split)
+
+    def files(self, split: str) -> list[Path]:
+        """The files that hold ``split``'s images (none for a folder of image files)."""
+        if split in self.parts:
+            return list(self.parts[split])
+        path = self.splits.get(split)
+        return [path] if path is not None and path.is_file() else []
 
     @property
     def train(self) -> Path | None:
@@ -93,6 +112,7 @@ class SourceLayout:
     def inputs(self) -> list[Path]:
         """Every input, once each, in a stable order."""
         found = [*self.splits.values(), *self.boxes.values(), *self.labels.values()]
+        found.extend(p for files in self.parts.values() for p in files)
         if self.devkit is not None:
             found.append(self.devkit)
         return list(dict.fromkeys(found))
@@ -122,6 +142,11 @@ class SourceLayout:
             "boxes": {split: rel(p) for split, p in self.boxes.items()},
             "labels": {name: rel(p) for name, p in self.labels.items()},
             "devkit": rel(self.devkit) if self.devkit is not None else None,
+            **(
+                {"parts": {s: [rel(p) for p in files] for s, files in self.parts.items()}}
+                if self.parts
+                else {}
+            ),
         }
 
 
@@ -207,6 +232,30 @@ def _kaggle_tree(src: Path) -> SourceLayout | None:
     return SourceLayout("kaggle-tree", src, splits, boxes, None, labels)
 
 
+def _hf(src: Path, name: str, pattern: re.Pattern[str]) -> SourceLayout | None:
+    """Hugging Face's files in ``src`` or in a folder in it (the Hub's ``data/`` folder, say),
+    not deeper: an extracted tree's million files are not walked."""
+    parts: dict[str, list[Path]] = {}
+    for dirpath, dirnames, filenames in os.walk(src):
+        depth = len(Path(dirpath).relative_to(src).parts)
+        dirnames[:] = [] if depth >= _HF_DEPTH else [d for d in dirnames if not d.startswith(".")]
+        for file in filenames:
+            m = pattern.match(file)
+            if m is not None:
+                split = _HF_SPLITS[m.group(1).split("_")[0]]
+                parts.setdefault(split, []).append(_regular_file(Path(dirpath, file)))
+    if not parts:
+        return None
+    splits = {}
+    for split, files in parts.items():
+        files.sort()
+        folders = {p.parent for p in files}
+        splits[split] = folders.pop() if len(folders) == 1 else src
+    return SourceLayout(
+        name, src, splits, parts={split: tuple(files) for split, files in parts.items()}
+    )
+
+
 def discover(src: Path, layout: str | None = None) -> SourceLayout:
     """Find the layout ``src`` holds, or take the one ``layout`` names.
 
@@ -223,6 +272,8 @@ def discover(src: Path, layout: str | None = None) -> SourceLayout:
         "extracted": lambda: _official(src, archives=False, folders=True),
         "kaggle": lambda: _kaggle_zip(src),
         "kaggle-tree": lambda: _kaggle_tree(src),
+        "hf": lambda: _hf(src, "hf", HF_ARCHIVE_RE),
+        "hf-parquet": lambda: _hf(src, "hf-parquet", HF_PARQUET_RE),
     }
     if layout is not None:
         found = finders[layout]()
@@ -232,12 +283,15 @@ def discover(src: Path, layout: str | None = None) -> SourceLayout:
             )
         return found
     candidates = [
-        f for f in (finders["archives"](), finders["kaggle"](), finders["kaggle-tree"]()) if f
+        found
+        for name in ("archives", "kaggle", "kaggle-tree", "hf", "hf-parquet")
+        if (found := finders[name]()) is not None
     ]
     if not candidates:
         raise DataError(
             f"{src}: holds no ImageNet download (expected {_EXPECTED['archives']}; or "
-            f"{_EXPECTED['kaggle']}; or {_EXPECTED['kaggle-tree']})"
+            f"{_EXPECTED['kaggle']}; or {_EXPECTED['kaggle-tree']}; or Hugging Face's "
+            f"{_EXPECTED['hf']}; or its {_EXPECTED['hf-parquet']})"
         )
     if len(candidates) > 1:
         a, b = candidates[:2]
@@ -249,7 +303,9 @@ def discover(src: Path, layout: str | None = None) -> SourceLayout:
 
 
 def _first_input(layout: SourceLayout) -> str:
-    path = next(iter(layout.splits.values()))
+    path = (
+        next(iter(layout.parts.values()))[0] if layout.parts else next(iter(layout.splits.values()))
+    )
     return os.path.relpath(path, layout.root)
 
 
@@ -258,4 +314,6 @@ _EXPECTED = {
     "extracted": "train/, val/ or validation/ folders",
     "kaggle": KAGGLE_ZIP,
     "kaggle-tree": f"{KAGGLE_DATA}/train/ and val/ folders",
+    "hf": "train_images_<n>.tar.gz, val_images.tar.gz or test_images.tar.gz",
+    "hf-parquet": "train-*.parquet, validation-*.parquet or test-*.parquet",
 }

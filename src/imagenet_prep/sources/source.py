@@ -61,6 +61,14 @@ def open_source(layout: SourceLayout) -> Source:
         from .kaggle import KaggleSource
 
         return KaggleSource(layout)
+    if layout.name == "hf":
+        from .hf import HfTarSource
+
+        return HfTarSource(layout)
+    if layout.name == "hf-parquet":
+        from .hf import HfParquetSource
+
+        return HfParquetSource(layout)
     from .official import OfficialSource
 
     return OfficialSource(layout)

@@ -210,6 +210,7 @@ class RefBlock(Sequence[ImageRef]):
             size=self.sizes[i],
             origin=origin,
             kind=container.kind,
+            index=container.index,
             boxes=self._boxes(i),
         )
 
