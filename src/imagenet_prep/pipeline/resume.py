@@ -136,7 +136,7 @@ def forget_changed_sources(
     now: dict[str, tuple[tuple[str, int, int], ...]] = {}
     for split in config.splits:
         boxes = split == "train" or (split == "validation" and config.validation_boxes)
-        paths = dict.fromkeys([layout.images(split), layout.boxes.get(split) if boxes else None])
+        paths = dict.fromkeys([*layout.files(split), layout.boxes.get(split) if boxes else None])
         files = [(p.name, p.stat()) for p in paths if p is not None and p.is_file()]
         if files:
             now[split] = tuple((name, st.st_size, st.st_mtime_ns) for name, st in files)
