@@ -35,6 +35,7 @@ from ..sources import (
     index_detached,
     load_boxes,
     open_source,
+    run_prepared,
 )
 from ..sources.layout import KAGGLE_SYNSET_MAPPING, KAGGLE_VAL_SOLUTION
 from .checks import (
@@ -91,6 +92,11 @@ def gather(
     """Index the splits, write the box CSVs and ``labels.txt``; start the MD5s and the devkit."""
     source = open_source(layout)
     shipped = validation_labels(None)
+    tasks = [task for split in config.splits for task in source.prepare(split, state)]
+    if tasks:  # e.g. the Hub's tar.gz archives, each indexed by a pool worker
+        log.info("indexing %d archives, %d at a time", len(tasks), config.workers)
+        for _ in executor.map_unordered(run_prepared, tasks):
+            pass
     train = None
     if "train" in config.splits:
         # Said here: the helper process has no log handler of its own.

@@ -46,7 +46,7 @@ if TYPE_CHECKING:
         stem,
     )
     from .official import OfficialSource, index_test, index_train, index_validation
-    from .source import LabelFile, Source, index_detached, open_source
+    from .source import LabelFile, Source, index_detached, open_source, run_prepared
     from .splitindex import RefBlock, SplitIndex
 
 __all__ = [
@@ -88,6 +88,7 @@ __all__ = [
     "parse_box_batch",
     "read",
     "record_md5",
+    "run_prepared",
     "stem",
 ]
 
@@ -131,6 +132,7 @@ _LAZY = {
     "Source": "source",
     "index_detached": "source",
     "open_source": "source",
+    "run_prepared": "source",
     "RefBlock": "splitindex",
     "SplitIndex": "splitindex",
 }

@@ -14,8 +14,9 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from ..errors import DataError
@@ -110,7 +111,7 @@ class HfTarSource:
 
                 scratch = scratch or Path(tempfile.mkdtemp(prefix="imagenet-prep-gz-"))
                 index_file = scratch / f"{path.name}.idx"
-            log.info("indexing %s (or reusing its seek points from an earlier run)", path)
+            log.debug("indexing %s (or reusing its seek points from an earlier run)", path)
             _gz, members = index_gzip_tar(path, index_file)
             container = len(out.containers)
             out.containers.append(Container(str(path), ContainerKind.GZIP, index=str(index_file)))
@@ -125,11 +126,34 @@ class HfTarSource:
                 out.add(name, label, m.offset, m.size, container)
         return finished_index(out, files[0].parent)
 
+    def prepare(self, split: str, state: OutputState | None) -> list[Callable[[], object]]:
+        """Index each archive of the split that has no kept index, one task each: the index
+        pass inflates the whole archive, and the Hub's five training archives can run at once."""
+        from ..gzindex import load_seek_points
+
+        if state is None:
+            return []
+        tasks: list[Callable[[], object]] = []
+        for path in self.layout.files(split):
+            index_file = state.index_file(path.name)
+            try:
+                load_seek_points(str(path), str(index_file))
+            except DataError:
+                tasks.append(partial(_index_archive, path, index_file))
+        return tasks
+
     def box_xmls(self, split: str) -> BoxXmls | None:
         return None  # the Hub has no boxes
 
     def label_files(self) -> dict[str, LabelFile]:
         return {}
+
+
+def _index_archive(path: Path, index_file: Path) -> None:
+    """Index one archive into the file index() reuses (a task of :meth:`HfTarSource.prepare`)."""
+    from ..gzindex import index_gzip_tar
+
+    index_gzip_tar(path, index_file)
 
 
 def _split_files(layout: SourceLayout, split: str) -> list[Path]:
@@ -173,6 +197,9 @@ class HfParquetSource:
         for name, label, offset, size in zip(names, labels, offsets, sizes, strict=True):
             out.add(name, label, offset, size, 0)
         return finished_index(out, files[0].parent)
+
+    def prepare(self, split: str, state: OutputState | None) -> list[Callable[[], object]]:
+        return []  # the row groups are read once, into one spill file per split, by index()
 
     def box_xmls(self, split: str) -> BoxXmls | None:
         return None

@@ -11,7 +11,7 @@ shipped ones. An image anywhere else is an error: it would be left out.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -163,6 +163,9 @@ class KaggleSource:
         yield from _walk(str(root), [])
 
     # --- boxes and labels -----------------------------------------------------------
+
+    def prepare(self, split: str, state: OutputState | None) -> list[Callable[[], object]]:
+        return []  # one archive (or folder) per split: indexed by index() itself
 
     def box_xmls(self, split: str) -> BoxXmls | None:
         if split not in ("train", "validation"):

@@ -7,7 +7,7 @@ import gzip
 import logging
 import os
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,6 +45,9 @@ class OfficialSource:
         if split == "validation":
             return index_validation(self.layout, synsets, validation_labels, state)
         return index_test(self.layout, state)
+
+    def prepare(self, split: str, state: OutputState | None) -> list[Callable[[], object]]:
+        return []  # one archive (or folder) per split: indexed by index() itself
 
     def box_xmls(self, split: str) -> BoxXmls | None:
         src = self.layout.boxes.get(split)

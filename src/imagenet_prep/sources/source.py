@@ -3,6 +3,7 @@ a split's index entries, its box XMLs and the files that are evidence for the la
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Protocol
 
@@ -34,6 +35,11 @@ class Source(Protocol):
 
     @property
     def layout(self) -> SourceLayout: ...
+
+    def prepare(self, split: str, state: OutputState | None) -> list[Callable[[], object]]:
+        """Picklable work that may run in parallel before ``index(split)`` and makes it quick
+        (each archive of a split indexed, say); none when there is nothing to do."""
+        ...
 
     def index(
         self,
@@ -72,6 +78,11 @@ def open_source(layout: SourceLayout) -> Source:
     from .official import OfficialSource
 
     return OfficialSource(layout)
+
+
+def run_prepared(task: Callable[[], object]) -> None:
+    """Run one task of :meth:`Source.prepare` (in a pool worker); its result stays there."""
+    task()
 
 
 def index_detached(
