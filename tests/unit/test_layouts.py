@@ -127,3 +127,27 @@ def test_the_synset_mapping_must_list_the_classes_in_order() -> None:
     swapped = [lines[1], lines[0], *lines[2:]]
     with pytest.raises(DataError, match=rf"m\.txt: line 1: {synsets.wnids[1]}, where"):
         check_synset_mapping("".join(swapped).encode(), "m.txt", synsets)
+
+
+def test_hugging_face_files_are_found_and_a_missing_one_is_named(tmp_path: Path) -> None:
+    for i in (0, 1, 2, 4):
+        _touch(tmp_path / "data" / f"train_images_{i}.tar.gz")
+    _touch(tmp_path / "data" / "val_images.tar.gz")
+    found = discover(tmp_path)
+    assert found.name == "hf" and found.images("train") == tmp_path / "data"
+    assert [p.name for p in found.files("train")] == [
+        f"train_images_{i}.tar.gz" for i in (0, 1, 2, 4)
+    ]
+    assert found.warnings == (
+        f"{tmp_path}: the train split lacks train_images_3.tar.gz of the Hub's 5 files: their "
+        "images are not in this build",
+    )
+    parquet = tmp_path / "pq"
+    for i in (0, 2):
+        _touch(parquet / f"validation-{i:05d}-of-00004.parquet")
+    found = discover(parquet)
+    assert found.name == "hf-parquet" and set(found.splits) == {"validation"}
+    assert found.warnings == (
+        f"{parquet}: the validation split lacks validation-00001-of-00004.parquet and 1 more of "
+        "the Hub's 4 files: their images are not in this build",
+    )

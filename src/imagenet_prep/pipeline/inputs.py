@@ -138,6 +138,7 @@ def gather(
         else None
     )
     inputs = Inputs({}, boxes, {}, md5_pending, devkit)
+    inputs.warnings.extend(layout.warnings)
     inputs.validation_labels = evidence
     _index_splits(config, layout, source, state, synsets, truth, train, inputs)
     if train_boxes is not None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -88,6 +88,8 @@ class SourceLayout:
     labels: Mapping[str, Path] = field(default_factory=dict)  # file name -> the file holding it
     # split -> its files, when a split comes in several (Hugging Face's), sorted
     parts: Mapping[str, tuple[Path, ...]] = field(default_factory=dict)
+    # what looks incomplete (a file of a numbered set missing), for the build's warnings
+    warnings: tuple[str, ...] = ()
 
     def images(self, split: str) -> Path | None:
         """The input of ``split``'s images, if SRC has one (the folder of its files, when the
@@ -252,8 +254,39 @@ def _hf(src: Path, name: str, pattern: re.Pattern[str]) -> SourceLayout | None:
         folders = {p.parent for p in files}
         splits[split] = folders.pop() if len(folders) == 1 else src
     return SourceLayout(
-        name, src, splits, parts={split: tuple(files) for split, files in parts.items()}
+        name,
+        src,
+        splits,
+        parts={split: tuple(files) for split, files in parts.items()},
+        warnings=tuple(_missing_parts(src, parts)),
     )
+
+
+_NUMBERED = re.compile(r"^(?P<split>[a-z]+)-(?P<i>\d+)-of-(?P<n>\d+)\.parquet$")
+_HF_TRAIN_ARCHIVES = 5
+
+
+def _missing_parts(src: Path, parts: Mapping[str, list[Path]]) -> Iterator[str]:
+    """The files of a numbered set that SRC lacks: the Hub's five training archives, or
+    Parquet files named ``<split>-<i>-of-<n>.parquet``; their images would be left out."""
+    for split, files in parts.items():
+        names = {p.name for p in files}
+        if any(HF_ARCHIVE_RE.match(n) for n in names) and split == "train":
+            want = {f"train_images_{i}.tar.gz" for i in range(_HF_TRAIN_ARCHIVES)}
+        else:
+            numbered = [m for n in names if (m := _NUMBERED.match(n))]
+            if not numbered:
+                continue
+            m = numbered[0]
+            count, width = int(m["n"]), len(m["i"])
+            want = {f"{m['split']}-{i:0{width}d}-of-{m['n']}.parquet" for i in range(count)}
+        missing = sorted(want - names)
+        if missing:
+            more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
+            yield (
+                f"{src}: the {split} split lacks {missing[0]}{more} of the Hub's {len(want)} "
+                "files: their images are not in this build"
+            )
 
 
 def discover(src: Path, layout: str | None = None) -> SourceLayout:
