@@ -101,16 +101,14 @@ class HfTarSource:
 
         out = SplitIndex(split)
         label_of = _Labeler(split, synsets, ValidationLabels(synsets, validation_labels))
+        if state is None:
+            raise DataError(
+                f"{self.layout.root}: tar.gz archives need an output folder to keep their "
+                "seek points"
+            )
         files = _split_files(self.layout, split)
-        scratch = None
         for path in files:
-            if state is not None:
-                index_file = state.index_file(path.name)
-            else:  # a library call without OUT: the index lives only as long as this index
-                import tempfile
-
-                scratch = scratch or Path(tempfile.mkdtemp(prefix="imagenet-prep-gz-"))
-                index_file = scratch / f"{path.name}.idx"
+            index_file = state.index_file(path.name)
             log.debug("indexing %s (or reusing its seek points from an earlier run)", path)
             _gz, members = index_gzip_tar(path, index_file)
             container = len(out.containers)
