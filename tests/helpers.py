@@ -10,6 +10,7 @@ import tarfile
 from pathlib import Path
 from typing import Any
 
+import pytest
 from PIL import Image
 
 from imagenet_prep.formats.tfrecord.writer import read_examples
@@ -64,3 +65,20 @@ def records_by_name(out: Path, split: str = "*") -> dict[str, dict[str, Any]]:
         for ex in read_examples(path):
             records[ex["image/filename"].values[0].decode()] = ex
     return records
+
+
+def assert_build_refused(
+    src: Path, out: Path, named: str, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``build`` from the damaged ``src`` exits 1 with one error line that starts with the
+    file ``named`` and says ``message``; no traceback, no manifest."""
+    from imagenet_prep.cli import main
+
+    args = ["build", "--source", str(src), "--output", str(out), "--quiet", "--workers", "1"]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    (line,) = err.splitlines()
+    assert line.startswith(f"imagenet-prep build: error: {named}"), line
+    assert message in line, line
+    assert not (out / "manifest.json").exists()

@@ -15,9 +15,9 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from tests.helpers import assert_build_refused
 
 from imagenet_prep import BuildConfig, build, verify
-from imagenet_prep.cli import main
 from imagenet_prep.fixture import FixtureConfig, generate
 from imagenet_prep.formats import NAMES
 from imagenet_prep.manifest import STATE_DIR
@@ -144,14 +144,14 @@ def _damage(case: str, downloads: dict[str, Path], src: Path) -> str:
         return str(target)
     target = next(src.rglob("val_images.tar.gz"))
     if case == "targz-truncated":
-        data = target.read_bytes()
-        target.write_bytes(data[: len(data) // 2])
+        whole = target.read_bytes()
+        target.write_bytes(whole[: len(whole) // 2])
         return str(target)
     if case == "targz-corrupt-block":
-        data = bytearray(target.read_bytes())
-        middle = len(data) // 2
-        data[middle : middle + 64] = bytes(64)
-        target.write_bytes(bytes(data))
+        damaged = bytearray(target.read_bytes())
+        middle = len(damaged) // 2
+        damaged[middle : middle + 64] = bytes(64)
+        target.write_bytes(bytes(damaged))
         return str(target)
     with tarfile.open(target, "r:gz") as t:
         first = sorted(t.getnames())[0]
@@ -180,12 +180,4 @@ def test_each_forms_damage_is_one_line_naming_the_file(
 ) -> None:
     src = tmp_path / "src"
     named = _damage(case, downloads, src)
-    out = tmp_path / "out"
-    args = ["build", "--source", str(src), "--output", str(out), "--quiet", "--workers", "1"]
-    assert main(args) == 1
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    (line,) = err.splitlines()
-    assert line.startswith(f"imagenet-prep build: error: {named}"), line
-    assert message in line, line
-    assert not (out / "manifest.json").exists()
+    assert_build_refused(src, tmp_path / "out", named, message, capsys)

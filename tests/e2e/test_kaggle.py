@@ -11,6 +11,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from tests.helpers import assert_build_refused
 
 from imagenet_prep import BuildConfig, build, verify
 from imagenet_prep.cli import main
@@ -203,12 +204,4 @@ def test_each_layouts_damage_is_one_line_naming_the_file(
 ) -> None:
     src = tmp_path / "src"
     named = _damage(case, downloads, src)
-    out = tmp_path / "out"
-    args = ["build", "--source", str(src), "--output", str(out), "--quiet", "--workers", "1"]
-    assert main(args) == 1
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    (line,) = err.splitlines()
-    assert line.startswith(f"imagenet-prep build: error: {named}"), line
-    assert message in line, line
-    assert not (out / "manifest.json").exists()
+    assert_build_refused(src, tmp_path / "out", named, message, capsys)
