@@ -82,6 +82,13 @@ class MemoryState:
                 f"output of a group until it ends (about {need / 1e9:.1f} GB here): use "
                 "fewer --runs or --memory free"
             )
+        self.top_up()
+
+    def top_up(self) -> None:
+        """``full``: fill free memory with clean page cache again, down to ``leave`` (what a
+        run freed as it ended: its processes' memory, files it deleted)."""
+        if self.mode != "full":
+            return
         buf = bytearray(CHUNK)
         with open(self._fill, "ab"):
             pass

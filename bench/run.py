@@ -3,15 +3,22 @@
 work and real peers.
 
     python bench/run.py [--classes 100 --per-class 200 --val-per-class 10] [--runs 3]
-                        [--memory full|free] [--skip-baseline] [--skip-peers] [--write-docs]
+                        [--memory full|free] [--skip-baseline] [--skip-peers] [--reads 2000]
+                        [--write-docs]
 
 Generates its download with `imagenet-prep fixture` (kept in bench/out/ between runs), and
-Kaggle's one-zip download of the same images (`--layout kaggle`, kept beside it), warms the
-page cache, then measures each command (median of --runs runs: wall time, images/s, MB/s
-of image input, peak memory summed over all its processes) and prints ratios measured in the
-same run, a projection to the full 1,331,167 images, and PASS/FAIL for issue 4's targets.
+Kaggle's one-zip download and Hugging Face's two forms (tar.gz, Parquet) of the same images
+(`--layout kaggle`, `hf`, `hf-parquet`, kept beside it), warms the page cache, then measures
+each command (median of --runs runs: wall time, images/s, MB/s of image input, peak memory
+summed over all its processes) and prints ratios measured in the same run, a projection to
+the full 1,331,167 images, and PASS/FAIL for issue 4's targets.
 The build from the Kaggle zip takes turns with the build from the official tars (and the
-floors), and is given as its ratio to it; the two builds' outputs are compared once.
+floors), and is given as its ratio to it; the two builds' outputs are compared once. The
+builds from Hugging Face's forms take turns, in a group of their own, with the build from
+the official tars and with the build from the same tars without the box archives (the Hub
+has none), which their outputs must equal; then the tar.gz form's parts are measured
+(bench/gzreads.py): the index pass against `gzip -dc`, one image's read through the seek
+points against a plain tar's, and the seek points' figures.
 Every run starts in the memory state that --memory names (bench/memstate.py): by default
 free memory is full of clean page cache, as on a machine that has been up a while; the
 build and the floors take turns.
@@ -34,6 +41,7 @@ from datetime import date
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import gzreads
 from docsection import DOCS, machine, write_section
 from memstate import MODES, MemoryState
 from peak_memory import measure
@@ -81,8 +89,15 @@ class Row:
     name: str
     note: str
     # "ours", "floor" (a ratio against it), "source" (ours from another download: its time
-    # over ours), "md5" and "format" (no ratio) or "peer"
+    # over ``against``'s), "again" (ours again, in another group: no ratio, not projected),
+    # "md5" and "format" (no ratio) or "peer"
     role: str = "peer"
+    # a "source" row: the build its time is given against, how the ratio is named ("zip /
+    # tars"), and the build whose output it must equal (None: not compared) and what that is
+    against: Row | None = None
+    ratio: str = ""
+    equals: Row | None = None
+    equals_what: str = "the tars' build"
     seconds: list[float] = field(default_factory=list)
     peak_mb: list[float] = field(default_factory=list)
     cpu: list[float] = field(default_factory=list)
@@ -138,19 +153,31 @@ def fixture(args: argparse.Namespace, out: Path) -> Path:
     return download
 
 
-def kaggle_fixture(args: argparse.Namespace, out: Path) -> Path:
-    """Kaggle's one-zip download of the same images as ``fixture``'s (``--layout kaggle``,
-    the same options), kept beside it; written into a scratch folder and renamed when whole."""
+def layout_fixture(args: argparse.Namespace, out: Path, layout: str, what: str) -> Path:
+    """Another layout of the same images as ``fixture``'s (``--layout <layout>``, the same
+    options: Kaggle's zip, Hugging Face's tar.gz or Parquet form), kept beside it; written
+    into a scratch folder and renamed when whole."""
     key = f"{args.classes}x{args.per_class}x{args.val_per_class}"
-    download = out / f"download-{key}-kaggle"
-    if not (download / KAGGLE_ZIP).is_file():
+    download = out / f"download-{key}-{layout}"
+    if not download.is_dir():
         partial = out / f"{download.name}.partial"
         shutil.rmtree(partial, ignore_errors=True)
-        shutil.rmtree(download, ignore_errors=True)
-        print(f"generating Kaggle's download ({key}) in {download}", flush=True)
-        run(fixture_command(args, partial, "--layout", "kaggle"))
+        print(f"generating {what} ({key}) in {download}", flush=True)
+        run(fixture_command(args, partial, "--layout", layout))
         partial.rename(download)
     return download
+
+
+def no_boxes(download: Path) -> Path:
+    """The official download without its box archives: a folder of symbolic links to the
+    image archives and the devkit, beside it (what Hugging Face's forms build the same as)."""
+    folder = download.with_name(f"{download.name}-noboxes")
+    folder.mkdir(exist_ok=True)
+    for name in (*IMAGE_ARCHIVES, DEVKIT_ARCHIVE):
+        link = folder / name
+        if not link.is_symlink():
+            link.symlink_to(download.resolve() / name)
+    return folder
 
 
 def zip_image_stats(path: Path) -> tuple[int, int]:
@@ -320,6 +347,9 @@ def timed(
         if run_no == runs - 1 and any(row is d for d in digests):
             row.digests = digest(out / "out")
         memory.after_run(out)
+        # What a run freed (its processes' memory; the Parquet build's 1.9 GB spill, deleted
+        # as it finishes) would be free memory for the next one: fill it again.
+        memory.top_up()
     shutil.rmtree(scratch, ignore_errors=True)
 
 
@@ -342,10 +372,23 @@ def archive_facts(download: Path) -> dict[str, dict[str, object]]:
     }
 
 
+@dataclass
+class Downloads:
+    """The same images in each layout the suite builds from."""
+
+    official: Path
+    kaggle: Path
+    hf: Path  # Hugging Face's tar.gz form
+    parquet: Path  # and its Parquet form
+    noboxes: Path  # the official one without the box archives (symbolic links)
+
+
 def suite(
-    args: argparse.Namespace, download: Path, kaggle: Path, scratch: Path, memory: MemoryState
-) -> tuple[list[Row], Row, Row, Row | None]:
-    """Time every command: the rows, and among them ours, the floor and the baseline."""
+    args: argparse.Namespace, downloads: Downloads, scratch: Path, memory: MemoryState
+) -> tuple[list[Row], Row, Row, Row | None, list[str]]:
+    """Time every command: the rows, and among them ours, the floor and the baseline, and
+    the lines on the tar.gz form's parts."""
+    download, kaggle = downloads.official, downloads.kaggle
     ours = Row("imagenet-prep build", f"tfrecord + box CSV, {args.workers} workers", "ours")
     build = [PY, "-m", "imagenet_prep", "build", "--source", str(download), "--quiet"]
     # The same build from Kaggle's zip of the same images (read in place): its own row, in
@@ -354,6 +397,9 @@ def suite(
         "imagenet-prep build, Kaggle zip",
         f"the same from Kaggle's zip of the same images, read in place, {args.workers} workers",
         "source",
+        against=ours,
+        ratio="zip / tars",
+        equals=ours,
     )
     from_zip = [PY, "-m", "imagenet_prep", "build", "--source", str(kaggle), "--quiet"]
     floor = Row("I/O floor: cat", "cat of the three archives into one file", "floor")
@@ -377,6 +423,8 @@ def suite(
     ]
     timed(group, args.runs, scratch, memory, digests=(ours, zipped))
     rows = [ours, zipped, floor, copy]
+    rows += hugging_face(args, downloads, scratch, memory)
+    parts = gz_parts(args, downloads, scratch, memory)
     # The same build writing each other format (every format in the registry), for its cost.
     formats: list[tuple[Row, Command]] = []
     for name in NAMES:
@@ -440,7 +488,106 @@ def suite(
             timed([(row, lambda out, peers=peers: [*peers, str(out)])], 1, scratch, memory)
             rows.append(row)
 
-    return rows, ours, floor, baseline
+    return rows, ours, floor, baseline, parts
+
+
+def hugging_face(
+    args: argparse.Namespace,
+    downloads: Downloads,
+    scratch: Path,
+    memory: MemoryState,
+) -> list[Row]:
+    """The builds from Hugging Face's two forms, in a group of their own (the build group
+    with them would keep more output than this disk holds), taking turns with the build from
+    the official tars (their ratio is to it) and from the same tars without the box archives
+    (their output must equal that one's: the Hub has no boxes). Each run starts from an empty
+    output: the tar.gz form's index pass and the Parquet form's spill are in every run."""
+    workers = ["--workers", str(args.workers)]
+    tars = Row(
+        "imagenet-prep build, beside the Hugging Face rows",
+        f"the first row's command, taking turns with the next three, {args.workers} workers",
+        "again",
+    )
+    bare = Row(
+        "imagenet-prep build, no box archives",
+        "the same tars and devkit without ILSVRC2012_bbox_* (what the Hub's forms must equal)",
+        "source",
+        against=tars,
+        ratio="no boxes / tars",
+    )
+    gz = Row(
+        "imagenet-prep build, Hugging Face tar.gz",
+        "train_images_*.tar.gz, val_images.tar.gz: the index pass, then each image inflated "
+        f"from its seek point, {args.workers} workers",
+        "source",
+        against=tars,
+        ratio="tar.gz / tars",
+        equals=bare,
+        equals_what="the no-boxes build",
+    )
+    parquet = Row(
+        "imagenet-prep build, Hugging Face Parquet",
+        "{train,validation}-*.parquet: each row group read once into a spill, read by offset, "
+        f"{args.workers} workers",
+        "source",
+        against=tars,
+        ratio="Parquet / tars",
+        equals=bare,
+        equals_what="the no-boxes build",
+    )
+
+    def of(source: Path) -> Command:
+        build = [PY, "-m", "imagenet_prep", "build", "--source", str(source), "--quiet"]
+        return lambda out: [*build, "--output", str(out / "out"), *workers]
+
+    warm(downloads.official, *gzreads.gz_archives(downloads.hf))
+    warm(downloads.official, *gzreads.parquet_files(downloads.parquet))
+    group: list[tuple[Row, Command]] = [
+        (tars, of(downloads.official)),
+        (bare, of(downloads.noboxes)),
+        (gz, of(downloads.hf)),
+        (parquet, of(downloads.parquet)),
+    ]
+    timed(group, args.runs, scratch, memory, digests=(bare, gz, parquet))
+    return [tars, bare, gz, parquet]
+
+
+def gz_parts(
+    args: argparse.Namespace, downloads: Downloads, scratch: Path, memory: MemoryState
+) -> list[str]:
+    """The tar.gz form in parts: the index pass alone against ``gzip -dc`` of the same files
+    (taking turns), the seek points, one image's read through them against a plain tar's."""
+    archives_gz = gzreads.gz_archives(downloads.hf)
+    names = " ".join(f"'{p}'" for p in archives_gz)
+    index_pass = Row("index pass", "gzindex.index_gzip_tar on each archive", "parts")
+    gunzip = Row("gzip -dc", "gzip -dc > /dev/null of the same files", "parts")
+    warm(downloads.official, *archives_gz)
+    timed(
+        [
+            (
+                index_pass,
+                lambda out: [PY, "-c", gzreads.INDEX_PASS, str(out), *map(str, archives_gz)],
+            ),
+            (gunzip, lambda out: ["sh", "-c", f"gzip -dc {names} > /dev/null"]),
+        ],
+        args.runs,
+        scratch,
+        memory,
+    )
+    if index_pass.error or gunzip.error:
+        return [f"The tar.gz form's index pass failed ({index_pass.error or gunzip.error}).", ""]
+    kept = scratch / "gzindex"
+    try:
+        points = gzreads.seek_points(downloads.hf, kept)
+        reads = gzreads.read_costs(downloads.hf, downloads.official, kept, args.reads)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return gzreads.report(
+        (index_pass.median, index_pass.spread, index_pass.cpu_median),
+        (gunzip.median, gunzip.spread, gunzip.cpu_median),
+        points,
+        reads,
+    )
 
 
 def add_download_options(parser: argparse.ArgumentParser) -> None:
@@ -478,30 +625,47 @@ def main() -> int:
         help="the memory state every run starts in (bench/memstate.py): full of clean page "
         "cache, as on a busy machine (default), or free",
     )
+    parser.add_argument(
+        "--reads",
+        type=int,
+        default=2000,
+        help="images read through the tar.gz form's seek points (default: %(default)s)",
+    )
     parser.add_argument("--write-docs", action="store_true")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     download = fixture(args, args.out)
-    kaggle = kaggle_fixture(args, args.out)
+    downloads = Downloads(
+        official=download,
+        kaggle=layout_fixture(args, args.out, "kaggle", "Kaggle's download"),
+        hf=layout_fixture(args, args.out, "hf", "Hugging Face's tar.gz form"),
+        parquet=layout_fixture(args, args.out, "hf-parquet", "Hugging Face's Parquet form"),
+        noboxes=no_boxes(download),
+    )
+    kaggle = downloads.kaggle
     images, nbytes = image_stats(download)
     print(f"download: {images:,} images, {nbytes / 1e9:.2f} GB of image data", flush=True)
-    in_zip = zip_image_stats(kaggle / KAGGLE_ZIP)
-    if in_zip != (images, nbytes):
-        raise SystemExit(
-            f"{kaggle / KAGGLE_ZIP}: {in_zip[0]:,} images, {in_zip[1]:,} bytes; the archives "
-            f"hold {images:,}, {nbytes:,}: not the same images (delete it to make it again)"
-        )
+    for where, found in (
+        (kaggle / KAGGLE_ZIP, zip_image_stats(kaggle / KAGGLE_ZIP)),
+        (downloads.hf, gzreads.gz_image_stats(downloads.hf)),
+        (downloads.parquet, gzreads.parquet_image_stats(downloads.parquet)),
+    ):
+        if found != (images, nbytes):
+            raise SystemExit(
+                f"{where}: {found[0]:,} images, {found[1]:,} bytes; the archives hold "
+                f"{images:,}, {nbytes:,}: not the same images (delete it to make it again)"
+            )
     scratch = args.out / "scratch"
     warm(download, kaggle / KAGGLE_ZIP)
 
-    # What one run writes, about: the archives (cat), or shards of the same images (either
-    # build); the Kaggle zip adds to what the page cache holds, not to what a run writes.
+    # What one run writes, about: the archives (cat), or shards of the same images (any
+    # build); the other layouts add to what the page cache holds, not to what a run writes.
     memory = MemoryState(args.memory, args.out, sum(p.stat().st_size for p in archives(download)))
     try:
-        rows, ours, floor, baseline = suite(args, download, kaggle, scratch, memory)
+        rows, ours, floor, baseline, parts = suite(args, downloads, scratch, memory)
     finally:
         memory.close()
-    text = report(rows, images, nbytes, ours, floor, baseline)
+    text = report(rows, images, nbytes, ours, floor, baseline, parts)
     for r in rows:
         if r.disk_mb:
             each = ", ".join(f"{mb:,.0f}" for mb in r.disk_mb)
@@ -513,7 +677,13 @@ def main() -> int:
 
 
 def report(
-    rows: list[Row], images: int, nbytes: int, ours: Row, floor: Row, baseline: Row | None
+    rows: list[Row],
+    images: int,
+    nbytes: int,
+    ours: Row,
+    floor: Row,
+    baseline: Row | None,
+    parts: list[str],
 ) -> str:
     lines = [
         f"{images:,} images, {nbytes / 1e9:.2f} GB of image data; page cache warm; "
@@ -527,9 +697,11 @@ def report(
         if r.error or not r.seconds:
             lines.append(f"| {r.name} | {r.note} | failed: {r.error} | | | | | | |")
             continue
+        against = r.against or ours
         ratio = {
             "ours": "",
-            "source": f"zip / tars: {r.median / ours.median:.2f}x",
+            "again": "",
+            "source": f"{r.ratio}: {r.median / against.median:.2f}x",
             "md5": "",
             "format": "",
             "floor": f"{ours.median / r.median:.2f}x the floor",
@@ -544,13 +716,14 @@ def report(
         "CPU s: the machine's busy time during the run (all processes and the kernel, from "
         "/proc/stat), median.",
         "",
-        *source_lines(rows, ours),
+        *source_lines(rows),
+        *parts,
         *disk_lines(rows),
         f"Projection to the full {FULL_IMAGES:,} images (measured seconds per image):",
         "",
     ]
     for r in rows:
-        if r.seconds and r.role != "floor":
+        if r.seconds and r.role not in ("floor", "again"):
             projected = r.median / images * FULL_IMAGES
             lines.append(f"- {r.name}: {projected / 60:,.0f} min")
     md5_rows = [r for r in rows if r.role == "md5" and r.seconds]
@@ -591,12 +764,14 @@ def report(
     return "\n".join(lines)
 
 
-def source_lines(rows: list[Row], ours: Row) -> list[str]:
-    """The builds from another download (the Kaggle zip) against ours: the ratio of the
+def source_lines(rows: list[Row]) -> list[str]:
+    """The builds from another download (the Kaggle zip, Hugging Face's forms, the tars
+    without boxes) against the official tars' build of their group: the ratio of the
     medians, of each round's pair of runs, and whether the outputs are the same bytes."""
     lines: list[str] = []
     for r in rows:
-        if r.role != "source" or not r.seconds or not ours.seconds:
+        ours = r.against
+        if r.role != "source" or ours is None or not r.seconds or not ours.seconds:
             continue
         pairs = [z / t for t, z in zip(ours.seconds, r.seconds, strict=False)]
         lines.append(
@@ -605,7 +780,8 @@ def source_lines(rows: list[Row], ours: Row) -> list[str]:
             f"(each round: {min(pairs):.2f}-{max(pairs):.2f}x); CPU s {r.cpu_median:.2f} "
             f"against {ours.cpu_median:.2f}; peak {r.peak:,.0f} MB against {ours.peak:,.0f} MB."
         )
-        lines.append(f"Output against the tars' build (last runs): {same_output(ours, r)}.")
+        if r.equals is not None:
+            lines.append(f"Output against {r.equals_what} (last runs): {same_output(r.equals, r)}.")
         lines.append("")
     return lines
 
@@ -613,12 +789,12 @@ def source_lines(rows: list[Row], ours: Row) -> list[str]:
 def disk_lines(rows: list[Row]) -> list[str]:
     """How much the machine read from disk during the build group's runs: about 0 when the
     page cache held their input, as the table's "page cache warm" says."""
-    group = [r for r in rows if r.role in ("ours", "source", "floor") and r.disk_mb]
+    group = [r for r in rows if r.role in ("ours", "again", "source", "floor") and r.disk_mb]
     if not group:
         return []
     most = ", ".join(f"{r.name} {max(r.disk_mb):,.0f} MB" for r in group)
     return [
-        "Read from disk during a run of the build's group (/proc/vmstat pgpgin, the whole "
+        "Read from disk during a run of the build's groups (/proc/vmstat pgpgin, the whole "
         f"machine), the most in any run: {most}.",
         "",
     ]
