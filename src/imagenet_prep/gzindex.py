@@ -49,6 +49,7 @@ member's start is a seek point that needs no window.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import json
@@ -356,7 +357,11 @@ class _GzipPass:
 
 
 def index_gzip_tar(
-    path: Path, index_file: Path, *, spacing: int = DEFAULT_SPACING
+    path: Path,
+    index_file: Path,
+    *,
+    spacing: int = DEFAULT_SPACING,
+    unpack: Path | None = None,
 ) -> tuple[GzIndex, list[TarMember]]:
     """Index the tar.gz at ``path`` in one pass: seek points and every regular tar member.
 
@@ -364,6 +369,10 @@ def index_gzip_tar(
     (:func:`windows_path`) are written under temporary names and renamed, the window file
     first. A kept ``index_file`` that matches the archive (size, modification time, format
     version and ``spacing``) is loaded instead of reading the archive again.
+
+    With ``unpack``, the pass also writes the uncompressed tar there (under a temporary name,
+    renamed when whole), so that members can be read from it by offset like any plain tar;
+    the seek points are made all the same (a kept index is not read again to unpack).
     """
     if spacing < WINDOW:
         raise ValueError(f"spacing must be at least {WINDOW:,} bytes, not {spacing!r}")
@@ -380,7 +389,9 @@ def index_gzip_tar(
         if not stat.S_ISREG(st.st_mode):
             raise DataError(f"{path}: not a regular file")
         try:
-            index, members, gz_members = _index_fd(f.fileno(), path, st, index_file, spacing)
+            index, members, gz_members = _index_fd(
+                f.fileno(), path, st, index_file, spacing, unpack
+            )
         except OSError as exc:  # the archive's reads are DataErrors already: these are writes
             if exc.errno == errno.ENOSPC:
                 raise ResourceError(f"{index_file}: no space left for the gzip index") from None
@@ -396,17 +407,36 @@ def index_gzip_tar(
     return index, members
 
 
+class _Tee:
+    """A stream that copies what is read from ``source`` into ``copy``."""
+
+    def __init__(self, source: _GzipPass, copy: BinaryIO) -> None:
+        self._source = source
+        self._copy = copy
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._source.read(n)
+        self._copy.write(data)
+        return data
+
+
 def _index_fd(
-    fd: int, path: Path, st: os.stat_result, index_file: Path, spacing: int
+    fd: int, path: Path, st: os.stat_result, index_file: Path, spacing: int, unpack: Path | None
 ) -> tuple[GzIndex, list[TarMember], int]:
     """The pass over the open archive, then the index file written (window file first)."""
     if hasattr(os, "posix_fadvise"):
         os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
     windows = windows_path(index_file)
-    with atomic_open(windows) as wf:
+    with atomic_open(windows) as wf, contextlib.ExitStack() as stack:
         gz = _GzipPass(fd, str(path), st.st_size, spacing, wf)
+        stream: object = gz
+        if unpack is not None:
+            unpack.parent.mkdir(parents=True, exist_ok=True)
+            stream = _Tee(gz, stack.enter_context(atomic_open(unpack)))
         try:
-            members = [member for member, _data in iter_tar_stream(cast(BinaryIO, gz), str(path))]
+            members = [
+                member for member, _data in iter_tar_stream(cast(BinaryIO, stream), str(path))
+            ]
             if gz.read(1):  # not reached: the walk reads the stream to its end
                 raise DataError(f"{path}: data after the end of the tar archive")
         finally:

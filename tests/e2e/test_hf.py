@@ -11,17 +11,18 @@ import os
 import shutil
 import tarfile
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from tests.helpers import assert_build_refused
 
-from imagenet_prep import BuildConfig, build, verify
+from imagenet_prep import BuildConfig, build, gzindex, verify
 from imagenet_prep.fixture import FixtureConfig, generate
 from imagenet_prep.formats import NAMES
 from imagenet_prep.manifest import STATE_DIR
-from imagenet_prep.sources import discover
+from imagenet_prep.sources import discover, hf
 
 LAYOUTS = ("archives", "hf", "hf-parquet")
 SPLITS = ("train", "validation", "test")
@@ -53,6 +54,7 @@ def downloads(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def _build(src: Path, out: Path, **options: object) -> Path:
+    settings: dict[str, object] = {"workers": 2, **options}
     build(
         BuildConfig(
             source=src,
@@ -61,8 +63,7 @@ def _build(src: Path, out: Path, **options: object) -> Path:
             train_shards=2,
             validation_shards=2,
             test_shards=1,
-            workers=2,
-            **options,  # type: ignore[arg-type]
+            **settings,  # type: ignore[arg-type]
         )
     )
     assert verify(out).ok
@@ -95,6 +96,32 @@ def test_both_hugging_face_forms_give_the_official_records(
         assert manifest["source"]["layout"] == layout
     # The Parquet files' images were spilled into OUT while building, and are gone now.
     assert not (outs["hf-parquet"] / STATE_DIR / "spill").exists()
+
+
+def test_without_room_to_unpack_the_tar_gz_is_read_through_seek_points(
+    downloads: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same records whether the archives were unpacked into OUT (room enough) or are read
+    by inflating from their seek points."""
+    monkeypatch.setattr(hf, "UNPACK_FACTOR", float("inf"))
+    reads: list[str] = []
+    real = gzindex.read_range
+
+    def counted(*args: Any) -> bytes:
+        reads.append(args[-1])
+        return real(*args)
+
+    monkeypatch.setattr(gzindex, "read_range", counted)
+    seek = _build(downloads["hf"], tmp_path / "seek", workers=1)
+    assert len(reads) == 12 * 4 + 3 * 4 + 5  # every image read through a seek point
+    monkeypatch.setattr(hf, "UNPACK_FACTOR", 0.0)
+    unpacked = _build(downloads["hf"], tmp_path / "unpacked", workers=1)
+    assert len(reads) == 12 * 4 + 3 * 4 + 5  # none
+    files = _files(seek)
+    assert files == _files(unpacked)
+    _match, mismatch, errors = filecmp.cmpfiles(seek, unpacked, files, shallow=False)
+    assert not mismatch and not errors
+    assert not (unpacked / STATE_DIR / "spill").exists()  # the unpacked copies are gone
 
 
 def test_a_parquet_row_without_a_name_is_named_by_split_and_row(

@@ -25,13 +25,16 @@ class Container:
 
     ``path`` is the archive to open, or the folder holding the image files (kind FILE);
     ``parent``, for messages, the nested tar the images are in, or a zip's folder that holds
-    them (``""`` when none); ``index`` the file of seek points of a GZIP container.
+    them (``""`` when none); ``index`` the file of seek points of a GZIP container;
+    ``source`` the file messages name when ``path`` is a copy of it made by the build (a
+    tar.gz unpacked into OUT's bookkeeping folder).
     """
 
     path: str
     kind: ContainerKind
     parent: str = ""
     index: str = ""
+    source: str = ""
 
     def origin(self, name: str) -> str:
         """An image's place for messages: ``archive:nested.tar:name``, ``archive:name`` or a
@@ -46,9 +49,10 @@ class Container:
         """
         if self.kind is ContainerKind.FILE:
             return os.path.join(self.path, name)
+        path = self.source or self.path
         if self.parent and self.kind is not ContainerKind.TAR:
-            return f"{self.path}:{self.parent}/{name}"
-        return f"{self.path}:{self.parent}:{name}" if self.parent else f"{self.path}:{name}"
+            return f"{path}:{self.parent}/{name}"
+        return f"{path}:{self.parent}:{name}" if self.parent else f"{path}:{name}"
 
     def file(self, name: str) -> str:
         """The file to open to read the image ``name``: the archive, or the image itself."""
