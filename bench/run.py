@@ -16,9 +16,10 @@ The build from the Kaggle zip takes turns with the build from the official tars 
 floors), and is given as its ratio to it; the two builds' outputs are compared once. The
 builds from Hugging Face's forms take turns, in a group of their own, with the build from
 the official tars and with the build from the same tars without the box archives (the Hub
-has none), which their outputs must equal; then the tar.gz form's parts are measured
-(bench/gzreads.py): the index pass against `gzip -dc`, one image's read through the seek
-points against a plain tar's, and the seek points' figures.
+has none), which their outputs must equal; the tar.gz form twice, unpacked into OUT (a
+build with disk room) and through its seek points (without); then the tar.gz form's parts
+are measured (bench/gzreads.py): the index pass against `gzip -dc`, one image's read through
+the seek points against a plain tar's, and the seek points' figures.
 Every run starts in the memory state that --memory names (bench/memstate.py): by default
 free memory is full of clean page cache, as on a machine that has been up a while; the
 build and the floors take turns.
@@ -43,7 +44,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import gzreads
 from docsection import DOCS, machine, write_section
-from memstate import MODES, MemoryState
+from memstate import MODES, MemoryState, release
 from peak_memory import measure
 
 from imagenet_prep.archive import file_md5
@@ -82,6 +83,12 @@ ARCHIVE_NAMES = (*COPIED_ARCHIVES, BOX_VAL_ARCHIVE, DEVKIT_ARCHIVE)
 KAGGLE_IMAGES = "ILSVRC/Data/CLS-LOC/"
 # Not compared between two builds' outputs: dates, paths, timings; bookkeeping.
 NOT_COMPARED = ("manifest.json", ".imagenet-prep")
+# ``imagenet-prep`` as a user without disk room to unpack the tar.gz archives (2.2x them free)
+# runs it: every image inflated from its seek point. The build's main process decides.
+SEEK_POINTS_BUILD = (
+    "import sys; import imagenet_prep.sources.hf as hf; hf.UNPACK_FACTOR = float('inf'); "
+    "from imagenet_prep.cli import main; sys.exit(main(sys.argv[1:]))"
+)
 
 
 @dataclass
@@ -304,9 +311,16 @@ def timed(
     scratch: Path,
     memory: MemoryState,
     digests: tuple[Row, ...] = (),
+    truncate: bool = False,
 ) -> None:
     """Run each ``command(out)`` ``runs`` times, each run into a folder of its own under
     ``scratch``, the machine's memory held in ``memory``'s state (bench/memstate.py).
+
+    ``truncate``: each run's files are truncated to 0 right after it (after its digest), not
+    kept whole until the group ends, for a group whose runs' output would not fit on the disk
+    (the Hugging Face group: 15 runs of about 2 GB and the spills, against about 30 GB
+    free). The files stay, so no inode is freed before the group ends (see below); the
+    memory their pages held is filled with page cache again (``memory.top_up``).
 
     The rows in ``digests`` keep ``digest(out / "out")`` of their last run (untimed, right
     after it: ``--memory free`` truncates the output then; the last, so that the pages it
@@ -323,7 +337,8 @@ def timed(
     about 0.3 CPU s (``recently_deleted`` in ``perf``), which a first build never pays.
     """
     shutil.rmtree(scratch, ignore_errors=True)
-    memory.before_group(runs * len(group))
+    # With ``truncate`` one run's output is on disk at a time, with a spill beside it.
+    memory.before_group(2 if truncate else runs * len(group))
     if memory.mode == "full":
         order = [(i, n) for n in range(runs) for i in range(len(group))]
     else:
@@ -346,6 +361,8 @@ def timed(
         row.disk_mb.append(read)
         if run_no == runs - 1 and any(row is d for d in digests):
             row.digests = digest(out / "out")
+        if truncate:
+            release(out)
         memory.after_run(out)
         # What a run freed (its processes' memory; the Parquet build's 1.9 GB spill, deleted
         # as it finishes) would be free memory for the next one: fill it again.
@@ -501,11 +518,18 @@ def hugging_face(
     with them would keep more output than this disk holds), taking turns with the build from
     the official tars (their ratio is to it) and from the same tars without the box archives
     (their output must equal that one's: the Hub has no boxes). Each run starts from an empty
-    output: the tar.gz form's index pass and the Parquet form's spill are in every run."""
+    output: the tar.gz form's index pass and the Parquet form's spill are in every run. The
+    tar.gz form is built twice: as a user with disk room gets it (OUT has 2.2x the archives
+    free, ``imagenet_prep.sources.hf.UNPACK_FACTOR``: the index pass unpacks each archive
+    into OUT/.imagenet-prep/spill/ and images are read from those plain tars by offset), and
+    without that room, each image inflated from its seek point: the same build with
+    ``UNPACK_FACTOR`` set to infinity (``SEEK_POINTS_BUILD``; the build's main process decides,
+    so with any --workers). Each run's output is truncated after it (``timed``'s
+    ``truncate``): 15 runs' output would not fit on this disk."""
     workers = ["--workers", str(args.workers)]
     tars = Row(
         "imagenet-prep build, beside the Hugging Face rows",
-        f"the first row's command, taking turns with the next three, {args.workers} workers",
+        f"the first row's command, taking turns with the next four, {args.workers} workers",
         "again",
     )
     bare = Row(
@@ -517,11 +541,21 @@ def hugging_face(
     )
     gz = Row(
         "imagenet-prep build, Hugging Face tar.gz",
-        "train_images_*.tar.gz, val_images.tar.gz: the index pass, then each image inflated "
-        f"from its seek point, {args.workers} workers",
+        "train_images_*.tar.gz, val_images.tar.gz: the index pass unpacks each archive into "
+        f"OUT (room for 2.2x the archives), images read by offset, {args.workers} workers",
         "source",
         against=tars,
         ratio="tar.gz / tars",
+        equals=bare,
+        equals_what="the no-boxes build",
+    )
+    seek = Row(
+        "imagenet-prep build, Hugging Face tar.gz, seek points",
+        "the same without room to unpack (UNPACK_FACTOR = inf): the index pass, then each "
+        f"image inflated from its seek point, {args.workers} workers",
+        "source",
+        against=tars,
+        ratio="seek points / tars",
         equals=bare,
         equals_what="the no-boxes build",
     )
@@ -536,8 +570,8 @@ def hugging_face(
         equals_what="the no-boxes build",
     )
 
-    def of(source: Path) -> Command:
-        build = [PY, "-m", "imagenet_prep", "build", "--source", str(source), "--quiet"]
+    def of(source: Path, program: tuple[str, ...] = ("-m", "imagenet_prep")) -> Command:
+        build = [PY, *program, "build", "--source", str(source), "--quiet"]
         return lambda out: [*build, "--output", str(out / "out"), *workers]
 
     warm(downloads.official, *gzreads.gz_archives(downloads.hf))
@@ -546,10 +580,11 @@ def hugging_face(
         (tars, of(downloads.official)),
         (bare, of(downloads.noboxes)),
         (gz, of(downloads.hf)),
+        (seek, of(downloads.hf, ("-c", SEEK_POINTS_BUILD))),
         (parquet, of(downloads.parquet)),
     ]
-    timed(group, args.runs, scratch, memory, digests=(bare, gz, parquet))
-    return [tars, bare, gz, parquet]
+    timed(group, args.runs, scratch, memory, digests=(bare, gz, seek, parquet), truncate=True)
+    return [tars, bare, gz, seek, parquet]
 
 
 def gz_parts(
