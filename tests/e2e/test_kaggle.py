@@ -158,8 +158,12 @@ def _damage(case: str, downloads: dict[str, Path], src: Path) -> str:
         if case == "zip-no-solution":
             _rezip(original, zipped, drop=VAL_SOLUTION)
             return f"{zipped}:{VAL_SOLUTION}"
-        _rezip(original, zipped, add=("ILSVRC/Data/CLS-LOC/n01440764_1.JPEG", b"\xff\xd8"))
-        return f"{zipped}:ILSVRC/Data/CLS-LOC/n01440764_1.JPEG"
+        if case == "zip-unknown-class":
+            member = "ILSVRC/Data/CLS-LOC/train/n99999999/n99999999_1.JPEG"
+        else:
+            member = "ILSVRC/Data/CLS-LOC/n01440764_1.JPEG"
+        _rezip(original, zipped, add=(member, b"\xff\xd8"))
+        return f"{zipped}:{member}"
     shutil.copytree(downloads["kaggle-tree"], src)
     solution = src / VAL_SOLUTION
     if case == "tree-no-solution":
@@ -187,6 +191,7 @@ DAMAGE = [
     ("zip-truncated", "truncated"),
     ("zip-no-solution", "missing; it holds the validation labels"),
     ("zip-image-outside", "an image outside the expected folders"),
+    ("zip-unknown-class", "'n99999999' is not an ILSVRC2012 class"),
     ("tree-no-solution", "missing; it holds the validation labels"),
     ("tree-disagreeing-row", "in the shipped imagenet_2012_validation_synset_labels.txt"),
     ("tree-mapping-order", "where the ILSVRC2012 classes in order have"),

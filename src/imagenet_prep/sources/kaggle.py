@@ -100,10 +100,15 @@ class KaggleSource:
         out = SplitIndex(split)
         where = self._split_input(split)
         label_of = ValidationLabels(synsets, validation_labels, KAGGLE_VAL_SOLUTION)
-        containers: dict[tuple[str, ContainerKind], int] = {}
+        made: dict[tuple[str, ContainerKind], Container] = {}  # per folder and kind
+        ids: dict[Container, int] = {}  # those holding images: their place in out.containers
         for entry in self._entries(split):
             name = entry.parts[-1]
-            origin = Container(entry.folder, entry.kind).origin(name)
+            key = (entry.folder, entry.kind)
+            container = made.get(key)
+            if container is None:
+                container = made[key] = self._container(entry)
+            origin = container.origin(name)
             if not is_image_name(name):
                 out.ignored.append(origin)
                 continue
@@ -119,12 +124,11 @@ class KaggleSource:
                     f"{origin}: an image outside the expected folders (the {split} images are "
                     f"in {KAGGLE_DATA}/{_FOLDERS[split]})"
                 )
-            key = (entry.folder, entry.kind)
-            container = containers.get(key)
-            if container is None:
-                container = containers[key] = len(out.containers)
-                out.containers.append(self._container(entry))
-            out.add(name, label, entry.offset, entry.size, container)
+            at = ids.get(container)
+            if at is None:
+                at = ids[container] = len(out.containers)
+                out.containers.append(container)
+            out.add(name, label, entry.offset, entry.size, at)
         return finished_index(out, where)
 
     def _split_input(self, split: str) -> Path:
