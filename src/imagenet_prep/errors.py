@@ -30,3 +30,8 @@ class WorkerDied(ImagenetPrepError):
     Raised by the executors and by the driver for its own helper processes alike, so it
     lives here rather than in one engine.
     """
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception's message on one line (tarfile's and pyarrow's may span several)."""
+    return " ".join(str(exc).split())

@@ -18,7 +18,7 @@ from functools import cache
 from importlib import resources
 from pathlib import Path
 
-from .errors import DataError
+from .errors import DataError, one_line
 
 SYNSETS_FILE = "imagenet_lsvrc_2015_synsets.txt"
 METADATA_FILE = "imagenet_metadata.txt"
@@ -260,11 +260,6 @@ def _ascii(data: bytes, source: str) -> str:
         ) from None
 
 
-def _one_line(exc: BaseException) -> str:
-    """An exception's message on one line (tarfile's "could not be opened" spans several)."""
-    return " ".join(str(exc).split())
-
-
 def _read_devkit_archive(path: Path, meta_name: str, truth_name: str) -> tuple[bytes, bytes]:
     """The two members' bytes from the devkit archive (gzip'd as published, or a plain tar).
 
@@ -282,7 +277,7 @@ def _read_devkit_archive(path: Path, meta_name: str, truth_name: str) -> tuple[b
             with gzip.GzipFile(fileobj=io.BytesIO(data)) as gz:
                 data = gz.read()
         except (OSError, EOFError, zlib.error) as exc:
-            raise DataError(f"{path}: damaged gzip stream ({_one_line(exc)})") from None
+            raise DataError(f"{path}: damaged gzip stream ({one_line(exc)})") from None
     found: dict[str, bytes] = {}
     try:
         with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
@@ -295,7 +290,7 @@ def _read_devkit_archive(path: Path, meta_name: str, truth_name: str) -> tuple[b
     except (tarfile.TarError, OSError, EOFError) as exc:
         what = "the tar inside the gzip stream" if gzipped else "neither gzip'd nor a tar"
         raise DataError(
-            f"{path}: not a readable devkit archive ({what}: {_one_line(exc)})"
+            f"{path}: not a readable devkit archive ({what}: {one_line(exc)})"
         ) from None
     for name in (meta_name, truth_name):
         if name not in found:

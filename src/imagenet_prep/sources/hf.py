@@ -21,7 +21,7 @@ from functools import partial
 from pathlib import Path
 
 from ..archive import TarMember
-from ..errors import DataError
+from ..errors import DataError, one_line
 from ..fsutil import atomic_open
 from ..labels import Synsets, is_wnid
 from ..manifest import OutputState
@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 
 #: The version of a spill's record: another is made anew.
 SPILL_VERSION = 1
-_NAME_COLUMN = "image"
+_IMAGE_COLUMN = "image"
 _LABEL_COLUMN = "label"
 
 
@@ -344,15 +344,15 @@ def _rows(path: Path) -> Iterator[tuple[bytes, str | None, int]]:
     try:
         parquet = pq.ParquetFile(path)
         names = parquet.schema_arrow.names
-        for column in (_NAME_COLUMN, _LABEL_COLUMN):
+        for column in (_IMAGE_COLUMN, _LABEL_COLUMN):
             if column not in names:
                 raise DataError(
                     f"{path}: no {column!r} column (the Hub's imagenet-1k Parquet files have "
                     f"'image' and 'label'; this has {', '.join(names)})"
                 )
         for group in range(parquet.num_row_groups):
-            table = parquet.read_row_group(group, columns=[_NAME_COLUMN, _LABEL_COLUMN])
-            images = table.column(_NAME_COLUMN).combine_chunks()
+            table = parquet.read_row_group(group, columns=[_IMAGE_COLUMN, _LABEL_COLUMN])
+            images = table.column(_IMAGE_COLUMN).combine_chunks()
             data = images.field("bytes").to_pylist()
             paths = images.field("path").to_pylist()
             labels = table.column(_LABEL_COLUMN).to_pylist()
@@ -361,8 +361,4 @@ def _rows(path: Path) -> Iterator[tuple[bytes, str | None, int]]:
                     raise DataError(f"{path}: a row without image bytes or label")
                 yield image, name or None, int(label)
     except (OSError, pa.ArrowException, KeyError) as exc:
-        raise DataError(f"{path}: cannot read this Parquet file ({_one_line(exc)})") from None
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())[:200]
+        raise DataError(f"{path}: cannot read this Parquet file ({one_line(exc)[:200]})") from None
