@@ -169,6 +169,22 @@ def _damage(case: str, downloads: dict[str, Path], src: Path) -> str:
         target = sorted(src.rglob("train-*.parquet"))[0]
         pq.write_table(pq.read_table(target).drop_columns(["label"]), target)
         return str(target)
+    if case == "parquet-nameless-bad-label":
+        target = sorted(src.rglob("train-*.parquet"))[0]
+        table = pq.read_table(target)
+        images = table.column("image").combine_chunks()
+        paths = images.field("path").to_pylist()
+        paths[0] = None
+        labels = table.column("label").to_pylist()
+        labels[0] = 5000
+        image = pa.StructArray.from_arrays(
+            [images.field("bytes"), pa.array(paths)], ["bytes", "path"]
+        )
+        table = table.set_column(0, "image", image).set_column(
+            1, "label", pa.array(labels, pa.int64())
+        )
+        pq.write_table(table, target)
+        return f"{target}:row 0"
     target = next(src.rglob("val_images.tar.gz"))
     if case == "targz-truncated":
         whole = target.read_bytes()
@@ -194,6 +210,7 @@ DAMAGE = [
     ("targz-corrupt-block", ""),
     ("targz-renamed", "is not a WordNet ID"),
     ("parquet-no-label", "no 'label' column"),
+    ("parquet-nameless-bad-label", "label 5000 is not a class number (0..999)"),
 ]
 
 

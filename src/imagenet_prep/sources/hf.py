@@ -305,6 +305,11 @@ def _spill(
                 if name is None:
                     name = f"{split}_{len(names)}.JPEG"  # no name: cannot equal the official
                     suffixed = label
+                    if split != "test" and not 0 <= label < len(synsets.wnids):
+                        raise DataError(
+                            f"{where}: label {label} is not a class number "
+                            f"(0..{len(synsets.wnids) - 1})"
+                        )
                 else:
                     name, suffixed = label_of(name, f"{path}:{name}")
                 if split != "test" and suffixed != label:
