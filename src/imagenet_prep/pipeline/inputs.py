@@ -213,16 +213,7 @@ def _index_splits(
 
 
 def _box_csv(config: BuildConfig, layout: SourceLayout, boxes: BoxTable, inputs: Inputs) -> None:
-    csv = boxes.csv_bytes()
-    write_if_changed(config.output / BOX_CSV, csv)
-    inputs.bounding_boxes = file_entry(BOX_CSV, csv, images=len(boxes), **asdict(boxes.stats))
-    inputs.skipped.extend({"file": where, "reason": why} for where, why in boxes.skipped)
-    log.info(
-        "boxes: %d kept for %d images from %d XML files",
-        boxes.stats.boxes_kept,
-        len(boxes),
-        boxes.stats.files,
-    )
+    inputs.bounding_boxes = _write_box_csv(config, BOX_CSV, "boxes", boxes, inputs)
     official = any(d.get("official") and d["name"] == TRAIN_ARCHIVE for d in inputs.downloads)
     if official and boxes.stats.files != OFFICIAL_BOX_FILES:
         inputs.warnings.append(
@@ -232,18 +223,26 @@ def _box_csv(config: BuildConfig, layout: SourceLayout, boxes: BoxTable, inputs:
 
 
 def _validation_box_csv(config: BuildConfig, boxes: BoxTable, inputs: Inputs) -> None:
-    csv = boxes.csv_bytes()
-    write_if_changed(config.output / VALIDATION_BOX_CSV, csv)
-    inputs.validation_bounding_boxes = file_entry(
-        VALIDATION_BOX_CSV, csv, images=len(boxes), **asdict(boxes.stats)
+    inputs.validation_bounding_boxes = _write_box_csv(
+        config, VALIDATION_BOX_CSV, "validation boxes", boxes, inputs
     )
+
+
+def _write_box_csv(
+    config: BuildConfig, name: str, what: str, boxes: BoxTable, inputs: Inputs
+) -> dict[str, Any]:
+    """Write a split's box CSV ``name`` into OUT, list its skipped XMLs; its manifest entry."""
+    csv = boxes.csv_bytes()
+    write_if_changed(config.output / name, csv)
     inputs.skipped.extend({"file": where, "reason": why} for where, why in boxes.skipped)
     log.info(
-        "validation boxes: %d kept for %d images from %d XML files",
+        "%s: %d kept for %d images from %d XML files",
+        what,
         boxes.stats.boxes_kept,
         len(boxes),
         boxes.stats.files,
     )
+    return file_entry(name, csv, images=len(boxes), **asdict(boxes.stats))
 
 
 def _name_foreign(config: BuildConfig, state: OutputState, inputs: Inputs) -> None:
