@@ -29,7 +29,7 @@ from ..outdir import (
     remove_temporaries,
 )
 from ..sources import SourceLayout, discover
-from ..sources.layout import KAGGLE_DATA, KAGGLE_SPLIT_DIRS
+from ..sources.layout import expected_input
 from .finish import finish
 from .inputs import gather
 from .report import BuildResult, Reporter, Silent
@@ -39,25 +39,6 @@ from .shards import write_shards
 __all__ = ["BuildResult", "Reporter", "build"]
 
 log = logging.getLogger(__name__)
-
-_EXPECTED_INPUT = {
-    "train": "ILSVRC2012_img_train.tar or a train/ folder",
-    "validation": "ILSVRC2012_img_val.tar, or a validation/ or val/ folder",
-    "test": "ILSVRC2012_img_test_v10102019.tar or a test/ folder",
-}
-_EXPECTED_KAGGLE = {split: f"{KAGGLE_DATA}/{d}/" for split, d in KAGGLE_SPLIT_DIRS.items()}
-_EXPECTED_HF = {
-    "hf": {
-        "train": "train_images_<n>.tar.gz",
-        "validation": "val_images.tar.gz",
-        "test": "test_images.tar.gz",
-    },
-    "hf-parquet": {
-        "train": "train-*.parquet",
-        "validation": "validation-*.parquet",
-        "test": "test-*.parquet",
-    },
-}
 
 
 def build(
@@ -79,14 +60,9 @@ def build(
     layout = discover(config.source, config.layout)
     for split in config.splits:
         if layout.images(split) is None:
-            expected = (
-                _EXPECTED_KAGGLE
-                if layout.name.startswith("kaggle")
-                else _EXPECTED_HF.get(layout.name, _EXPECTED_INPUT)
-            )
             raise DataError(
                 f"{config.source}: the {split} split was requested but its input is missing "
-                f"in the {layout.name} layout ({expected[split]})"
+                f"in the {layout.name} layout ({expected_input(layout.name, split)})"
             )
     make_output(out)
     with OutputState(out).lock():

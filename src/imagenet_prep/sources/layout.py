@@ -350,3 +350,33 @@ _EXPECTED = {
     "hf": "train_images_<n>.tar.gz, val_images.tar.gz or test_images.tar.gz",
     "hf-parquet": "train-*.parquet, validation-*.parquet or test-*.parquet",
 }
+
+#: What each layout holds for each split, for the message when a requested split is missing.
+_EXPECTED_SPLIT = {
+    "official": {
+        "train": "ILSVRC2012_img_train.tar or a train/ folder",
+        "validation": "ILSVRC2012_img_val.tar, or a validation/ or val/ folder",
+        "test": "ILSVRC2012_img_test_v10102019.tar or a test/ folder",
+    },
+    "kaggle": {split: f"{KAGGLE_DATA}/{d}/" for split, d in KAGGLE_SPLIT_DIRS.items()},
+    "hf": {
+        "train": "train_images_<n>.tar.gz",
+        "validation": "val_images.tar.gz",
+        "test": "test_images.tar.gz",
+    },
+    "hf-parquet": {
+        "train": "train-*.parquet",
+        "validation": "validation-*.parquet",
+        "test": "test-*.parquet",
+    },
+}
+
+
+def expected_input(layout: str, split: str) -> str:
+    """What the layout ``layout`` holds for ``split``, for messages.
+
+    >>> expected_input("kaggle-tree", "validation"), expected_input("archives+extracted", "test")
+    ('ILSVRC/Data/CLS-LOC/val/', 'ILSVRC2012_img_test_v10102019.tar or a test/ folder')
+    """
+    family = "kaggle" if layout.startswith("kaggle") else layout
+    return _EXPECTED_SPLIT.get(family, _EXPECTED_SPLIT["official"])[split]
