@@ -82,3 +82,59 @@ def assert_build_refused(
     assert line.startswith(f"imagenet-prep build: error: {named}"), line
     assert message in line, line
     assert not (out / "manifest.json").exists()
+
+
+def layout_downloads(root: Path, layouts: tuple[str, ...], seed: int) -> dict[str, Path]:
+    """One small download with test images written in each of ``layouts`` from the same
+    options, so the same images: what the cross-layout tests compare builds of."""
+    from imagenet_prep.fixture import FixtureConfig, generate
+
+    made = {}
+    for layout in layouts:
+        made[layout] = root / layout
+        generate(
+            FixtureConfig(
+                out=made[layout],
+                classes=4,
+                per_class=12,
+                val_per_class=3,
+                seed=seed,
+                pool_size=16,
+                layout=layout,  # type: ignore[arg-type]
+                test_images=5,
+            )
+        )
+    return made
+
+
+def build_every_split(src: Path, out: Path, **options: object) -> Path:
+    """Build train, validation and test from ``src`` into ``out`` (small shard counts, two
+    workers unless ``options`` say otherwise); check it with ``verify``."""
+    from imagenet_prep import BuildConfig, build, verify
+
+    settings: dict[str, object] = {"workers": 2, **options}
+    build(
+        BuildConfig(
+            source=src,
+            output=out,
+            splits=("train", "validation", "test"),
+            train_shards=2,
+            validation_shards=2,
+            test_shards=1,
+            **settings,  # type: ignore[arg-type]
+        )
+    )
+    assert verify(out).ok
+    return out
+
+
+def output_files(out: Path) -> list[str]:
+    """Every file a build wrote in ``out`` but the manifest (which names the source) and the
+    bookkeeping folder, relative to ``out``, sorted."""
+    from imagenet_prep.manifest import STATE_DIR
+
+    return sorted(
+        str(p.relative_to(out))
+        for p in out.rglob("*")
+        if p.is_file() and p.name != "manifest.json" and STATE_DIR not in p.parts
+    )

@@ -16,10 +16,14 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from tests.helpers import assert_build_refused
+from tests.helpers import (
+    assert_build_refused,
+    build_every_split,
+    layout_downloads,
+    output_files,
+)
 
-from imagenet_prep import BuildConfig, build, gzindex, verify
-from imagenet_prep.fixture import FixtureConfig, generate
+from imagenet_prep import gzindex
 from imagenet_prep.formats import NAMES
 from imagenet_prep.manifest import STATE_DIR
 from imagenet_prep.sources import discover, hf
@@ -32,64 +36,24 @@ NOT_ON_THE_HUB = ("ILSVRC2012_bbox_train_v2.tar.gz", "ILSVRC2012_bbox_val_v3.tgz
 
 @pytest.fixture(scope="module")
 def downloads(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("hf_layouts")
-    made = {}
-    for layout in LAYOUTS:
-        made[layout] = root / layout
-        generate(
-            FixtureConfig(
-                out=made[layout],
-                classes=4,
-                per_class=12,
-                val_per_class=3,
-                seed=91,
-                pool_size=16,
-                layout=layout,  # type: ignore[arg-type]
-                test_images=5,
-            )
-        )
+    made = layout_downloads(tmp_path_factory.mktemp("hf_layouts"), LAYOUTS, seed=91)
     for name in NOT_ON_THE_HUB:
         (made["archives"] / name).unlink()
     return made
-
-
-def _build(src: Path, out: Path, **options: object) -> Path:
-    settings: dict[str, object] = {"workers": 2, **options}
-    build(
-        BuildConfig(
-            source=src,
-            output=out,
-            splits=SPLITS,
-            train_shards=2,
-            validation_shards=2,
-            test_shards=1,
-            **settings,  # type: ignore[arg-type]
-        )
-    )
-    assert verify(out).ok
-    return out
-
-
-def _files(out: Path) -> list[str]:
-    return sorted(
-        str(p.relative_to(out))
-        for p in out.rglob("*")
-        if p.is_file() and p.name != "manifest.json" and STATE_DIR not in p.parts
-    )
 
 
 def test_both_hugging_face_forms_give_the_official_records(
     downloads: dict[str, Path], tmp_path: Path
 ) -> None:
     outs = {
-        layout: _build(src, tmp_path / layout, formats=NAMES, shard_size=20)
+        layout: build_every_split(src, tmp_path / layout, formats=NAMES, shard_size=20)
         for layout, src in downloads.items()
     }
-    files = _files(outs["archives"])
+    files = output_files(outs["archives"])
     assert any(f.startswith("tfrecord/test-") for f in files)
     for layout, out in outs.items():
         assert discover(downloads[layout]).name == layout
-        assert _files(out) == files, layout
+        assert output_files(out) == files, layout
         _match, mismatch, errors = filecmp.cmpfiles(outs["archives"], out, files, shallow=False)
         assert not mismatch and not errors, (layout, mismatch, errors)
         manifest = json.loads((out / "manifest.json").read_text())
@@ -112,13 +76,13 @@ def test_without_room_to_unpack_the_tar_gz_is_read_through_seek_points(
         return real(*args)
 
     monkeypatch.setattr(gzindex, "read_range", counted)
-    seek = _build(downloads["hf"], tmp_path / "seek", workers=1)
+    seek = build_every_split(downloads["hf"], tmp_path / "seek", workers=1)
     assert len(reads) == 12 * 4 + 3 * 4 + 5  # every image read through a seek point
     monkeypatch.setattr(hf, "UNPACK_FACTOR", 0.0)
-    unpacked = _build(downloads["hf"], tmp_path / "unpacked", workers=1)
+    unpacked = build_every_split(downloads["hf"], tmp_path / "unpacked", workers=1)
     assert len(reads) == 12 * 4 + 3 * 4 + 5  # none
-    files = _files(seek)
-    assert files == _files(unpacked)
+    files = output_files(seek)
+    assert files == output_files(unpacked)
     _match, mismatch, errors = filecmp.cmpfiles(seek, unpacked, files, shallow=False)
     assert not mismatch and not errors
     assert not (unpacked / STATE_DIR / "spill").exists()  # the unpacked copies are gone
@@ -138,7 +102,7 @@ def test_a_parquet_row_without_a_name_is_named_by_split_and_row(
         [images.field("bytes"), pa.array(paths)], ["bytes", "path"]
     )
     pq.write_table(table.set_column(0, "image", renamed), first)
-    out = _build(src, tmp_path / "out", formats=("webdataset",), shard_size=100)
+    out = build_every_split(src, tmp_path / "out", formats=("webdataset",), shard_size=100)
     names = set()
     for shard in (out / "webdataset").glob("validation-*.tar"):
         with tarfile.open(shard) as t:

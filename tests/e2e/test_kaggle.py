@@ -11,11 +11,14 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from tests.helpers import assert_build_refused
+from tests.helpers import (
+    assert_build_refused,
+    build_every_split,
+    layout_downloads,
+    output_files,
+)
 
-from imagenet_prep import BuildConfig, build, verify
 from imagenet_prep.cli import main
-from imagenet_prep.fixture import FixtureConfig, generate
 from imagenet_prep.formats import NAMES
 from imagenet_prep.sources import KAGGLE_ZIP, discover
 
@@ -27,47 +30,7 @@ VAL_SOLUTION = "LOC_val_solution.csv"
 @pytest.fixture(scope="module")
 def downloads(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """One download written in each layout from the same options (so the same images)."""
-    root = tmp_path_factory.mktemp("layouts")
-    made = {}
-    for layout in LAYOUTS:
-        made[layout] = root / layout
-        generate(
-            FixtureConfig(
-                out=made[layout],
-                classes=4,
-                per_class=12,
-                val_per_class=3,
-                seed=77,
-                pool_size=16,
-                layout=layout,  # type: ignore[arg-type]
-                test_images=5,
-            )
-        )
-    return made
-
-
-def _build(src: Path, out: Path, **options: object) -> Path:
-    config = BuildConfig(
-        source=src,
-        output=out,
-        splits=SPLITS,
-        train_shards=2,
-        validation_shards=2,
-        test_shards=1,
-        workers=2,
-        **options,  # type: ignore[arg-type]
-    )
-    build(config)
-    assert verify(out).ok
-    return out
-
-
-def _files(out: Path) -> list[str]:
-    return sorted(
-        str(p.relative_to(out))
-        for p in out.rglob("*")
-        if p.is_file() and p.name != "manifest.json" and ".imagenet-prep" not in p.parts
-    )
+    return layout_downloads(tmp_path_factory.mktemp("layouts"), LAYOUTS, seed=77)
 
 
 def test_every_layout_gives_byte_identical_records(
@@ -76,11 +39,13 @@ def test_every_layout_gives_byte_identical_records(
     """Every format, with validation boxes and the test split, from each layout: the same
     bytes (the manifest aside, which names the source)."""
     outs = {
-        layout: _build(src, tmp_path / layout, validation_boxes=True, formats=NAMES, shard_size=20)
+        layout: build_every_split(
+            src, tmp_path / layout, validation_boxes=True, formats=NAMES, shard_size=20
+        )
         for layout, src in downloads.items()
     }
     reference = outs["archives"]
-    files = _files(reference)
+    files = output_files(reference)
     assert "imagenet_2012_validation_bounding_boxes.csv" in files
     assert {f.split("/")[-1].split("-")[0] for f in files if f.startswith("tfrecord/")} == {
         "train",
@@ -88,7 +53,7 @@ def test_every_layout_gives_byte_identical_records(
         "test",
     }
     for layout, out in outs.items():
-        assert _files(out) == files, layout
+        assert output_files(out) == files, layout
         _match, mismatch, errors = filecmp.cmpfiles(reference, out, files, shallow=False)
         assert not mismatch and not errors, (layout, mismatch, errors)
         manifest = json.loads((out / "manifest.json").read_text())
