@@ -131,7 +131,7 @@ def test_a_changed_archive_strikes_its_split_from_the_journal(
     journal = state.journal()
     point = resume(config, layout, inputs.indexes, synsets, state, journal)
     write_shards(config, inputs, synsets, point, InlineExecutor(), Silent(), journal)
-    val = layout.validation
+    val = layout.images("validation")
     assert val is not None
     stat = val.stat()
     try:

@@ -102,7 +102,7 @@ def gather(
         # Said here: the helper process has no log handler of its own.
         log.info(
             "indexing %s in a helper process (or reusing its index from an earlier run)",
-            layout.train,
+            layout.images("train"),
         )
         train = executor.run_aside(index_detached, source, "train", shipped, state)
     md5_pending = hash_aside(config, layout, state, executor)

@@ -103,14 +103,6 @@ class SourceLayout:
         path = self.splits.get(split)
         return [path] if path is not None and path.is_file() else []
 
-    @property
-    def train(self) -> Path | None:
-        return self.splits.get("train")
-
-    @property
-    def validation(self) -> Path | None:
-        return self.splits.get("validation")
-
     def inputs(self) -> list[Path]:
         """Every input, once each, in a stable order."""
         found = [*self.splits.values(), *self.boxes.values(), *self.labels.values()]

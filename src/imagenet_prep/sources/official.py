@@ -95,7 +95,7 @@ def finished_index(out: SplitIndex, src: Path) -> SplitIndex:
 
 def index_train(layout: SourceLayout, synsets: Synsets, state: OutputState | None) -> SplitIndex:
     """Every training image: from the nested archive, or ``train/<wnid>/*``."""
-    src = layout.train
+    src = layout.images("train")
     if src is None:
         raise DataError(f"{layout.root}: no training input ({TRAIN_ARCHIVE} or a train/ folder)")
     out = SplitIndex("train")
@@ -185,7 +185,7 @@ def index_validation(
     state: OutputState | None,
 ) -> SplitIndex:
     """Every validation image, labelled by its number (flat) or checked against it (in folders)."""
-    src = layout.validation
+    src = layout.images("validation")
     if src is None:
         raise DataError(
             f"{layout.root}: no validation input ({VAL_ARCHIVE} or a validation/ or val/ folder)"
