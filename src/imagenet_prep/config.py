@@ -20,6 +20,7 @@ SPLITS = ("train", "validation", "test")
 DEFAULT_SPLITS = ("train", "validation")  # the test split has no labels: only when asked
 FORMATS = NAMES  # the registry's: imagenet_prep.formats
 ON_ERROR = ("raise", "skip")
+EXECUTORS = ("local", "ray")  # where the shard tasks run (imagenet_prep.executors)
 OUTPUT_LAYOUT = 2  # see BuildConfig.output_options
 DEFAULT_SEED = 12345  # what the reference scripts' build_imagenet_data.py shuffles with
 WEBDATASET_SHARD_BYTES = 10**9
@@ -78,6 +79,11 @@ class BuildConfig:
     layout: str | None = None  # the source layout, found in SRC when None
     validation_boxes: bool = False
     workers: int = field(default_factory=default_workers)
+    # Where the shard tasks run: "local" processes, or "ray" (a local Ray instance of
+    # ``workers`` CPUs, or the cluster at ``ray_address`` / RAY_ADDRESS). Not an output option:
+    # the bytes are the same, and a build started on one may be resumed on the other.
+    executor: str = "local"
+    ray_address: str | None = None
     label_offset: int = 1
     seed: int = DEFAULT_SEED
     on_error: str = "raise"
@@ -119,6 +125,12 @@ class BuildConfig:
             raise UsageError(f"layout must be one of {', '.join(LAYOUTS)}, not {self.layout!r}")
         if self.workers < 1:
             raise UsageError(f"workers must be at least 1, not {self.workers}")
+        if self.executor not in EXECUTORS:
+            raise UsageError(
+                f"executor must be one of {', '.join(EXECUTORS)}, not {self.executor!r}"
+            )
+        if self.ray_address is not None and self.executor != "ray":
+            raise UsageError("ray-address is for --executor ray")
         if self.on_error not in ON_ERROR:
             raise UsageError(
                 f"on-error must be one of {', '.join(ON_ERROR)}, not {self.on_error!r}"

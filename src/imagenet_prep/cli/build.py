@@ -7,7 +7,15 @@ import logging
 import sys
 from typing import Any
 
-from ..config import DEFAULT_SEED, FORMATS, ON_ERROR, SPLITS, BuildConfig, default_workers
+from ..config import (
+    DEFAULT_SEED,
+    EXECUTORS,
+    FORMATS,
+    ON_ERROR,
+    SPLITS,
+    BuildConfig,
+    default_workers,
+)
 from ..imagefix import MAX_PIXELS
 from ..sources.layout import LAYOUTS
 
@@ -55,7 +63,27 @@ def register(sub: Any) -> None:
         "scripts leave them out)",
     )
     p.add_argument(
-        "--workers", type=int, default=None, help=f"processes (default: cores, {default_workers()})"
+        "--workers",
+        type=int,
+        default=None,
+        help=f"processes, or the CPUs of the Ray instance started for the run (default: cores, "
+        f"{default_workers()}; a Ray cluster given by address uses all its CPUs)",
+    )
+    p.add_argument(
+        "--executor",
+        choices=EXECUTORS,
+        default="local",
+        help="where the shard tasks run: local processes (default), or Ray tasks (needs "
+        "imagenet-prep[ray]) on a local Ray instance started for the run or on the cluster at "
+        "--ray-address",
+    )
+    p.add_argument(
+        "--ray-address",
+        metavar="ADDR",
+        default=None,
+        help="with --executor ray: the running Ray cluster to use (host:port of its head, or "
+        "auto; default: $RAY_ADDRESS, else a local Ray instance); every node must see SRC and "
+        "OUTPUT at the same paths",
     )
     p.add_argument(
         "--label-offset",
@@ -149,11 +177,12 @@ def run(args: argparse.Namespace) -> int:
         resize_longer=args.resize_longer,
         quality=args.quality,
         dali_index=args.dali_index,
+        executor=args.executor,
+        ray_address=args.ray_address,
     )
-    if config.workers > 1:
-        from ..executors import start_fork_server
+    from ..executors import executor_for
 
-        start_fork_server()  # it boots while the pipeline's modules load
+    executor = executor_for(config)  # its workers start booting while the pipeline loads
     from ..pipeline import build
     from .progress import BarReporter, LineReporter
 
@@ -162,7 +191,7 @@ def run(args: argparse.Namespace) -> int:
         reporter = None
     else:
         reporter = BarReporter() if sys.stderr.isatty() else LineReporter()
-    result = build(config, reporter=reporter)
+    result = build(config, executor=executor, reporter=reporter)
     if not args.quiet:
         _summary(result)
     return 0

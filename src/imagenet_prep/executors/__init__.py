@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future
+from pathlib import Path
 from types import TracebackType
-from typing import Protocol, TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
-from ..errors import WorkerDied
+from ..errors import UsageError, WorkerDied
 from .local import (
     IMPORTING_MAIN_EXIT,
     InlineExecutor,
@@ -16,6 +17,9 @@ from .local import (
     refuse_while_importing_main,
     start_fork_server,
 )
+
+if TYPE_CHECKING:
+    from ..config import BuildConfig
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -39,9 +43,38 @@ class Executor(Protocol):
         ...
 
 
-def make_executor(workers: int) -> Executor:
-    """In-process for one worker, a process pool otherwise."""
+def make_executor(
+    workers: int,
+    kind: str = "local",
+    *,
+    address: str | None = None,
+    shared: Sequence[Path] = (),
+) -> Executor:
+    """The engine ``kind`` names. "local": in-process for one worker, a process pool of
+    ``workers`` otherwise (its fork server starts booting now). "ray": Ray tasks on the
+    cluster at ``address`` (or ``RAY_ADDRESS``), or on a local Ray instance of ``workers``
+    CPUs started for the run; every node must see the ``shared`` paths.
+    """
+    if kind == "ray":
+        from .ray_executor import RayExecutor
+
+        return RayExecutor(workers, address, shared=shared)
+    if kind != "local":
+        raise UsageError(f"executor must be local or ray, not {kind!r}")
+    if address is not None:
+        raise UsageError("--ray-address is for --executor ray")
     return InlineExecutor() if workers <= 1 else ProcessExecutor(workers)
+
+
+def executor_for(config: BuildConfig) -> Executor:
+    """The engine a build's options ask for; a Ray cluster's nodes must see its source and
+    output."""
+    return make_executor(
+        config.workers,
+        config.executor,
+        address=config.ray_address,
+        shared=(config.source, config.output),
+    )
 
 
 __all__ = [
@@ -51,6 +84,7 @@ __all__ = [
     "ProcessExecutor",
     "UnguardedMain",
     "WorkerDied",
+    "executor_for",
     "make_executor",
     "refuse_while_importing_main",
     "start_fork_server",

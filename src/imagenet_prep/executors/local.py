@@ -201,8 +201,12 @@ def _copy_outcome(
     source: Future[R], target: Future[R], processes: Sequence[multiprocessing.process.BaseProcess]
 ) -> None:
     exc = source.exception()
-    if isinstance(exc, BrokenProcessPool) and _importing_main_exit(processes):
-        exc = _unguarded_main()
+    if isinstance(exc, BrokenProcessPool):
+        exc = (
+            _unguarded_main()
+            if _importing_main_exit(processes)
+            else WorkerDied("a helper process died (killed, or out of memory)")
+        )
     if exc is not None:
         target.set_exception(exc)
     else:
@@ -251,6 +255,9 @@ class ProcessExecutor:
         self.workers = workers
         self._start_method = start_method
         self._preload = list(preload)
+        if start_method == "forkserver":
+            # It boots now, in the background, while the caller loads and prepares the rest.
+            start_fork_server(self._preload)
         self._pool: ProcessPoolExecutor | None = None
         self._aside: list[list[multiprocessing.process.BaseProcess]] = []
         self._starting: list[threading.Thread] = []

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from ..config import BuildConfig
 from ..errors import DataError, UsageError
-from ..executors import Executor, make_executor, refuse_while_importing_main
+from ..executors import Executor, executor_for, refuse_while_importing_main
 from ..labels import load_synsets
 from ..manifest import OutputState, read_manifest
 from ..outdir import (
@@ -73,7 +73,7 @@ def build(
         need = _Need()
         try:
             # Entering the executor starts its workers, which boot while the inputs are indexed.
-            with executor or make_executor(config.workers) as pool:
+            with executor or executor_for(config) as pool:
                 return _build(config, layout, pool, reporter or Silent(), started, need)
         except OSError as exc:
             raise _os_error(config, exc, need.bytes) from None

@@ -10,21 +10,19 @@ import logging
 import os
 import sys
 from concurrent.futures import Future
-from concurrent.futures.process import BrokenProcessPool
 from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from ..archive import file_md5
 from ..config import BuildConfig
 from ..errors import DataError
-from ..executors import Executor, WorkerDied
+from ..executors import Executor
 from ..labels import Devkit, read_devkit, validation_labels
 from ..manifest import Journal, OutputState, ShardResult
 from ..sources import SourceLayout, SplitIndex, cached_md5, record_md5
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 
 def check_download(
@@ -109,7 +107,7 @@ def known_md5(
         return cached_md5(state, archive), False
     if not future.done():
         return None, False
-    md5 = aside_result(future)
+    md5 = future.result()
     record_md5(state, archive, md5)
     return md5, True
 
@@ -143,7 +141,7 @@ def finish_md5(
                 path,
                 entry["bytes"] / 1e9,
             )
-        md5 = aside_result(future)
+        md5 = future.result()
         record_md5(state, path, md5)
         entry["md5"] = md5
         try:
@@ -152,14 +150,6 @@ def finish_md5(
             journal.forget(partial(of_split, split))
             raise
         entry["md5_verified"] = True
-
-
-def aside_result(future: Future[T]) -> T:
-    """The result of a task run beside the pool; its own errors are re-raised as they were."""
-    try:
-        return future.result()
-    except BrokenProcessPool:
-        raise WorkerDied("a helper process died (killed, or out of memory)") from None
 
 
 def read_devkit_aside(path: Path) -> Devkit:
@@ -178,5 +168,5 @@ def read_devkit_aside(path: Path) -> Devkit:
 def check_devkit(future: Future[Devkit]) -> str:
     """The devkit's validation labels must be the shipped ones (they label the records);
     where the manifest says the labels were confirmed."""
-    validation_labels(aside_result(future))
+    validation_labels(future.result())
     return "devkit"

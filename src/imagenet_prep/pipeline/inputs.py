@@ -39,7 +39,6 @@ from ..sources import (
 )
 from ..sources.layout import KAGGLE_SYNSET_MAPPING, KAGGLE_VAL_SOLUTION
 from .checks import (
-    aside_result,
     check_devkit,
     check_download,
     hash_aside,
@@ -94,7 +93,7 @@ def gather(
     shipped = validation_labels(None)
     tasks = [task for split in config.splits for task in source.prepare(split, state)]
     if tasks:  # e.g. the Hub's tar.gz archives, each indexed by a pool worker
-        log.info("indexing %d archives, %d at a time", len(tasks), config.workers)
+        log.info("indexing %d archives, %d at a time", len(tasks), executor.workers)
         for _ in executor.map_unordered(run_prepared, tasks):
             pass
     train = None
@@ -195,7 +194,7 @@ def _index_splits(
     found: dict[str, SplitIndex] = {}
     for split in sorted(config.splits, key=lambda name: name == "train"):
         if split == "train" and train is not None:
-            found[split] = aside_result(train)
+            found[split] = train.result()
         else:
             if split == "validation" and inputs.devkit is not None and inputs.devkit.done():
                 inputs.validation_labels = check_devkit(inputs.devkit)
