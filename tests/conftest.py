@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from imagenet_prep.fixture import FixtureConfig, generate
+from tests.raycluster import ray_head, use_loopback
+
+# Every Ray process the tests start, and every driver, stays on 127.0.0.1 (tests/raycluster.py).
+use_loopback()
 
 # The real-client scripts run in their own interpreters (TensorFlow and torch crash when
 # imported into one process); doctest collection must not import them here.
@@ -47,3 +52,11 @@ def small_extracted(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return _small(
         tmp_path_factory.mktemp("small_extracted") / "raw", layout="extracted", extension=".jpeg"
     )
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[str]:
+    """The address of a real two-CPU Ray head on 127.0.0.1, started once for the tests that
+    ask for it and killed, every process of it, when they end."""
+    with ray_head(cpus=2) as (address, _sid):
+        yield address

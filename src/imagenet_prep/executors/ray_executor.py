@@ -201,6 +201,15 @@ class RayExecutor:
         ray = self._ray
         if not ray.is_initialized():
             self._connect()
+        elif self._address not in (None, "auto"):
+            # This process's connection serves (a driver started inside a Ray job, a notebook)
+            # only when it is the one asked for.
+            current = ray.get_runtime_context().gcs_address
+            if self._address != current:
+                raise UsageError(
+                    f"this process is already connected to the Ray cluster at {current}, "
+                    f"not {self._address}"
+                )
         try:
             self.workers = max(1, int(ray.cluster_resources().get("CPU", 0)))
             nodes = self._check_nodes()
@@ -240,7 +249,7 @@ class RayExecutor:
         started = time.perf_counter()
         try:
             ray.init(address=address, **options)
-        except (ConnectionError, RuntimeError, ValueError, TimeoutError) as exc:
+        except Exception as exc:  # ConnectionError, AuthenticationError, a version mismatch
             raise UsageError(f"cannot use the Ray cluster at {address}: {one_line(exc)}") from None
         self.startup_seconds = time.perf_counter() - started
         self._owned = True
