@@ -57,9 +57,12 @@ def _ready(address: str) -> bool:
         f"ray.init(address={address!r}, log_to_driver=False, logging_level=logging.ERROR); "
         "assert ray.cluster_resources().get('CPU', 0) > 0"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", probe], capture_output=True, timeout=START_SECONDS, check=False
-    )
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", probe], capture_output=True, timeout=30, check=False
+        )
+    except subprocess.TimeoutExpired:
+        return False
     return done.returncode == 0
 
 

@@ -16,10 +16,12 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import closing
 from types import FrameType, TracebackType
 from typing import TypeVar
 
 from ..errors import ImagenetPrepError, UsageError, WorkerDied
+from .inflight import in_flight
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -355,31 +357,23 @@ class ProcessExecutor:
     def _run(
         self, pool: ProcessPoolExecutor, fn: Callable[[T], R], items: Iterable[T]
     ) -> Iterator[R]:
-        pending: set[Future[R]] = set()
-        source = iter(items)
-        limit = 2 * self.workers
-
-        def fill() -> None:
-            while len(pending) < limit:
-                try:
-                    item = next(source)
-                except StopIteration:
-                    return
-                pending.add(pool.submit(fn, item))
+        def submit(item: T) -> Future[R]:
+            return pool.submit(fn, item)
 
         try:
-            fill()
-            while pending:
-                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            with closing(
+                in_flight(items, 2 * self.workers, submit, _first_done, Future.cancel)
+            ) as done:
                 for fut in done:
-                    pending.discard(fut)
                     yield fut.result()
-                fill()
         except BrokenProcessPool:  # from a task's result, or from submit once the pool knows
             raise _why_broken(pool) from None
-        finally:
-            for fut in pending:
-                fut.cancel()
+
+
+def _first_done(pending: list[Future[R]]) -> tuple[Sequence[Future[R]], list[Future[R]]]:
+    """The futures done (at least one, waiting for it), and those not."""
+    done, rest = wait(pending, return_when=FIRST_COMPLETED)
+    return list(done), list(rest)
 
 
 def _why_broken(pool: ProcessPoolExecutor) -> ImagenetPrepError:

@@ -26,11 +26,13 @@ import socket
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future
+from contextlib import closing
 from pathlib import Path
 from types import ModuleType, TracebackType
 from typing import Any, TypeVar
 
 from ..errors import ImagenetPrepError, UsageError, WorkerDied, one_line
+from .inflight import in_flight
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -330,31 +332,19 @@ class RayExecutor:
                 yield from self.map_unordered(fn, items)
             return
         task = self._task.options(name=_name(fn))  # the worker's process title: ray::NAME
-        pending: list[Any] = []
-        source = iter(items)
-        limit = 2 * self.workers
 
-        def fill() -> None:
-            while len(pending) < limit:
-                try:
-                    item = next(source)
-                except StopIteration:
-                    return
-                pending.append(task.remote(fn, (item,), self._pauses))
+        def submit(item: T) -> Any:
+            return task.remote(fn, (item,), self._pauses)
 
-        try:
-            fill()
-            while pending:
-                done, rest = ray.wait(pending, num_returns=1)
-                # Whatever else has finished meanwhile, without waiting.
-                more, rest = ray.wait(rest, num_returns=len(rest), timeout=0) if rest else ([], [])
-                pending[:] = rest
-                for ref in (*done, *more):
-                    yield self._get(ref)
-                fill()
-        finally:
-            for ref in pending:
-                self._cancel(ref)
+        def finished(pending: list[Any]) -> tuple[list[Any], list[Any]]:
+            done, rest = ray.wait(pending, num_returns=1)
+            # And whatever else has finished meanwhile, without waiting.
+            more, rest = ray.wait(rest, num_returns=len(rest), timeout=0) if rest else ([], [])
+            return [*done, *more], rest
+
+        with closing(in_flight(items, 2 * self.workers, submit, finished, self._cancel)) as done:
+            for ref in done:
+                yield self._get(ref)
 
     def _get(self, ref: Any) -> Any:
         try:

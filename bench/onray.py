@@ -2,8 +2,8 @@
 """Ray benchmark: `imagenet-prep build --executor ray` on a Ray instance started beforehand
 against `--executor local`, Ray's start-up apart, and a projection to ImageNet-1k and -21k.
 
-    python bench/ray.py [--download bench/out/download-100x200x10] [--runs 3] [--workers 2]
-                        [--memory full|free] [--write-docs] [--docs docs/BENCHMARKS.md]
+    python bench/onray.py [--download bench/out/download-100x200x10] [--runs 3] [--workers 2]
+                          [--memory full|free] [--write-docs] [--docs docs/BENCHMARKS.md]
 
 On the generated download (made with `imagenet-prep fixture` when missing, bench/run.py's
 sizes), page cache warm:
@@ -27,8 +27,7 @@ sizes), page cache warm:
    overhead, and from them a projection on paper to ImageNet-1k and ImageNet-21k on 1 to 64
    nodes of --node-cores cores.
 
-This file is named ray.py: run it as a script (never import it as `ray`); it changes to the
-repository's root first, so that no process it starts finds it on its path in place of Ray.
+It changes to the repository's root first, so that the processes it starts run from there.
 """
 
 from __future__ import annotations
@@ -632,10 +631,10 @@ def main() -> int:
     )
     print(text)
     if args.write_docs:
-        command = "python bench/ray.py " + " ".join(sys.argv[1:])
+        command = "python bench/onray.py " + " ".join(sys.argv[1:])
         write_section(
             "ray-bench",
-            f"## On Ray (`bench/ray.py`)\n\nMachine: {machine()}. Date: {date.today()}. "
+            f"## On Ray (`bench/onray.py`)\n\nMachine: {machine()}. Date: {date.today()}. "
             f"Command: `{command}` (`make bench`).\n\n{text}",
             args.docs,
         )
