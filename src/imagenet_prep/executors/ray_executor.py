@@ -19,6 +19,7 @@ Failures:
 from __future__ import annotations
 
 import errno
+import importlib
 import logging
 import os
 import platform
@@ -33,6 +34,7 @@ from typing import Any, TypeVar
 
 from ..errors import ImagenetPrepError, UsageError, WorkerDied, one_line
 from .inflight import in_flight
+from .local import PRELOAD
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -124,6 +126,12 @@ def run_alone(
     return run_task(fn, args, pauses)
 
 
+def warm_up(modules: Sequence[str]) -> None:
+    """Import ``modules`` in this worker, ahead of the tasks that need them."""
+    for name in modules:
+        importlib.import_module(name)
+
+
 def probe(paths: Sequence[str]) -> dict[str, Any]:
     """What a node says at the start: its name, imagenet-prep and Python versions, and
     which of ``paths`` it cannot see."""
@@ -162,7 +170,8 @@ class RayExecutor:
     ``shared`` are paths every node must see (the source and the output): each node is
     asked at the start, and one that cannot see them, or runs another version of
     imagenet-prep, stops the run with an error naming it. At most two tasks per CPU of the
-    cluster are in flight. ``startup_seconds`` is the time Ray took to start or connect.
+    cluster are in flight. ``startup_seconds``: importing Ray, starting or connecting to it, and
+    the nodes' check.
     """
 
     def __init__(
@@ -176,7 +185,9 @@ class RayExecutor:
     ) -> None:
         if workers is not None and workers < 1:
             raise ValueError(f"workers must be at least 1, not {workers}")
+        started = time.perf_counter()
         self._ray = import_ray()
+        self._import_seconds = time.perf_counter() - started
         self._address = address or os.environ.get("RAY_ADDRESS") or None
         self.workers = workers or 1
         self._cpus = workers
@@ -185,6 +196,7 @@ class RayExecutor:
         self._pauses = tuple(pauses)
         self._owned = False  # whether this executor connected (and so disconnects)
         self._aside: list[Any] = []  # ObjectRefs of the tasks run beside
+        self._warm: list[Any] = []  # ObjectRefs of the warm-up tasks
         ray = self._ray
         self._task = ray.remote(max_retries=retries, retry_exceptions=False)(run_task)
         # A one-off task takes no CPU of the others', and its worker ends after it.
@@ -201,6 +213,7 @@ class RayExecutor:
 
     def __enter__(self) -> RayExecutor:
         ray = self._ray
+        started = time.perf_counter()
         if not ray.is_initialized():
             self._connect()
         elif self._address not in (None, "auto"):
@@ -218,6 +231,13 @@ class RayExecutor:
         except BaseException:
             self._disconnect()
             raise
+        # The job's worker processes start, and import what the tasks need, while the caller
+        # prepares the first tasks (the local pool's fork server does the same); nobody waits.
+        self._warm = [
+            self._task.options(name="warm_up").remote(warm_up, (PRELOAD,), ())
+            for _ in range(self.workers)
+        ]
+        self.startup_seconds = self._import_seconds + time.perf_counter() - started
         if self._owned:
             log.info(
                 "Ray: %s, %d CPUs on %d node%s, ready in %.1f s",
@@ -248,14 +268,11 @@ class RayExecutor:
             options["num_cpus"] = self._cpus or len(os.sched_getaffinity(0))
         # A new local instance turns on token authentication and says so at every start.
         logging.getLogger("ray._private.authentication").setLevel(logging.ERROR)
-        started = time.perf_counter()
         try:
             ray.init(address=address, **options)
         except Exception as exc:  # ConnectionError, AuthenticationError, a version mismatch
             raise UsageError(f"cannot use the Ray cluster at {address}: {one_line(exc)}") from None
-        self.startup_seconds = time.perf_counter() - started
         self._owned = True
-        log.debug("Ray at %s ready in %.1f s", address, self.startup_seconds)
 
     def _disconnect(self) -> None:
         if self._owned:
@@ -317,6 +334,7 @@ class RayExecutor:
             for ref in self._aside:
                 self._cancel(ref)
         self._aside.clear()
+        self._warm.clear()
         self._disconnect()
 
     def _cancel(self, ref: Any) -> None:
