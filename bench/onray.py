@@ -373,7 +373,7 @@ def report(
             lines.append(f"| {r.name} | failed: {r.error} | | | | | |")
             continue
         base = local_heavy if r is ray_heavy else local
-        against = "" if r is base else f"{r.median / base.median:.2f}x"
+        against = "" if r in (local, local_heavy) else f"{r.median / base.median:.2f}x"
         lines.append(
             f"| {r.name} | {r.median:.2f} | {r.spread} | {r.cpu_median:.2f} "
             f"| {images / r.median:,.0f} | {images / r.median / cpus:,.0f} | {against} |"
@@ -416,6 +416,7 @@ def report(
             f"{same_output(local, instance)}; manifest.json {same_manifest(local, instance)}."
         )
     lines += [
+        "",
         "Ray's start-up:",
         "",
         f"- `ray start --head` ({cpus} CPUs) until a driver connects: {head_seconds:.1f} s, "
