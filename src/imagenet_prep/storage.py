@@ -1,0 +1,395 @@
+"""Object storage (``s3://``, ``gs://``, any fsspec URL) as the build reads and writes it: whole
+objects and byte ranges, counted, with one-line errors.
+
+Local paths never come here: they keep the fast path (``os.pread``, ``writev``, rename). An
+object store has no append, no rename and no file lock, and every request costs a round trip,
+so what the build asks of it is shaped for that:
+
+- reads are ranged GETs: :meth:`Store.read_range` for one member, :meth:`Store.read_ranges`
+  for many, neighbours coalesced into one request; :meth:`Store.stream` reads an object front
+  to back in large blocks (an index pass over a tar: its headers lie between the data);
+- an object becomes visible only complete: :meth:`Store.put` is one PUT,
+  :meth:`Store.writer` streams a multipart upload that is completed on a clean exit and
+  aborted otherwise;
+- :meth:`Store.create` is a conditional PUT (``If-None-Match: *``): the one atomic "create if
+  absent" an object store offers, which the output's lock is made of.
+
+Credentials come from the store's own chain (for S3: the environment, ``~/.aws``, instance
+roles; ``AWS_ENDPOINT_URL`` for an S3-compatible server); :func:`redact` keeps any that a URL
+carries out of messages and records.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, BinaryIO
+from urllib.parse import urlsplit, urlunsplit
+
+from .errors import DataError, ImagenetPrepError, UsageError, one_line
+
+if TYPE_CHECKING:
+    from fsspec import AbstractFileSystem
+
+#: The extra that brings each protocol's fsspec implementation.
+EXTRAS = {"s3": "s3", "s3a": "s3", "gs": "gcs", "gcs": "gcs"}
+#: A sequential read (an index pass) asks for this much at a time: 16 requests per GB.
+STREAM_BLOCK = 64 << 20
+#: Ranges closer than this are read in one request (the bytes between are read and dropped).
+COALESCE_GAP = 1 << 20
+#: A coalesced request is cut at this size, so that a task does not hold a whole archive.
+COALESCE_MAX = 64 << 20
+
+
+def is_url(location: object) -> bool:
+    """Whether ``location`` names an object store (``scheme://...``) rather than a local path.
+
+    >>> is_url("s3://bucket/imagenet"), is_url("memory://x"), is_url("/data/imagenet")
+    (True, True, False)
+    >>> is_url("file:///data/imagenet")  # a local path, spelled as a URL
+    False
+    """
+    text = str(location)
+    scheme, sep, _ = text.partition("://")
+    return bool(sep) and scheme.isidentifier() and scheme != "file"
+
+
+def redact(url: str) -> str:
+    """``url`` without what could be a credential: a user and password, a query string.
+
+    >>> redact("s3://AKIA:secret@bucket/key?X-Amz-Signature=abc")
+    's3://bucket/key'
+    >>> redact("s3://bucket/imagenet/")
+    's3://bucket/imagenet/'
+    """
+    parts = urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+@dataclass
+class Stats:
+    """Requests made to a store and bytes read from it (thread-safe counters)."""
+
+    requests: int = 0
+    bytes_read: int = 0
+    bytes_written: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def add(self, requests: int = 0, read: int = 0, written: int = 0) -> None:
+        with self._lock:
+            self.requests += requests
+            self.bytes_read += read
+            self.bytes_written += written
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """An object's name (its URL), size, and what changes when it is replaced (the ETag, or
+    the modification time where a store has no ETag)."""
+
+    url: str
+    size: int
+    version: str
+
+
+def open_store(url: str) -> Store:
+    """The store ``url`` lives in; a one-line error when its fsspec implementation is missing
+    or the URL is not one fsspec knows."""
+    import fsspec
+    from fsspec.core import url_to_fs
+
+    scheme = url.partition("://")[0]
+    try:
+        fs, _ = url_to_fs(url)
+    except ImportError as exc:
+        extra = EXTRAS.get(scheme)
+        hint = f"pip install 'imagenet-prep[{extra}]'" if extra else "install its fsspec package"
+        raise UsageError(f"{redact(url)}: {scheme}:// needs {one_line(exc)}: {hint}") from None
+    except ValueError as exc:
+        known = ", ".join(sorted(fsspec.available_protocols())[:12])
+        raise UsageError(f"{redact(url)}: {one_line(exc)} (fsspec knows {known}, ...)") from None
+    return Store(fs, scheme)
+
+
+class Store:
+    """One fsspec file system, what the build asks of it, and the count of its requests.
+
+    Paths are full URLs (``s3://bucket/key``); errors name them (redacted) on one line.
+    """
+
+    def __init__(self, fs: AbstractFileSystem, scheme: str) -> None:
+        self.fs = fs
+        self.scheme = scheme
+        self.stats = Stats()
+
+    # -- names -------------------------------------------------------------------------------
+
+    def path(self, url: str) -> str:
+        """The file system's own path for ``url`` (``bucket/key`` for S3)."""
+        return str(self.fs._strip_protocol(url))
+
+    def url(self, path: str) -> str:
+        return str(self.fs.unstrip_protocol(path))
+
+    # -- reads -------------------------------------------------------------------------------
+
+    def info(self, url: str) -> ObjectInfo:
+        with self.errors(url):
+            found = self.fs.info(self.path(url))
+        self.stats.add(requests=1)
+        return _object_info(self, found)
+
+    def listing(self, url: str) -> list[ObjectInfo]:
+        """The objects directly under the prefix ``url`` (not its "folders"), by name."""
+        with self.errors(url):
+            found = self.fs.ls(self.path(url), detail=True, refresh=True)
+        self.stats.add(requests=1)
+        return sorted(
+            (_object_info(self, o) for o in found if o.get("type") != "directory"),
+            key=lambda o: o.url,
+        )
+
+    def exists(self, url: str) -> bool:
+        with self.errors(url):
+            found = bool(self.fs.exists(self.path(url)))
+        self.stats.add(requests=1)
+        return found
+
+    def read(self, url: str) -> bytes:
+        """A whole object, in one request."""
+        with self.errors(url):
+            data = bytes(self.fs.cat_file(self.path(url)))
+        self.stats.add(requests=1, read=len(data))
+        return data
+
+    def read_range(self, url: str, start: int, end: int) -> bytes:
+        """Bytes ``start`` to ``end`` (exclusive) of an object, in one request; fewer at its
+        end."""
+        if end <= start:
+            return b""
+        with self.errors(url):
+            data = bytes(self.fs.cat_file(self.path(url), start=start, end=end))
+        self.stats.add(requests=1, read=len(data))
+        return data
+
+    def read_ranges(
+        self,
+        url: str,
+        ranges: Sequence[tuple[int, int]],
+        gap: int = COALESCE_GAP,
+        most: int = COALESCE_MAX,
+    ) -> list[bytes]:
+        """Several byte ranges of one object, in the order asked; ranges whose gap is at most
+        ``gap`` are read in one request of at most ``most`` bytes (the store's client runs the
+        requests concurrently where it can).
+
+        Shard tasks read their images this way: members that are neighbours in the archive
+        cost one request together.
+        """
+        if not ranges:
+            return []
+        spans = coalesce(ranges, gap, most)
+        path = self.path(url)
+        with self.errors(url):
+            blobs = self.fs.cat_ranges(
+                [path] * len(spans), [s for s, _ in spans], [e for _, e in spans]
+            )
+        for blob in blobs:
+            if isinstance(blob, BaseException):
+                with self.errors(url):
+                    raise blob
+        self.stats.add(requests=len(spans), read=sum(len(b) for b in blobs))
+        out = []
+        for start, end in ranges:
+            i = _span_of(spans, start)
+            s, _ = spans[i]
+            out.append(bytes(blobs[i][start - s : end - s]))
+        return out
+
+    def stream(self, url: str, size: int | None = None, block: int = STREAM_BLOCK) -> BlockStream:
+        """A file-like reader of ``url`` from its start, asking the store for ``block`` bytes at
+        a time (at most ``size / block + 1`` requests)."""
+        if size is None:
+            size = self.info(url).size
+        return BlockStream(self, url, size, block)
+
+    # -- writes ------------------------------------------------------------------------------
+
+    def put(self, url: str, data: bytes) -> None:
+        """Write a whole object in one PUT: it appears complete or not at all."""
+        with self.errors(url):
+            self.fs.pipe_file(self.path(url), data)
+        self.stats.add(requests=1, written=len(data))
+
+    def create(self, url: str, data: bytes) -> bool:
+        """Write ``url`` only if no object has that name (``If-None-Match: *``, atomic in the
+        store); False if one has. Stores without conditional writes raise UsageError."""
+        try:
+            with self.errors(url):
+                self.fs.pipe_file(self.path(url), data, mode="create")
+        except FileExistsError:
+            return False
+        except (NotImplementedError, TypeError) as exc:
+            raise UsageError(
+                f"{redact(url)}: this store has no conditional write ({one_line(exc)}), so two "
+                "builds into one output could not be kept apart"
+            ) from None
+        finally:
+            self.stats.add(requests=1)
+        self.stats.add(written=len(data))
+        return True
+
+    @contextlib.contextmanager
+    def writer(self, url: str, block: int = STREAM_BLOCK) -> Iterator[BinaryIO]:
+        """A file to write ``url`` to as it is produced (S3: a multipart upload of ``block``
+        parts), never staged whole: the object appears when the block ends cleanly, complete;
+        on an error the upload is discarded and no object appears."""
+        with self.errors(url):
+            f = self.fs.open(self.path(url), "wb", block_size=block)
+        try:
+            yield f
+        except BaseException:
+            with contextlib.suppress(Exception):
+                discard = getattr(f, "discard", None)
+                if discard is not None:
+                    discard()  # aborts a multipart upload: nothing appears
+                f.closed = True  # so that neither close() nor the collector uploads the rest
+            raise
+        with self.errors(url):
+            f.close()
+        self.stats.add(requests=1 + f.tell() // block, written=f.tell())
+
+    def delete(self, url: str) -> None:
+        with self.errors(url):
+            self.fs.rm_file(self.path(url))
+        self.stats.add(requests=1)
+
+    # -- errors ------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def errors(self, url: str) -> Iterator[None]:
+        """Turn the store's errors into one line naming ``url``: a missing bucket or object is a
+        DataError, no permission a UsageError; FileExistsError passes (callers expect it)."""
+        try:
+            yield
+        except FileExistsError:
+            raise
+        except FileNotFoundError as exc:
+            # s3fs names a missing key by its path alone; a missing bucket, in words.
+            why = _why(exc, "no such object")
+            if why.strip("'\"") in (self.path(url), url):
+                why = "no such object"
+            raise DataError(f"{redact(url)}: {why}") from None
+        except PermissionError as exc:
+            raise UsageError(
+                f"{redact(url)}: access denied ({_why(exc, 'permission')}): check the "
+                "credentials this machine uses for the store"
+            ) from None
+        except ImagenetPrepError:
+            raise
+        except OSError as exc:
+            raise DataError(f"{redact(url)}: {_why(exc, type(exc).__name__)}") from None
+
+
+def coalesce(ranges: Sequence[tuple[int, int]], gap: int, most: int) -> list[tuple[int, int]]:
+    """The requests that cover ``ranges``: sorted, neighbours closer than ``gap`` merged while
+    a request stays within ``most`` bytes.
+
+    >>> coalesce([(100, 200), (0, 50), (210, 300), (5000, 5100)], gap=20, most=10**6)
+    [(0, 50), (100, 300), (5000, 5100)]
+    >>> coalesce([(0, 60), (60, 120), (120, 180)], gap=0, most=130)
+    [(0, 120), (120, 180)]
+    """
+    spans: list[tuple[int, int]] = []
+    for start, end in sorted(ranges):
+        if spans:
+            s, e = spans[-1]
+            if start - e <= gap and max(e, end) - s <= most:
+                spans[-1] = (s, max(e, end))
+                continue
+        spans.append((start, end))
+    return spans
+
+
+def _span_of(spans: list[tuple[int, int]], start: int) -> int:
+    """The index of the span holding ``start`` (spans are sorted and disjoint)."""
+    lo, hi = 0, len(spans) - 1
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if spans[mid][0] <= start:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+def _why(exc: BaseException, default: str) -> str:
+    text = one_line(exc)
+    return text if text and text != "None" else default
+
+
+def _object_info(store: Store, found: dict[str, Any]) -> ObjectInfo:
+    version = found.get("ETag") or found.get("etag") or found.get("mtime") or ""
+    version = version or str(found.get("LastModified") or found.get("updated") or "")
+    return ObjectInfo(store.url(found["name"]), int(found.get("size") or 0), str(version))
+
+
+class BlockStream:
+    """A sequential reader of an object that fetches ``block`` bytes per request: ``read`` and
+    ``seek`` forward within what is fetched, like a file; enough for ``tarfile`` in stream
+    mode and for the build's own tar walker."""
+
+    def __init__(self, store: Store, url: str, size: int, block: int) -> None:
+        self._store = store
+        self._url = url
+        self.size = size
+        self._block = block
+        self._buf = b""
+        self._buf_start = 0  # the object offset of _buf[0]
+        self._pos = 0
+
+    def tell(self) -> int:
+        return self._pos
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        base = {0: 0, 1: self._pos, 2: self.size}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def read(self, n: int = -1) -> bytes:
+        if n < 0:
+            n = self.size - self._pos
+        n = max(0, min(n, self.size - self._pos))
+        out = bytearray()
+        while len(out) < n:
+            at = self._pos - self._buf_start
+            if not 0 <= at < len(self._buf):
+                self._buf_start = self._pos
+                self._buf = self._store.read_range(
+                    self._url, self._pos, min(self.size, self._pos + self._block)
+                )
+                at = 0
+                if not self._buf:
+                    break
+            take = self._buf[at : at + n - len(out)]
+            out += take
+            self._pos += len(take)
+        return bytes(out)
+
+    def close(self) -> None:
+        self._buf = b""
+
+    def __enter__(self) -> BlockStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
