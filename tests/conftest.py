@@ -60,3 +60,24 @@ def ray_cluster() -> Iterator[str]:
     ask for it and killed, every process of it, when they end."""
     with ray_head(cpus=2) as (address, _sid):
         yield address
+
+
+# The S3 servers of the object-storage tests (tests/s3server.py), imported beside their fixtures.
+from tests.s3server import S3Endpoint, moto_server  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def s3() -> Iterator[S3Endpoint]:
+    """A real moto S3 server on 127.0.0.1 without IAM checks (any keys do), started once for
+    the tests that ask for it and killed, every process of it, when they end. The tests share
+    it, so each makes buckets of names of its own."""
+    with moto_server() as endpoint:
+        yield endpoint
+
+
+@pytest.fixture(scope="session")
+def s3_iam() -> Iterator[S3Endpoint]:
+    """A moto S3 server that checks signatures and IAM policies: ``env`` holds the keys of
+    an admin user; :func:`tests.s3server.add_user` makes users confined to some buckets."""
+    with moto_server(iam=True) as endpoint:
+        yield endpoint
