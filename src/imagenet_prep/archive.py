@@ -373,24 +373,29 @@ def index_tar(path: Path, *, nested: bool = False) -> ArchiveIndex:
         raise DataError(f"{path}: cannot read ({exc.strerror})") from None
     if not path.is_file():
         raise DataError(f"{path}: not a regular file")
-    if st.st_size < BLOCK:
-        raise DataError(f"{path}: not a tar archive ({st.st_size} bytes)")
-    rule = is_nested_tar if nested else (lambda _name: False)
     try:
         with open(path, "rb", buffering=0) as f:
             fd = f.fileno()
-            reader = _Reader(lambda n, at: os.pread(fd, n, at), str(path), st.st_size)
-            tars: list[TarMember] = []
-            members = tuple(_walk(reader, st.st_size, "", rule, empty_ok=False, descended=tars))
+            return index_tar_at(
+                lambda n, at: os.pread(fd, n, at), str(path), st.st_size, st.st_mtime_ns, nested
+            )
     except OSError as exc:
         raise DataError(f"{path}: cannot read ({exc.strerror})") from None
+
+
+def index_tar_at(
+    pread: Callable[[int, int], bytes], where: str, size: int, mtime_ns: int, nested: bool
+) -> ArchiveIndex:
+    """:func:`index_tar` over any positional reader (``pread(n, at)``) of a ``size``-byte tar
+    named ``where``: a local file's, or an object store's through a block cache."""
+    if size < BLOCK:
+        raise DataError(f"{where}: not a tar archive ({size} bytes)")
+    rule = is_nested_tar if nested else (lambda _name: False)
+    reader = _Reader(pread, where, size)
+    tars: list[TarMember] = []
+    members = tuple(_walk(reader, size, "", rule, empty_ok=False, descended=tars))
     return ArchiveIndex(
-        path=str(path),
-        size=st.st_size,
-        mtime_ns=st.st_mtime_ns,
-        md5=None,
-        members=members,
-        nested=tuple(tars),
+        path=where, size=size, mtime_ns=mtime_ns, md5=None, members=members, nested=tuple(tars)
     )
 
 

@@ -272,7 +272,8 @@ class Store:
     @contextlib.contextmanager
     def errors(self, url: str) -> Iterator[None]:
         """Turn the store's errors into one line naming ``url``: a missing bucket or object is a
-        DataError, no permission a UsageError; FileExistsError passes (callers expect it)."""
+        DataError, no permission a UsageError; FileExistsError passes (callers expect it).
+        Whatever credentials ``url`` carries are cut out of the message too."""
         try:
             yield
         except FileExistsError:
@@ -282,16 +283,17 @@ class Store:
             why = _why(exc, "no such object")
             if why.strip("'\"") in (self.path(url), url):
                 why = "no such object"
-            raise DataError(f"{redact(url)}: {why}") from None
+            raise DataError(f"{redact(url)}: {_scrub(why, url)}") from None
         except PermissionError as exc:
             raise UsageError(
-                f"{redact(url)}: access denied ({_why(exc, 'permission')}): check the "
-                "credentials this machine uses for the store"
+                f"{redact(url)}: access denied ({_scrub(_why(exc, 'permission'), url)}): check "
+                "the credentials this machine uses for the store"
             ) from None
         except ImagenetPrepError:
             raise
-        except OSError as exc:
-            raise DataError(f"{redact(url)}: {_why(exc, type(exc).__name__)}") from None
+        except Exception as exc:  # the client's own (botocore's ParamValidationError, ...)
+            why = _scrub(_why(exc, type(exc).__name__), url)
+            raise DataError(f"{redact(url)}: {why}") from None
 
 
 def coalesce(ranges: Sequence[tuple[int, int]], gap: int, most: int) -> list[tuple[int, int]]:
@@ -326,6 +328,21 @@ def _span_of(spans: list[tuple[int, int]], start: int) -> int:
     return lo
 
 
+def _scrub(text: str, url: str) -> str:
+    """``text`` without the user and password that ``url`` carries, if any.
+
+    >>> _scrub("Invalid bucket name 'AKIA:pw@b'", "s3://AKIA:pw@b/k")
+    "Invalid bucket name '***@b'"
+    """
+    userinfo = urlsplit(url).netloc.rpartition("@")[0]
+    if not userinfo:
+        return text
+    for secret in (userinfo, *userinfo.split(":")):
+        if secret:
+            text = text.replace(secret, "***")
+    return text
+
+
 def _why(exc: BaseException, default: str) -> str:
     text = one_line(exc)
     return text if text and text != "None" else default
@@ -335,6 +352,40 @@ def _object_info(store: Store, found: dict[str, Any]) -> ObjectInfo:
     version = found.get("ETag") or found.get("etag") or found.get("mtime") or ""
     version = version or str(found.get("LastModified") or found.get("updated") or "")
     return ObjectInfo(store.url(found["name"]), int(found.get("size") or 0), str(version))
+
+
+class BlockCache:
+    """``pread(n, at)`` over an object, served from aligned blocks of ``block`` bytes, the
+    last one kept: a walk that moves forward through the object (a tar's headers, read one by
+    one between members it skips) costs one request per block it touches, not per read.
+
+    An index pass over a 138 GB tar so makes about 2,200 requests of 64 MiB (16 per GB)
+    instead of 1.3 million.
+    """
+
+    def __init__(self, store: Store, url: str, size: int, block: int = STREAM_BLOCK) -> None:
+        self._store = store
+        self._url = url
+        self.size = size
+        self._block = block
+        self._start = -1
+        self._data = b""
+
+    def pread(self, n: int, at: int) -> bytes:
+        out = bytearray()
+        while n > 0 and at < self.size:
+            start = at - at % self._block
+            if start != self._start:
+                end = min(self.size, start + self._block)
+                self._data = self._store.read_range(self._url, start, end)
+                self._start = start
+            piece = self._data[at - start : at - start + n]
+            if not piece:
+                break
+            out += piece
+            at += len(piece)
+            n -= len(piece)
+        return bytes(out)
 
 
 class BlockStream:
