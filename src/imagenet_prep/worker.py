@@ -17,6 +17,7 @@ from .plan import ShardSpec
 from .resize import ResizeSpec, resize_jpeg
 from .sample import ImageRef, Sample
 from .sources.container import OpenFiles, read
+from .storage import is_url
 
 
 @dataclass(frozen=True)
@@ -67,8 +68,10 @@ def process_shard(
     skipped: list[list[str]] = []
     bytes_in = 0
     try:
+        files.prefetch(job.refs)  # members in an object store: by range, neighbours together
         for ref in job.refs:
-            files.fd(ref.path, ref.origin)  # an unreadable source stops the run
+            if not is_url(ref.path):
+                files.fd(ref.path, ref.origin)  # an unreadable source stops the run
             try:
                 sample = _sample(job, files, ref)
             except DataError as exc:

@@ -150,3 +150,57 @@ def test_slow_down_answers_are_retried(s3: S3Endpoint, monkeypatch: pytest.Monke
         assert slow.read_range("s3://slow/a.bin", 2, 5) == b"234"
         assert proxy.injected == 2
     S3FileSystem.clear_instance_cache()
+
+
+def test_a_shard_from_an_archive_in_s3_equals_the_one_from_disk(
+    store: Store, small_download: Path, tmp_path: Path
+) -> None:
+    """A shard task reads its members from an object store by range, neighbours together,
+    and writes the bytes it writes from the local archive."""
+    from dataclasses import replace
+
+    from imagenet_prep.formats.base import SinkOptions
+    from imagenet_prep.plan import plan_split
+    from imagenet_prep.sample import ImageRef
+    from imagenet_prep.sources.container import OpenFiles
+    from imagenet_prep.worker import ShardJob, process_shard
+
+    local = small_download / "ILSVRC2012_img_train.tar"
+    where = url(store, "dl/ILSVRC2012_img_train.tar")
+    store.put(where, local.read_bytes())
+    members = index_tar(local, nested=True).members
+    refs = [
+        ImageRef(
+            split="train",
+            key=m.name.rsplit(".", 1)[0],
+            filename=m.name,
+            wnid=m.parent.removesuffix(".tar"),
+            label=0,
+            path=str(local),
+            offset=m.offset,
+            size=m.size,
+            origin=f"{local}:{m.parent}:{m.name}",
+        )
+        for m in members
+    ]
+    (spec,) = plan_split("train", len(refs), 1)
+    written = {}
+    for name, path in (("disk", str(local)), ("s3", where)):
+        out = tmp_path / name
+        job = ShardJob(
+            spec=spec,
+            refs=[replace(r, path=path) for r in refs],
+            formats=("tfrecord", "webdataset"),
+            options=SinkOptions(out=out),
+        )
+        with OpenFiles() as files:
+            result = process_shard(job, files)
+            requests = files.requests()
+        assert result.images == len(refs)
+        written[name] = {
+            str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()
+        }
+        # Here the shard's members are neighbours (the whole archive, a few header blocks
+        # apart): one request for all of them, not one each.
+        assert requests == (1 if name == "s3" else 0)
+    assert written["s3"] == written["disk"] and written["disk"]
