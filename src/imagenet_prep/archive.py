@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import BinaryIO, Protocol
 
 from .errors import DataError
+from .storage import BlockCache, is_url, open_input, open_store
 
 BLOCK = 512
 #: GNU tar's and Python's record (20 blocks): an archive's end marker is padded with zeros to
@@ -367,6 +368,12 @@ def index_tar(path: Path, *, nested: bool = False) -> ArchiveIndex:
     listed instead (with ``parent`` set); the nested tars themselves are listed in
     ``ArchiveIndex.nested``. The whole file's MD5 is :func:`file_md5`'s.
     """
+    if is_url(path):  # an object store: read by blocks, not a request per header
+        url = str(path)
+        store = open_store(url)
+        info = store.info(url)
+        cache = BlockCache(store, url, info.size)
+        return index_tar_at(cache.pread, url, info.size, path.stat().st_mtime_ns, nested)
     try:
         st = path.stat()
     except OSError as exc:
@@ -424,6 +431,11 @@ def iter_tar_stream(f: BinaryIO, path: str) -> Iterator[tuple[TarMember, bytes]]
 def file_md5(path: Path) -> str:
     """The MD5 of a whole file, read in order in 4 MiB blocks through one buffer."""
     digest = hashlib.md5()
+    if is_url(path):  # an object store: a stream of large ranged reads
+        with open_input(path) as stream:
+            while block := stream.read(_CHUNK):
+                digest.update(block)
+        return digest.hexdigest()
     buf = bytearray(_CHUNK)
     view = memoryview(buf)
     try:

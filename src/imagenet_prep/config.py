@@ -15,6 +15,7 @@ from .errors import UsageError
 from .formats import NAMES
 from .imagefix import MAX_PIXELS
 from .sources.layout import LAYOUTS
+from .storage import as_location
 
 SPLITS = ("train", "validation", "test")
 DEFAULT_SPLITS = ("train", "validation")  # the test split has no labels: only when asked
@@ -101,7 +102,8 @@ class BuildConfig:
     known_archives: tuple[KnownArchive, ...] = OFFICIAL_ARCHIVES
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "source", Path(self.source))
+        # A URL (s3://...) stays one: a path object of its store (storage.as_location).
+        object.__setattr__(self, "source", as_location(self.source))
         object.__setattr__(self, "output", Path(self.output))
         object.__setattr__(self, "formats", _as_tuple(self.formats))
         object.__setattr__(self, "splits", _as_tuple(self.splits))

@@ -73,6 +73,9 @@ class ShardResult:
     reencoded: list[list[str]]
     skipped: list[list[str]]
     outputs: dict[str, dict[str, Any]]
+    # What reading the shard's images asked of an object store (0 for local files).
+    requests: int = 0
+    bytes_fetched: int = 0
 
     def to_record(self) -> dict[str, Any]:
         return asdict(self)
@@ -91,6 +94,8 @@ class ShardResult:
             and isinstance(result.split, str)
             and isinstance(result.images, int)
             and isinstance(result.bytes_in, int)
+            and isinstance(result.requests, int)
+            and isinstance(result.bytes_fetched, int)
             and isinstance(result.reencoded, list)
             and isinstance(result.skipped, list)
             and isinstance(result.outputs, dict)

@@ -22,10 +22,12 @@ carries out of messages and records.
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, BinaryIO
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO, cast
 from urllib.parse import urlsplit, urlunsplit
 
 from .errors import DataError, ImagenetPrepError, UsageError, one_line
@@ -54,6 +56,33 @@ def is_url(location: object) -> bool:
     text = str(location)
     scheme, sep, _ = text.partition("://")
     return bool(sep) and scheme.isidentifier() and scheme != "file"
+
+
+def as_location(value: object) -> Path:
+    """A local path, or for a URL a path object of its store (universal_pathlib's ``UPath``)
+    that answers what the build asks a source path (``exists``, ``is_file``, ``stat``,
+    ``name``, ``/``, ``read_bytes``, ``iterdir``); typed as a Path for the code that takes
+    either. Its ``str`` is the URL: what the readers below are given."""
+    if not is_url(value):
+        return Path(str(value)) if not isinstance(value, Path) else value
+    scheme = str(value).partition("://")[0]
+    extra = EXTRAS.get(scheme, "s3")
+    try:
+        from upath import UPath
+    except ImportError as exc:
+        raise UsageError(
+            f"{redact(str(value))}: {scheme}:// needs {one_line(exc)}: pip install "
+            f"'imagenet-prep[{extra}]'"
+        ) from None
+    return cast(Path, UPath(str(value)))
+
+
+def open_input(path: Path | str, block: int = STREAM_BLOCK) -> BinaryIO:
+    """A file to read ``path`` front to back: a local file, or an object read by blocks."""
+    if not is_url(path):
+        return open(path, "rb")
+    url = str(path)
+    return cast(BinaryIO, open_store(url).stream(url, block=block))
 
 
 def redact(url: str) -> str:
@@ -95,13 +124,31 @@ class ObjectInfo:
     version: str
 
 
+#: This process's store per protocol: its client (fsspec keeps one per process too), and the
+#: count of what this process asked of it, which :func:`tally` sums for the build's summary.
+_STORES: dict[tuple[int, str], Store] = {}
+
+
+def tally() -> tuple[int, int]:
+    """(requests, bytes read) this process has made to object stores so far."""
+    here = [s for (pid, _), s in list(_STORES.items()) if pid == os.getpid()]
+    return sum(s.stats.requests for s in here), sum(s.stats.bytes_read for s in here)
+
+
 def open_store(url: str) -> Store:
-    """The store ``url`` lives in; a one-line error when its fsspec implementation is missing
-    or the URL is not one fsspec knows."""
+    """The store ``url`` lives in (one per protocol and process); a one-line error when its
+    fsspec implementation is missing or the URL is not one fsspec knows."""
+    scheme = url.partition("://")[0]
+    found = _STORES.get((os.getpid(), scheme))
+    if found is None:
+        found = _STORES[os.getpid(), scheme] = _new_store(url, scheme)
+    return found
+
+
+def _new_store(url: str, scheme: str) -> Store:
     import fsspec
     from fsspec.core import url_to_fs
 
-    scheme = url.partition("://")[0]
     try:
         fs, _ = url_to_fs(url)
     except ImportError as exc:

@@ -17,7 +17,7 @@ from .plan import ShardSpec
 from .resize import ResizeSpec, resize_jpeg
 from .sample import ImageRef, Sample
 from .sources.container import OpenFiles, read
-from .storage import is_url
+from .storage import is_url, tally
 
 
 @dataclass(frozen=True)
@@ -67,6 +67,7 @@ def process_shard(
     reencoded: list[list[str]] = []
     skipped: list[list[str]] = []
     bytes_in = 0
+    requests, fetched = tally()
     try:
         files.prefetch(job.refs)  # members in an object store: by range, neighbours together
         for ref in job.refs:
@@ -97,6 +98,8 @@ def process_shard(
         reencoded=reencoded,
         skipped=skipped,
         outputs=outputs,
+        requests=tally()[0] - requests,
+        bytes_fetched=tally()[1] - fetched,
     )
 
 

@@ -44,6 +44,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         stream=sys.stderr,
         force=True,  # main() may run more than once in a process (tests, tools): today's stderr
     )
+    if not args.verbose:
+        # The object stores' clients say at INFO where they found credentials and endpoints.
+        for noisy in ("botocore", "aiobotocore", "s3fs", "gcsfs", "fsspec", "urllib3"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
     package_log = logging.getLogger("imagenet_prep")
     level = package_log.level  # --quiet raises it for the command, and only for the command
     try:

@@ -212,6 +212,18 @@ def _summary(result: Any) -> None:
         + (f", {result.files_reused:,} kept from the earlier run" if result.files_reused else ""),
         file=out,
     )
+    index_requests, index_bytes = result.store_index
+    image_requests, image_bytes = result.store_images
+    if index_requests or image_requests:
+        per_gb = (
+            f", {index_requests / (index_bytes / 1e9):,.0f} per GB" if index_bytes >= 1e9 else ""
+        )
+        print(
+            f"  object store: {index_requests:,} requests read {index_bytes / 1e6:,.0f} MB to "
+            f"index the archives{per_gb}; {image_requests:,} requests read "
+            f"{image_bytes / 1e6:,.0f} MB of images",
+            file=out,
+        )
     print(f"  re-encoded images: {len(result.reencoded)}", file=out)
     for item in result.reencoded[:25]:
         print(f"    {item['reason']}: {item['image']}", file=out)

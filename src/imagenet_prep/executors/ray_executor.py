@@ -191,7 +191,8 @@ class RayExecutor:
         self._address = address or os.environ.get("RAY_ADDRESS") or None
         self.workers = workers or 1
         self._cpus = workers
-        self._shared = [str(Path(p).resolve()) for p in shared]
+        # An object store is reached by URL from every node: only paths are checked.
+        self._shared = [str(Path(p).resolve()) for p in shared if "://" not in str(p)]
         self._retries = retries
         self._pauses = tuple(pauses)
         self._owned = False  # whether this executor connected (and so disconnects)

@@ -16,6 +16,7 @@ from ..labels import Synsets
 from ..manifest import Journal, Manifest, OutputState, ShardResult, write_manifest
 from ..outdir import LABELS_TXT
 from ..sources import SourceLayout, SplitIndex
+from ..storage import is_url, redact
 from .checks import check_devkit, finish_md5
 from .inputs import Inputs, file_entry
 from .report import BuildResult
@@ -75,6 +76,11 @@ def summary(
         files_written=sum(output_files(r) for r in new) + side_files,
         files_reused=sum(output_files(r) for r in done.values()),
         manifest=manifest,
+        store_index=(
+            sum(i.requests for i in inputs.indexes.values()),
+            sum(i.bytes_fetched for i in inputs.indexes.values()),
+        ),
+        store_images=(sum(r.requests for r in new), sum(r.bytes_fetched for r in new)),
     )
 
 
@@ -94,7 +100,7 @@ def build_manifest(
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         options=config.output_options(),
         source={
-            "root": str(layout.root.resolve()),
+            "root": redact(str(layout.root)) if is_url(layout.root) else str(layout.root.resolve()),
             **layout.entry(),
             "archives": [{"name": p.name, "bytes": p.stat().st_size} for p in layout.archives()],
         },

@@ -199,7 +199,7 @@ def _index_splits(
             if split == "validation" and inputs.devkit is not None and inputs.devkit.done():
                 inputs.validation_labels = check_devkit(inputs.devkit)
                 inputs.devkit = None
-            found[split] = source.index(split, synsets, truth, state)
+            found[split] = index_detached(source, split, truth, state)
         archive = layout.images(split)
         md5, used = known_md5(config, state, archive, inputs.md5_pending.get(split))
         if used:

@@ -25,6 +25,9 @@ class BuildResult:
     images_written: int
     files_written: int = 0  # output files made by this run (shards, indexes, images in folders)
     files_reused: int = 0  # output files an earlier run finished
+    # Object stores: (requests, bytes read) to index the archives, and to read the images
+    store_index: tuple[int, int] = (0, 0)
+    store_images: tuple[int, int] = (0, 0)
     already_complete: bool = False
     manifest: Manifest | None = field(default=None, repr=False)
 

@@ -69,18 +69,13 @@ class OpenFiles:
     def __init__(self) -> None:
         self._fds: dict[str, int] = {}
         self._gz: dict[str, tuple[GzIndex, int]] = {}
-        self._stores: dict[str, Store] = {}  # by scheme: the object stores read from
         self._fetched: dict[tuple[str, int, int], bytes] = {}  # (url, offset, size) -> bytes
 
     def store(self, url: str) -> Store:
-        """The object store ``url`` is in (made once per scheme for the task)."""
-        scheme = url.partition("://")[0]
-        found = self._stores.get(scheme)
-        if found is None:
-            from ..storage import open_store
+        """The object store ``url`` is in."""
+        from ..storage import open_store
 
-            found = self._stores[scheme] = open_store(url)
-        return found
+        return open_store(url)
 
     def prefetch(self, refs: Iterable[ImageRef]) -> None:
         """Read the members of ``refs`` that live in an object store ahead, by archive, with
@@ -112,10 +107,6 @@ class OpenFiles:
                 f"{ref.origin}: truncated ({len(data)} of {ref.size} bytes at byte {ref.offset})"
             )
         return data
-
-    def requests(self) -> int:
-        """Requests made to object stores so far by this task."""
-        return sum(store.stats.requests for store in self._stores.values())
 
     def fd(self, path: str, origin: str) -> int:
         fd = self._fds.get(path)

@@ -11,7 +11,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import DataError, UsageError
+from ..errors import DataError, UsageError, one_line
+from ..storage import is_url, redact
 
 TRAIN_ARCHIVE = "ILSVRC2012_img_train.tar"
 VAL_ARCHIVE = "ILSVRC2012_img_val.tar"
@@ -121,14 +122,14 @@ class SourceLayout:
         >>> SourceLayout("kaggle", Path("/d"), {"train": Path("/d/k.zip")}).describe()
         'kaggle layout in /d: k.zip'
         """
-        names = [os.path.relpath(p, self.root) for p in self.inputs()]
+        names = [_relative(p, self.root) for p in self.inputs()]
         return f"{self.name} layout in {self.root}: {', '.join(names)}"
 
     def entry(self) -> dict[str, object]:
         """The manifest's record of the layout and its files (paths relative to the root)."""
 
         def rel(p: Path) -> str:
-            return os.path.relpath(p, self.root)
+            return _relative(p, self.root)
 
         return {
             "layout": self.name,
@@ -142,6 +143,13 @@ class SourceLayout:
                 else {}
             ),
         }
+
+
+def _relative(path: Path, root: Path) -> str:
+    """``path`` relative to ``root``: a local path's, or an object's key under the prefix."""
+    if is_url(root):
+        return path.relative_to(root).as_posix()
+    return os.path.relpath(path, root)
 
 
 def _regular_file(path: Path) -> Path:
@@ -288,6 +296,8 @@ def discover(src: Path, layout: str | None = None) -> SourceLayout:
     """
     if layout is not None and layout not in LAYOUTS:
         raise UsageError(f"layout must be one of {', '.join(LAYOUTS)}, not {layout!r}")
+    if is_url(src):
+        return _in_store(src, layout)
     if not src.exists():
         raise DataError(f"{src}: source folder does not exist")
     if not src.is_dir():
@@ -325,6 +335,35 @@ def discover(src: Path, layout: str | None = None) -> SourceLayout:
             f"({_first_input(b)}); pass --layout to pick one"
         )
     return candidates[0]
+
+
+def _in_store(src: Path, layout: str | None) -> SourceLayout:
+    """The layout of a download in an object store: image-net.org's archives (read by range,
+    never extracted). The other layouts are read from a local disk only, for now."""
+    if layout not in (None, "archives"):
+        raise UsageError(
+            f"{redact(str(src))}: the {layout} layout is read from a local disk only; from an "
+            "object store, image-net.org's archives (the archives layout) are"
+        )
+    from ..storage import open_store
+
+    url = str(src)
+    try:
+        open_store(url).listing(url)  # a missing bucket, or no permission: one line, here
+    except DataError as exc:
+        if not str(exc).endswith(": no such object"):
+            raise
+        raise DataError(f"{redact(url)}: holds nothing (no object under this prefix)") from None
+    try:
+        found = _official(src, archives=True, folders=False)
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{redact(str(src))}: cannot list ({one_line(exc)})") from None
+    if found is None:
+        raise DataError(
+            f"{redact(str(src))}: holds no ImageNet download in the archives layout "
+            f"({_EXPECTED['archives']})"
+        )
+    return found
 
 
 def _first_input(layout: SourceLayout) -> str:

@@ -16,6 +16,7 @@ from ..errors import DataError
 from ..labels import Synsets, is_wnid, validation_number
 from ..manifest import OutputState
 from ..sample import ContainerKind
+from ..storage import open_input
 from .boxtable import BoxXmls, archive_prefix, folder_prefix
 from .container import Container
 from .indexcache import indexed_archive
@@ -263,7 +264,7 @@ def index_test(layout: SourceLayout, state: OutputState | None) -> SplitIndex:
 def _iter_box_archive(path: Path) -> Iterator[tuple[str, str, bytes]]:
     """Yield (directory wnid, xml stem, bytes) from the gzip'd box archive, streaming."""
     try:
-        with gzip.open(path, "rb") as f:
+        with open_input(path) as raw, gzip.GzipFile(fileobj=raw, mode="rb") as f:
             for member, data in iter_tar_stream(f, str(path)):  # type: ignore[arg-type]
                 if not member.name.lower().endswith(".xml"):
                     continue

@@ -8,6 +8,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Protocol
 
 from ..labels import Synsets, load_synsets
+from ..storage import tally
 
 if TYPE_CHECKING:
     from ..manifest import OutputState
@@ -93,7 +94,10 @@ def index_detached(
     The columns are all a build needs; leaving the members out keeps the result small
     to send back from the process that did the indexing.
     """
+    requests, fetched = tally()
     out = source.index(split, load_synsets(), validation_labels, state)
     if out.archive is not None:
         out.archive = replace(out.archive, members=())
+    out.requests = tally()[0] - requests
+    out.bytes_fetched = tally()[1] - fetched
     return out

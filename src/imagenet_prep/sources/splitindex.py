@@ -39,6 +39,9 @@ class SplitIndex:
     containers: list[Container] = field(default_factory=list)
     ignored: list[str] = field(default_factory=list)
     archive: ArchiveIndex | None = None
+    # What indexing asked of an object store (0 for local files): requests, bytes read.
+    requests: int = 0
+    bytes_fetched: int = 0
 
     def __len__(self) -> int:
         return len(self.names)
