@@ -195,7 +195,7 @@ def test_a_shard_from_an_archive_in_s3_equals_the_one_from_disk(
         )
         with OpenFiles() as files:
             result = process_shard(job, files)
-            requests = files.requests()
+        requests = result.requests
         assert result.images == len(refs)
         written[name] = {
             str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()
