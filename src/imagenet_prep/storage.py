@@ -129,6 +129,12 @@ class ObjectInfo:
 _STORES: dict[tuple[int, str], Store] = {}
 
 
+def forget_stores() -> None:
+    """Drop this process's stores, so that the next :func:`open_store` makes a new client:
+    for a process whose endpoint or credentials changed since (tests do that)."""
+    _STORES.clear()
+
+
 def tally() -> tuple[int, int]:
     """(requests, bytes read) this process has made to object stores so far."""
     here = [s for (pid, _), s in list(_STORES.items()) if pid == os.getpid()]

@@ -17,7 +17,7 @@ from imagenet_prep.errors import DataError, UsageError
 pytest.importorskip("s3fs")
 from tests.s3server import S3Endpoint, SlowDownProxy
 
-from imagenet_prep.storage import BlockCache, Store, open_store
+from imagenet_prep.storage import BlockCache, Store, forget_stores, open_store
 
 pytestmark = pytest.mark.slow
 
@@ -29,12 +29,14 @@ def store(s3: S3Endpoint, monkeypatch: pytest.MonkeyPatch) -> Iterator[Store]:
 
     s3.use(monkeypatch)
     S3FileSystem.clear_instance_cache()  # its clients were made for another endpoint
+    forget_stores()
     store = open_store("s3://x")
     bucket = f"b{os.urandom(6).hex()}"
     store.fs.mkdir(bucket)
     store.bucket = bucket  # type: ignore[attr-defined]
     yield store
     S3FileSystem.clear_instance_cache()
+    forget_stores()
 
 
 def url(store: Store, key: str) -> str:
@@ -140,16 +142,19 @@ def test_slow_down_answers_are_retried(s3: S3Endpoint, monkeypatch: pytest.Monke
 
     s3.use(monkeypatch)
     S3FileSystem.clear_instance_cache()
+    forget_stores()
     store = open_store("s3://x")
     store.fs.mkdir("slow")
     store.put("s3://slow/a.bin", b"0123456789")
     with SlowDownProxy(s3.url, fail_first=2) as proxy:
         s3.via(proxy.url).use(monkeypatch)
         S3FileSystem.clear_instance_cache()
+        forget_stores()
         slow = open_store("s3://slow")
         assert slow.read_range("s3://slow/a.bin", 2, 5) == b"234"
         assert proxy.injected == 2
     S3FileSystem.clear_instance_cache()
+    forget_stores()
 
 
 def test_a_shard_from_an_archive_in_s3_equals_the_one_from_disk(
