@@ -67,9 +67,10 @@ def _ready(address: str) -> bool:
 
 
 @contextlib.contextmanager
-def ray_head(cpus: int = 2) -> Iterator[tuple[str, int]]:
+def ray_head(cpus: int = 2, env: dict[str, str] | None = None) -> Iterator[tuple[str, int]]:
     """A Ray head of ``cpus`` CPUs on 127.0.0.1: its address and the session id of all its
-    processes. Every one of them is killed on the way out."""
+    processes (``env`` added to their environment, and so to its workers'). Every one of them
+    is killed on the way out."""
     use_loopback()
     ray = Path(sys.executable).with_name("ray")
     port = free_port()
@@ -89,7 +90,7 @@ def ray_head(cpus: int = 2) -> Iterator[tuple[str, int]]:
         start_new_session=True,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-        env={**os.environ, **LOOPBACK},
+        env={**os.environ, **LOOPBACK, **(env or {})},
     )
     address = f"127.0.0.1:{port}"
     try:

@@ -121,3 +121,23 @@ def test_access_denied_is_one_line(
     assert line.startswith("imagenet-prep build: error: s3://private-imagenet/imagenet: access "
                            "denied"), line  # fmt: skip
     assert stranger.env["AWS_SECRET_ACCESS_KEY"] not in done.stderr
+
+
+def test_ray_tasks_read_the_bucket(
+    s3: S3Endpoint, small_download: Path, from_disk: Path, tmp_path: Path
+) -> None:
+    """--executor ray on a cluster whose nodes have credentials but not the endpoint: the
+    driver's AWS_ENDPOINT_URL reaches the tasks, and they read the archives by range."""
+    pytest.importorskip("ray")
+    from tests.raycluster import ray_head
+
+    src = upload(s3, small_download, "ray-reads")
+    keys = {k: v for k, v in s3.env.items() if "ENDPOINT" not in k}
+    with ray_head(cpus=2, env=keys) as (address, _sid):
+        out = tmp_path / "out"
+        done = cli(
+            s3, "build", "--source", src, "--output", out, *OPTIONS,
+            "--executor", "ray", "--ray-address", address,
+        )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert outputs(out) == outputs(from_disk)

@@ -72,6 +72,12 @@ CONNECT_SECONDS = 10.0
 
 INSTALL_HINT = "pip install 'imagenet-prep[ray]'"
 
+#: Where an object store is, as the driver's environment says it, given to every task: the same
+#: command then reads the same S3-compatible server on every node. Credentials are not among
+#: them (a runtime environment is stored in the cluster in plain text): each node uses its own
+#: chain, an instance role or its environment.
+FORWARDED_ENV = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_DEFAULT_REGION", "AWS_REGION")
+
 
 def import_ray() -> ModuleType:
     """The ``ray`` module, or a one-line error saying what to install."""
@@ -267,6 +273,9 @@ class RayExecutor:
         }
         if address == "local":
             options["num_cpus"] = self._cpus or len(os.sched_getaffinity(0))
+        forwarded = {k: os.environ[k] for k in FORWARDED_ENV if os.environ.get(k)}
+        if forwarded:
+            options["runtime_env"] = {"env_vars": forwarded}
         # A new local instance turns on token authentication and says so at every start.
         logging.getLogger("ray._private.authentication").setLevel(logging.ERROR)
         try:
