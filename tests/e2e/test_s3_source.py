@@ -85,6 +85,13 @@ def test_a_build_from_a_bucket_equals_the_build_from_disk(
     assert json.loads(text) == theirs  # the rest names the images by the same members
     verify = cli(s3, "verify", out)
     assert verify.returncode == 0, verify.stderr
+    # A rerun in the same OUT (here: its manifest lost) takes the archives' index kept there:
+    # no second index pass over the bucket.
+    (out / "manifest.json").unlink()
+    again = cli(s3, "build", "--source", src, "--output", out, *OPTIONS)
+    assert again.returncode == 0, again.stderr
+    assert "object store: 0 requests read 0 MB to index the archives" in again.stderr
+    assert outputs(out) == outputs(from_disk)
 
 
 def test_bucket_errors_are_one_line(s3: S3Endpoint, small_download: Path, tmp_path: Path) -> None:
