@@ -30,6 +30,7 @@ bench: $(VENV)/.stamp-bench
 	$(BIN)/python bench/resize.py --download bench/out/download-100x200x10 --write-docs
 	$(BIN)/python bench/loaders.py --write-docs
 	$(BIN)/python bench/onray.py --write-docs
+	$(BIN)/python bench/objstore.py --write-docs
 
 $(VENV)/.stamp-test: $(SETUP) | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[test]'
