@@ -449,10 +449,15 @@ def file_md5(path: Path) -> str:
     return digest.hexdigest()
 
 
-def read_at(f: BinaryIO | int, offset: int, size: int, what: str) -> bytes:
-    """Read ``size`` bytes at ``offset`` of an open file (or descriptor); a short read names
-    ``what``."""
-    data = os.pread(f if isinstance(f, int) else f.fileno(), size, offset)
+def read_at(
+    f: BinaryIO | int | Callable[[int, int], bytes], offset: int, size: int, what: str
+) -> bytes:
+    """Read ``size`` bytes at ``offset`` of an open file (or descriptor, or positional reader
+    ``pread(n, at)``); a short read names ``what``."""
+    if callable(f):
+        data = f(size, offset)
+    else:
+        data = os.pread(f if isinstance(f, int) else f.fileno(), size, offset)
     if len(data) != size:
         raise DataError(f"{what}: truncated ({len(data)} of {size} bytes at byte {offset})")
     return data

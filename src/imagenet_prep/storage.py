@@ -407,6 +407,33 @@ def _object_info(store: Store, found: dict[str, Any]) -> ObjectInfo:
     return ObjectInfo(store.url(found["name"]), int(found.get("size") or 0), str(version))
 
 
+class RangeReader:
+    """``pread(n, at)`` over an object, served from ranges fetched ahead (:meth:`prefetch`:
+    neighbours coalesced into few requests) when a read starts where one of them starts and
+    fits in it; otherwise one ranged read. Each range fetched ahead is served once."""
+
+    def __init__(self, store: Store, url: str) -> None:
+        self._store = store
+        self._url = url
+        self._ahead: dict[int, bytes] = {}
+
+    def prefetch(self, ranges: Sequence[tuple[int, int]]) -> None:
+        unique = sorted(set(ranges))
+        for (start, _end), data in zip(
+            unique, self._store.read_ranges(self._url, unique), strict=True
+        ):
+            self._ahead[start] = data
+
+    def pread(self, n: int, at: int) -> bytes:
+        data = self._ahead.pop(at, None)
+        if data is not None and len(data) >= n:
+            return data[:n]
+        if data is not None and len(data) < n:  # fetched up to the object's end
+            rest = self._store.read_range(self._url, at + len(data), at + n)
+            return data + rest
+        return self._store.read_range(self._url, at, at + n)
+
+
 class BlockCache:
     """``pread(n, at)`` over an object, served from aligned blocks of ``block`` bytes, the
     last one kept: a walk that moves forward through the object (a tar's headers, read one by

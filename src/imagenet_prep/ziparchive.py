@@ -27,10 +27,12 @@ import os
 import struct
 import zlib
 from array import array
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import DataError
+from .storage import BlockCache, is_url, open_store
 
 __all__ = [
     "DEFLATED",
@@ -140,7 +142,7 @@ class ZipIndex:
         """How messages name member ``i``: ``f"{path}:{name}"``."""
         return f"{self.path}:{self.names[i]}"
 
-    def read(self, fd: int, i: int, *, check: bool = True) -> bytes:
+    def read(self, fd: int | Pread, i: int, *, check: bool = True) -> bytes:
         """Member ``i``'s bytes from ``fd`` (the zip, open for reading); with ``check``, its
         size and CRC-32 are checked against the central directory's."""
         return read_member(
@@ -152,6 +154,12 @@ class ZipIndex:
             size=self.sizes[i] if check else None,
             crc=self.crcs[i] if check else None,
         )
+
+    def span(self, i: int) -> tuple[int, int]:
+        """The bytes to read for member ``i`` at once: its local header (with a name and
+        extra of up to :data:`SLACK` bytes) and its data."""
+        start = self.header_offsets[i]
+        return start, start + 30 + self.compressed[i] + SLACK
 
     def __getstate__(self) -> dict[str, object]:
         state = dict(self.__dict__)
@@ -173,8 +181,21 @@ def _unsupported(method: int) -> str:
     return f"{_method_text(method)} is not supported; re-zip with deflate or store"
 
 
-def _pread_exact(fd: int, n: int, at: int, path: str, what: str) -> bytes:
-    data = os.pread(fd, n, at)
+#: Reads ``n`` bytes at offset ``at`` (fewer only at the end): a local file's ``os.pread``, or a
+#: reader over an object in a store (:class:`imagenet_prep.storage.BlockCache`).
+Pread = Callable[[int, int], bytes]
+
+
+def reader_of(source: int | Pread) -> Pread:
+    """A :data:`Pread` for an open file descriptor, or the reader given."""
+    if isinstance(source, int):
+        fd = source
+        return lambda n, at: os.pread(fd, n, at)
+    return source
+
+
+def _pread_exact(fd: Pread, n: int, at: int, path: str, what: str) -> bytes:
+    data = fd(n, at)
     if len(data) != n:
         raise DataError(
             f"{path}: truncated ({what}: {len(data)} of {n} bytes at byte {at}; "
@@ -183,7 +204,7 @@ def _pread_exact(fd: int, n: int, at: int, path: str, what: str) -> bytes:
     return data
 
 
-def _find_end_record(fd: int, path: str, size: int) -> tuple[int, tuple[int, ...]]:
+def _find_end_record(fd: Pread, path: str, size: int) -> tuple[int, tuple[int, ...]]:
     """The end-of-central-directory record: its offset and fields.
 
     It is the last ``PK\\x05\\x06`` in the file's last 65,557 bytes whose comment ends
@@ -211,7 +232,7 @@ def _find_end_record(fd: int, path: str, size: int) -> tuple[int, tuple[int, ...
     raise DataError(f"{path}: truncated or not a zip ({size:,} bytes{detail})")
 
 
-def _end_of_zip64(fd: int, path: str, eocd_at: int) -> tuple[int, int, int, int] | None:
+def _end_of_zip64(fd: Pread, path: str, eocd_at: int) -> tuple[int, int, int, int] | None:
     """From the ZIP64 end locator and record before the end record, when there are: (their
     first byte, entries, central directory size, central directory offset)."""
     locator_at = eocd_at - _LOCATOR.size
@@ -295,6 +316,10 @@ def index_zip(path: Path) -> ZipIndex:
     central directory is read in 8 MiB pieces. No local header and no member data is read.
     """
     where = str(path)
+    if is_url(path):  # an object store: the end records and the directory by blocks
+        store = open_store(where)
+        info = store.info(where)
+        return _index_fd(BlockCache(store, where, info.size).pread, where, info.size)
     try:
         st = path.stat()
     except OSError as exc:
@@ -303,12 +328,12 @@ def index_zip(path: Path) -> ZipIndex:
         raise DataError(f"{where}: not a regular file")
     try:
         with open(path, "rb", buffering=0) as f:
-            return _index_fd(f.fileno(), where, st.st_size)
+            return _index_fd(reader_of(f.fileno()), where, st.st_size)
     except OSError as exc:
         raise DataError(f"{where}: cannot read ({exc.strerror})") from None
 
 
-def _index_fd(fd: int, path: str, size: int) -> ZipIndex:
+def _index_fd(fd: Pread, path: str, size: int) -> ZipIndex:
     eocd_at, (disk, cd_disk, here, entries, cd_size, cd_offset) = _find_end_record(fd, path, size)
     if disk != 0 or cd_disk != 0 or here != entries:
         raise DataError(f"{path}: a zip spanned over several disks is not supported")
@@ -331,7 +356,7 @@ def _index_fd(fd: int, path: str, size: int) -> ZipIndex:
 
 
 def _read_central(
-    fd: int, path: str, size: int, cd_offset: int, cd_size: int, entries: int
+    fd: Pread, path: str, size: int, cd_offset: int, cd_size: int, entries: int
 ) -> ZipIndex:
     names: list[str] = []
     offsets = array("q")
@@ -448,7 +473,7 @@ def _decode_name(raw: bytes, flags: int, path: str, i: int, entries: int) -> str
 
 
 def _more(
-    fd: int, path: str, buf: bytes, at: int, need: int, pos: int, cd_end: int
+    fd: Pread, path: str, buf: bytes, at: int, need: int, pos: int, cd_end: int
 ) -> tuple[bytes, int]:
     """``buf[at:]`` followed by the next piece of the central directory, so that ``need``
     bytes are there if the directory has them; and the new file offset of its end."""
@@ -467,7 +492,7 @@ def _cut_short(path: str, i: int, entries: int, cd_end: int) -> DataError:
 
 
 def read_member(
-    fd: int,
+    fd: int | Pread,
     header_offset: int,
     compressed: int,
     method: int,
@@ -486,9 +511,10 @@ def read_member(
     """
     if method != STORED and method != DEFLATED:
         raise DataError(f"{origin}: {_unsupported(method)}")
+    pread = reader_of(fd)
     want = 30 + compressed + SLACK
     try:
-        buf = os.pread(fd, want, header_offset)
+        buf = pread(want, header_offset)
     except OSError as exc:
         raise DataError(f"{origin}: cannot read ({exc.strerror})") from None
     got = len(buf)
@@ -511,7 +537,7 @@ def read_member(
         )
     elif got == want:  # a local name and extra longer than SLACK: the data is read again
         try:
-            data = os.pread(fd, compressed, header_offset + start)
+            data = pread(compressed, header_offset + start)
         except OSError as exc:
             raise DataError(f"{origin}: cannot read ({exc.strerror})") from None
         if len(data) != compressed:

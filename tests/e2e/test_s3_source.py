@@ -106,11 +106,11 @@ def test_bucket_errors_are_one_line(s3: S3Endpoint, small_download: Path, tmp_pa
         (line,) = done.stderr.splitlines()
         assert line.startswith("imagenet-prep build: error: ") and message in line, line
     done = cli(
-        s3, "build", "--source", "s3://errors-bucket/imagenet", "--layout", "kaggle",
+        s3, "build", "--source", "s3://errors-bucket/imagenet", "--layout", "hf",
         "--output", tmp_path / "out", "--quiet",
     )  # fmt: skip
     assert done.returncode == 2
-    assert "the kaggle layout is read from a local disk only" in done.stderr
+    assert "the hf layout is read from a local disk only" in done.stderr
 
 
 def test_access_denied_is_one_line(
@@ -148,3 +148,23 @@ def test_ray_tasks_read_the_bucket(
         )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert outputs(out) == outputs(from_disk)
+
+
+def test_kaggles_zip_in_a_bucket_builds_as_from_disk(
+    s3: S3Endpoint, tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
+) -> None:
+    """Kaggle's zip read in place from a bucket: its central directory by blocks, the label
+    files and box XMLs from it, images by range; the same records as from the zip on disk."""
+    from tests.helpers import layout_downloads
+
+    (kaggle,) = layout_downloads(tmp_path_factory.mktemp("kaggle"), ("kaggle",), 77).values()
+    src = upload(s3, kaggle, "kaggle-zip")
+    built = {}
+    for name, source, endpoint in (("disk", kaggle, None), ("s3", src, s3)):
+        out = tmp_path / name
+        args = ["build", "--source", source, "--output", out, *OPTIONS, "--validation-boxes"]
+        done = cli(endpoint, *args) if endpoint else cli(s3, *args)
+        assert done.returncode == 0, done.stderr
+        assert done.stderr.startswith("source: kaggle layout in ")
+        built[name] = outputs(out)
+    assert built["s3"] == built["disk"] and built["disk"]

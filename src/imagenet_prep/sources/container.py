@@ -13,11 +13,11 @@ from ..archive import read_at
 from ..errors import DataError
 from ..sample import ContainerKind, ImageRef
 from ..storage import is_url
-from ..ziparchive import DEFLATED, STORED, read_member
+from ..ziparchive import DEFLATED, SLACK, STORED, Pread, read_member
 
 if TYPE_CHECKING:
     from ..gzindex import GzIndex
-    from ..storage import Store
+    from ..storage import RangeReader, Store
 
 __all__ = ["Container", "ContainerKind", "OpenFiles", "read"]
 
@@ -69,7 +69,7 @@ class OpenFiles:
     def __init__(self) -> None:
         self._fds: dict[str, int] = {}
         self._gz: dict[str, tuple[GzIndex, int]] = {}
-        self._fetched: dict[tuple[str, int, int], bytes] = {}  # (url, offset, size) -> bytes
+        self._readers: dict[str, RangeReader] = {}  # objects in a store, by URL
 
     def store(self, url: str) -> Store:
         """The object store ``url`` is in."""
@@ -77,36 +77,34 @@ class OpenFiles:
 
         return open_store(url)
 
+    def reader(self, url: str) -> RangeReader:
+        """The positional reader of the object ``url`` for this task."""
+        found = self._readers.get(url)
+        if found is None:
+            from ..storage import RangeReader
+
+            found = self._readers[url] = RangeReader(self.store(url), url)
+        return found
+
     def prefetch(self, refs: Iterable[ImageRef]) -> None:
         """Read the members of ``refs`` that live in an object store ahead, by archive, with
         neighbours coalesced into one request (:meth:`Store.read_ranges`); :func:`read` then
         takes them from memory. Local files are left to ``pread``, one image at a time."""
         wanted: dict[str, list[tuple[int, int]]] = {}
         for ref in refs:
-            if is_url(ref.path):
-                if ref.kind is not ContainerKind.TAR and ref.kind is not ContainerKind.FILE:
-                    raise DataError(
-                        f"{ref.origin}: reading {ref.kind.name} archives from an object store "
-                        "is not supported yet (tars and image files are)"
-                    )
-                wanted.setdefault(ref.path, []).append((ref.offset, ref.offset + ref.size))
+            if not is_url(ref.path):
+                continue
+            if ref.kind is ContainerKind.GZIP:
+                raise DataError(
+                    f"{ref.origin}: reading tar.gz archives from an object store is not "
+                    "supported yet (tars, zips and image files are)"
+                )
+            end = ref.offset + ref.size
+            if ref.kind is ContainerKind.ZIP_STORED or ref.kind is ContainerKind.ZIP_DEFLATED:
+                end += 30 + SLACK  # the member's local header, read with its data
+            wanted.setdefault(ref.path, []).append((ref.offset, end))
         for url, ranges in wanted.items():
-            unique = sorted(set(ranges))
-            for (start, end), data in zip(
-                unique, self.store(url).read_ranges(url, unique), strict=True
-            ):
-                self._fetched[url, start, end - start] = data
-
-    def fetched(self, ref: ImageRef) -> bytes:
-        """The bytes of a member of an object store: prefetched, or read now by range."""
-        data = self._fetched.pop((ref.path, ref.offset, ref.size), None)
-        if data is None:
-            data = self.store(ref.path).read_range(ref.path, ref.offset, ref.offset + ref.size)
-        if len(data) != ref.size:
-            raise DataError(
-                f"{ref.origin}: truncated ({len(data)} of {ref.size} bytes at byte {ref.offset})"
-            )
-        return data
+            self.reader(url).prefetch(ranges)
 
     def fd(self, path: str, origin: str) -> int:
         fd = self._fds.get(path)
@@ -153,15 +151,17 @@ def read(ref: ImageRef, files: OpenFiles) -> bytes:
     :class:`~..errors.DataError` naming ``ref.origin``; so is a source that cannot be opened.
     """
     kind = ref.kind
-    if is_url(ref.path):
-        return files.fetched(ref)
-    fd = files.fd(ref.path, ref.origin)
+    if is_url(ref.path):  # an object in a store: a positional reader, fed ahead
+        source: int | Pread = files.reader(ref.path).pread
+    else:
+        source = files.fd(ref.path, ref.origin)
     if kind is ContainerKind.TAR or kind is ContainerKind.FILE:
-        return read_at(fd, ref.offset, ref.size, ref.origin)
+        return read_at(source, ref.offset, ref.size, ref.origin)
     if kind is ContainerKind.GZIP:
         from ..gzindex import read_range
 
+        assert isinstance(source, int)  # refused in a store by OpenFiles.prefetch
         index, windows = files.gz(ref)
-        return read_range(fd, windows, index, ref.offset, ref.size, ref.origin)
+        return read_range(source, windows, index, ref.offset, ref.size, ref.origin)
     method = STORED if kind is ContainerKind.ZIP_STORED else DEFLATED
-    return read_member(fd, ref.offset, ref.size, method, ref.origin)
+    return read_member(source, ref.offset, ref.size, method, ref.origin)

@@ -10,6 +10,7 @@ shipped ones. An image anywhere else is an error: it would be left out.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -19,7 +20,8 @@ from ..errors import DataError
 from ..labels import Synsets
 from ..manifest import OutputState
 from ..sample import ContainerKind
-from ..ziparchive import DEFLATED, ZipIndex, index_zip
+from ..storage import RangeReader, is_url
+from ..ziparchive import DEFLATED, Pread, ZipIndex, index_zip
 from .boxtable import BoxXmls, archive_prefix, folder_prefix
 from .container import Container
 from .layout import (
@@ -199,29 +201,29 @@ class KaggleSource:
     def _zip_xmls(
         self, index: ZipIndex, members: list[int], skip: int, depth: int
     ) -> Iterator[tuple[str, str, bytes]]:
-        fd = os.open(index.path, os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            for i in members:
-                parts = index.names[i][skip:].split("/")
-                if len(parts) != depth:
-                    continue  # not where the split's XMLs are: not one of them
-                folder = parts[0] if depth == 2 else ""
-                yield folder, stem(parts[-1]), index.read(fd, i)
-        finally:
-            os.close(fd)
+        with _zip_reader(index) as reader:
+            for start in range(0, len(members), XML_BATCH):
+                batch = members[start : start + XML_BATCH]
+                if isinstance(reader, RangeReader):  # in a store: neighbours in few requests
+                    reader.prefetch([index.span(i) for i in batch])
+                for i in batch:
+                    parts = index.names[i][skip:].split("/")
+                    if len(parts) != depth:
+                        continue  # not where the split's XMLs are: not one of them
+                    folder = parts[0] if depth == 2 else ""
+                    yield folder, stem(parts[-1]), index.read(reader_pread(reader), i)
 
     def label_files(self) -> dict[str, LabelFile]:
         found: dict[str, LabelFile] = {}
         if self.is_zip:
             index = self.zip_index()
-            fd = os.open(index.path, os.O_RDONLY | os.O_CLOEXEC)
-            try:
+            with _zip_reader(index) as reader:
                 for name in (KAGGLE_SYNSET_MAPPING, KAGGLE_VAL_SOLUTION):
                     i = index.find(name)
                     if i is not None:
-                        found[name] = LabelFile(index.origin(i), index.read(fd, i))
-            finally:
-                os.close(fd)
+                        found[name] = LabelFile(
+                            index.origin(i), index.read(reader_pread(reader), i)
+                        )
             return found
         for name, path in self.layout.labels.items():
             found[name] = LabelFile(str(path), path.read_bytes())
@@ -261,3 +263,27 @@ def _tree_xmls(path: Path, depth: int) -> Iterator[tuple[str, str, bytes]]:
         elif depth == 1 and entry.is_file() and entry.name.lower().endswith(".xml"):
             with open(entry.path, "rb") as f:
                 yield "", stem(entry.name), f.read()
+
+
+#: Box XMLs of Kaggle's zip in an object store are fetched this many at a time (their members
+#: lie together in the zip, so a batch costs a few requests).
+XML_BATCH = 4096
+
+
+@contextlib.contextmanager
+def _zip_reader(index: ZipIndex) -> Iterator[int | RangeReader]:
+    """The zip open for positional reads: a descriptor, or a reader of the object in a store."""
+    if is_url(index.path):
+        from ..storage import open_store
+
+        yield RangeReader(open_store(index.path), index.path)
+        return
+    fd = os.open(index.path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        yield fd
+    finally:
+        os.close(fd)
+
+
+def reader_pread(reader: int | RangeReader) -> int | Pread:
+    return reader if isinstance(reader, int) else reader.pread

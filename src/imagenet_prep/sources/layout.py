@@ -338,12 +338,13 @@ def discover(src: Path, layout: str | None = None) -> SourceLayout:
 
 
 def _in_store(src: Path, layout: str | None) -> SourceLayout:
-    """The layout of a download in an object store: image-net.org's archives (read by range,
-    never extracted). The other layouts are read from a local disk only, for now."""
-    if layout not in (None, "archives"):
+    """The layout of a download in an object store: image-net.org's archives or Kaggle's zip,
+    read by range, never extracted. The other layouts are read from a local disk only, for
+    now."""
+    if layout not in (None, *STORE_LAYOUTS):
         raise UsageError(
             f"{redact(str(src))}: the {layout} layout is read from a local disk only; from an "
-            "object store, image-net.org's archives (the archives layout) are"
+            f"object store, {' and '.join(STORE_LAYOUTS)} are"
         )
     from ..storage import open_store
 
@@ -354,16 +355,28 @@ def _in_store(src: Path, layout: str | None) -> SourceLayout:
         if not str(exc).endswith(": no such object"):
             raise
         raise DataError(f"{redact(url)}: holds nothing (no object under this prefix)") from None
+    finders = {
+        "archives": lambda: _official(src, archives=True, folders=False),
+        "kaggle": lambda: _kaggle_zip(src),
+    }
     try:
-        found = _official(src, archives=True, folders=False)
+        found = [f for name in STORE_LAYOUTS if layout in (None, name) and (f := finders[name]())]
     except (OSError, ValueError) as exc:
-        raise DataError(f"{redact(str(src))}: cannot list ({one_line(exc)})") from None
-    if found is None:
+        raise DataError(f"{redact(url)}: cannot list ({one_line(exc)})") from None
+    if not found:
+        wanted = [_EXPECTED[n] for n in STORE_LAYOUTS if layout in (None, n)]
+        raise DataError(f"{redact(url)}: holds no ImageNet download ({'; or '.join(wanted)})")
+    if len(found) > 1:
+        a, b = found[:2]
         raise DataError(
-            f"{redact(str(src))}: holds no ImageNet download in the archives layout "
-            f"({_EXPECTED['archives']})"
+            f"{redact(url)}: holds two layouts, {a.name} ({_first_input(a)}) and {b.name} "
+            f"({_first_input(b)}); pass --layout to pick one"
         )
-    return found
+    return found[0]
+
+
+#: The layouts read from an object store.
+STORE_LAYOUTS = ("archives", "kaggle")
 
 
 def _first_input(layout: SourceLayout) -> str:
