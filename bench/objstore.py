@@ -55,14 +55,13 @@ from docsection import DOCS, machine, write_section
 from memstate import MODES, MemoryState
 from peak_memory import tree_rss
 from run import (
-    ARCHIVE_NAMES,
     PY,
     ROOT,
     Row,
     archives,
     busy_seconds,
     digest,
-    fixture_command,
+    ensure_download,
     image_stats,
     same_output,
     warm,
@@ -96,15 +95,6 @@ class Build(Row):
     store: list[tuple[int, int, int, int]] = field(default_factory=list)
     server_cpu: list[float] = field(default_factory=list)  # moto's CPU seconds
     server_peak: list[float] = field(default_factory=list)  # moto's peak RSS, MB
-
-
-def ensure_download(download: Path) -> Path:
-    whole = all((download / n).is_file() and (download / n).stat().st_size for n in ARCHIVE_NAMES)
-    if not whole:
-        shutil.rmtree(download, ignore_errors=True)
-        print(f"generating the download in {download}", flush=True)
-        subprocess.run(fixture_command(FIXTURE_SIZES, download), check=True)
-    return download
 
 
 def session_cpu(sid: int) -> float:
@@ -369,7 +359,7 @@ def main() -> int:
         help="the file --write-docs updates (default: %(default)s)",
     )
     args = parser.parse_args()
-    download = ensure_download(args.download.resolve())
+    download = ensure_download(args.download.resolve(), FIXTURE_SIZES)
     os.chdir(ROOT)
 
     images, nbytes = image_stats(download)

@@ -58,7 +58,6 @@ from docsection import DOCS, machine, write_section
 from memstate import MODES, MemoryState
 from peak_memory import measure
 from run import (
-    ARCHIVE_NAMES,
     MD5_GBPS,
     OFFICIAL_BYTES,
     PY,
@@ -67,7 +66,7 @@ from run import (
     archives,
     busy_seconds,
     digest,
-    fixture_command,
+    ensure_download,
     image_stats,
     same_output,
     warm,
@@ -231,15 +230,6 @@ class Build(Row):
     """A build's runs (Row's lists), and its last run's manifest without its "created" time."""
 
     manifest: dict[str, Any] | None = None
-
-
-def ensure_download(download: Path) -> Path:
-    whole = all((download / n).is_file() and (download / n).stat().st_size for n in ARCHIVE_NAMES)
-    if not whole:
-        shutil.rmtree(download, ignore_errors=True)
-        print(f"generating the download (bench/run.py's sizes) in {download}", flush=True)
-        subprocess.run(fixture_command(FIXTURE_SIZES, download), check=True)
-    return download
 
 
 def count_tasks(download: Path, scratch: Path) -> tuple[Counter[str], int, float, int]:
@@ -580,7 +570,7 @@ def main() -> int:
         help="the file --write-docs updates (default: %(default)s)",
     )
     args = parser.parse_args()
-    download = ensure_download(args.download.resolve())
+    download = ensure_download(args.download.resolve(), FIXTURE_SIZES)
     # No process started here may find this file on its path as `ray` (a `python -c` has the
     # working folder there), nor a cluster other than ours.
     os.chdir(ROOT)

@@ -148,16 +148,27 @@ def fixture_command(args: argparse.Namespace, out: Path, *more: str) -> list[str
     return [PY, "-m", "imagenet_prep", "fixture", str(out), *map(str, sizes), *more]
 
 
+def ensure_download(download: Path, sizes: argparse.Namespace) -> Path:
+    """``download`` with its archives, generated with ``sizes`` (classes, per_class,
+    val_per_class) when one is missing or empty."""
+    if not whole_download(download):
+        shutil.rmtree(download, ignore_errors=True)
+        print(f"generating the download in {download}", flush=True)
+        subprocess.run(fixture_command(sizes, download), check=True)
+    return download
+
+
 def fixture(args: argparse.Namespace, out: Path) -> Path:
     key = f"{args.classes}x{args.per_class}x{args.val_per_class}"
     download = out / f"download-{key}"
-    whole = all((download / n).is_file() and (download / n).stat().st_size for n in ARCHIVE_NAMES)
-    if not whole:
-        shutil.rmtree(download, ignore_errors=True)
-        (out / f"{download.name}.md5.json").unlink(missing_ok=True)
-        print(f"generating the download ({key}) in {download}", flush=True)
-        run(fixture_command(args, download))
-    return download
+    if not whole_download(download):
+        (out / f"{download.name}.md5.json").unlink(missing_ok=True)  # of the one replaced
+    return ensure_download(download, args)
+
+
+def whole_download(download: Path) -> bool:
+    """Whether every archive of a generated download is there, and not empty."""
+    return all((download / n).is_file() and (download / n).stat().st_size for n in ARCHIVE_NAMES)
 
 
 def layout_fixture(args: argparse.Namespace, out: Path, layout: str, what: str) -> Path:

@@ -328,13 +328,18 @@ def discover(src: Path, layout: str | None = None) -> SourceLayout:
             f"{_EXPECTED['kaggle']}; or {_EXPECTED['kaggle-tree']}; or Hugging Face's "
             f"{_EXPECTED['hf']}; or its {_EXPECTED['hf-parquet']})"
         )
-    if len(candidates) > 1:
-        a, b = candidates[:2]
+    return _only_one(str(src), candidates)
+
+
+def _only_one(where: str, found: list[SourceLayout]) -> SourceLayout:
+    """The one layout found; two are an error naming both (``--layout`` picks one)."""
+    if len(found) > 1:
+        a, b = found[:2]
         raise DataError(
-            f"{src}: holds two layouts, {a.name} ({_first_input(a)}) and {b.name} "
+            f"{where}: holds two layouts, {a.name} ({_first_input(a)}) and {b.name} "
             f"({_first_input(b)}); pass --layout to pick one"
         )
-    return candidates[0]
+    return found[0]
 
 
 def _in_store(src: Path, layout: str | None) -> SourceLayout:
@@ -366,13 +371,7 @@ def _in_store(src: Path, layout: str | None) -> SourceLayout:
     if not found:
         wanted = [_EXPECTED[n] for n in STORE_LAYOUTS if layout in (None, n)]
         raise DataError(f"{redact(url)}: holds no ImageNet download ({'; or '.join(wanted)})")
-    if len(found) > 1:
-        a, b = found[:2]
-        raise DataError(
-            f"{redact(url)}: holds two layouts, {a.name} ({_first_input(a)}) and {b.name} "
-            f"({_first_input(b)}); pass --layout to pick one"
-        )
-    return found[0]
+    return _only_one(redact(url), found)
 
 
 #: The layouts read from an object store.
