@@ -481,6 +481,7 @@ class BlockStream:
         self._buf = b""
         self._buf_start = 0  # the object offset of _buf[0]
         self._pos = 0
+        self._closed = False
 
     def tell(self) -> int:
         return self._pos
@@ -516,8 +517,13 @@ class BlockStream:
             self._pos += len(take)
         return bytes(out)
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     def close(self) -> None:
         self._buf = b""
+        self._closed = True
 
     def __enter__(self) -> BlockStream:
         return self

@@ -37,8 +37,8 @@ def cli(endpoint: S3Endpoint, *args: object) -> subprocess.CompletedProcess[str]
 def upload(endpoint: S3Endpoint, download: Path, bucket: str, prefix: str = "imagenet") -> str:
     client = endpoint.client()
     client.create_bucket(Bucket=bucket)
-    for path in sorted(download.iterdir()):
-        client.upload_file(str(path), bucket, f"{prefix}/{path.name}")
+    for path in sorted(p for p in download.rglob("*") if p.is_file()):
+        client.upload_file(str(path), bucket, f"{prefix}/{path.relative_to(download).as_posix()}")
     return f"s3://{bucket}/{prefix}"
 
 
@@ -150,21 +150,28 @@ def test_ray_tasks_read_the_bucket(
     assert outputs(out) == outputs(from_disk)
 
 
-def test_kaggles_zip_in_a_bucket_builds_as_from_disk(
-    s3: S3Endpoint, tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
+@pytest.mark.parametrize(
+    ("layout", "more"), [("kaggle", ("--validation-boxes",)), ("hf-parquet", ())]
+)
+def test_kaggle_and_hugging_face_files_in_a_bucket_build_as_from_disk(
+    s3: S3Endpoint,
+    tmp_path_factory: pytest.TempPathFactory,
+    tmp_path: Path,
+    layout: str,
+    more: tuple[str, ...],
 ) -> None:
-    """Kaggle's zip read in place from a bucket: its central directory by blocks, the label
-    files and box XMLs from it, images by range; the same records as from the zip on disk."""
+    """Kaggle's zip read in place from a bucket (its central directory by blocks, the label
+    files and box XMLs from it, images by range), and the Hub's Parquet files (the footer and
+    each row group by range, spilled into OUT): the same records as from the files on disk."""
     from tests.helpers import layout_downloads
 
-    (kaggle,) = layout_downloads(tmp_path_factory.mktemp("kaggle"), ("kaggle",), 77).values()
-    src = upload(s3, kaggle, "kaggle-zip")
+    (local,) = layout_downloads(tmp_path_factory.mktemp(layout), (layout,), 77).values()
+    src = upload(s3, local, f"{layout}-files")
     built = {}
-    for name, source, endpoint in (("disk", kaggle, None), ("s3", src, s3)):
+    for name, source in (("disk", local), ("s3", src)):
         out = tmp_path / name
-        args = ["build", "--source", source, "--output", out, *OPTIONS, "--validation-boxes"]
-        done = cli(endpoint, *args) if endpoint else cli(s3, *args)
+        done = cli(s3, "build", "--source", source, "--output", out, *OPTIONS, *more)
         assert done.returncode == 0, done.stderr
-        assert done.stderr.startswith("source: kaggle layout in ")
+        assert done.stderr.startswith(f"source: {layout} layout in ")
         built[name] = outputs(out)
     assert built["s3"] == built["disk"] and built["disk"]

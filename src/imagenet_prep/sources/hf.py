@@ -26,6 +26,7 @@ from ..fsutil import atomic_open
 from ..labels import Synsets, is_wnid
 from ..manifest import OutputState
 from ..sample import ContainerKind
+from ..storage import is_url, open_input
 from .boxtable import BoxXmls
 from .container import Container
 from .layout import SourceLayout, is_image_name
@@ -347,7 +348,8 @@ def _rows(path: Path) -> Iterator[tuple[bytes, str | None, int]]:
     import pyarrow.parquet as pq
 
     try:
-        parquet = pq.ParquetFile(path)
+        # In an object store: the footer, then each row group's columns, by ranged reads.
+        parquet = pq.ParquetFile(open_input(path) if is_url(path) else path)
         names = parquet.schema_arrow.names
         for column in (_IMAGE_COLUMN, _LABEL_COLUMN):
             if column not in names:
@@ -365,5 +367,5 @@ def _rows(path: Path) -> Iterator[tuple[bytes, str | None, int]]:
                 if image is None or label is None:
                     raise DataError(f"{path}: a row without image bytes or label")
                 yield image, name or None, int(label)
-    except (OSError, pa.ArrowException, KeyError) as exc:
+    except (OSError, ValueError, pa.ArrowException, KeyError) as exc:
         raise DataError(f"{path}: cannot read this Parquet file ({one_line(exc)[:200]})") from None

@@ -238,14 +238,11 @@ def _hf(src: Path, name: str, pattern: re.Pattern[str]) -> SourceLayout | None:
     """Hugging Face's files in ``src`` or in a folder in it (the Hub's ``data/`` folder, say),
     not deeper: an extracted tree's million files are not walked."""
     parts: dict[str, list[Path]] = {}
-    for dirpath, dirnames, filenames in os.walk(src):
-        depth = len(Path(dirpath).relative_to(src).parts)
-        dirnames[:] = [] if depth >= _HF_DEPTH else [d for d in dirnames if not d.startswith(".")]
-        for file in filenames:
-            m = pattern.match(file)
-            if m is not None:
-                split = _HF_SPLITS[m.group(1).split("_")[0]]
-                parts.setdefault(split, []).append(_regular_file(Path(dirpath, file)))
+    for path in _shallow_files(src, _HF_DEPTH):
+        m = pattern.match(path.name)
+        if m is not None:
+            split = _HF_SPLITS[m.group(1).split("_")[0]]
+            parts.setdefault(split, []).append(_regular_file(path))
     if not parts:
         return None
     splits = {}
@@ -260,6 +257,24 @@ def _hf(src: Path, name: str, pattern: re.Pattern[str]) -> SourceLayout | None:
         parts={split: tuple(files) for split, files in parts.items()},
         warnings=tuple(_missing_parts(src, parts)),
     )
+
+
+def _shallow_files(src: Path, depth: int) -> Iterator[Path]:
+    """The files in ``src`` and in its folders down to ``depth`` levels (hidden ones left
+    out): a local folder's, or an object store prefix's."""
+    if is_url(src):
+        for entry in src.iterdir():
+            if entry.is_dir():
+                if depth > 0 and not entry.name.startswith("."):
+                    yield from _shallow_files(entry, depth - 1)
+            else:
+                yield entry
+        return
+    for dirpath, dirnames, filenames in os.walk(src):
+        level = len(Path(dirpath).relative_to(src).parts)
+        dirnames[:] = [] if level >= depth else [d for d in dirnames if not d.startswith(".")]
+        for file in filenames:
+            yield Path(dirpath, file)
 
 
 _NUMBERED = re.compile(r"^(?P<split>[a-z]+)-(?P<i>\d+)-of-(?P<n>\d+)\.parquet$")
@@ -363,10 +378,11 @@ def _in_store(src: Path, layout: str | None) -> SourceLayout:
     finders = {
         "archives": lambda: _official(src, archives=True, folders=False),
         "kaggle": lambda: _kaggle_zip(src),
+        "hf-parquet": lambda: _hf(src, "hf-parquet", HF_PARQUET_RE),
     }
     try:
         found = [f for name in STORE_LAYOUTS if layout in (None, name) and (f := finders[name]())]
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, TypeError) as exc:
         raise DataError(f"{redact(url)}: cannot list ({one_line(exc)})") from None
     if not found:
         wanted = [_EXPECTED[n] for n in STORE_LAYOUTS if layout in (None, n)]
@@ -375,7 +391,7 @@ def _in_store(src: Path, layout: str | None) -> SourceLayout:
 
 
 #: The layouts read from an object store.
-STORE_LAYOUTS = ("archives", "kaggle")
+STORE_LAYOUTS = ("archives", "kaggle", "hf-parquet")
 
 
 def _first_input(layout: SourceLayout) -> str:
