@@ -368,16 +368,14 @@ def index_tar(path: Path, *, nested: bool = False) -> ArchiveIndex:
     listed instead (with ``parent`` set); the nested tars themselves are listed in
     ``ArchiveIndex.nested``. The whole file's MD5 is :func:`file_md5`'s.
     """
-    if is_url(path):  # an object store: read by blocks, not a request per header
-        url = str(path)
-        store = open_store(url)
-        info = store.info(url)
-        cache = BlockCache(store, url, info.size)
-        return index_tar_at(cache.pread, url, info.size, path.stat().st_mtime_ns, nested)
     try:
         st = path.stat()
     except OSError as exc:
         raise DataError(f"{path}: cannot read ({exc.strerror})") from None
+    if is_url(path):  # an object store: read by blocks, not a request per header
+        url = str(path)
+        cache = BlockCache(open_store(url), url, st.st_size)
+        return index_tar_at(cache.pread, url, st.st_size, st.st_mtime_ns, nested)
     if not path.is_file():
         raise DataError(f"{path}: not a regular file")
     try:

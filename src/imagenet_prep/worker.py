@@ -90,6 +90,7 @@ def process_shard(
         for writer in writers:
             writer.abort()
         raise
+    requests_after, fetched_after = tally()
     return ShardResult(
         shard=job.spec.name,
         split=job.spec.split,
@@ -98,8 +99,8 @@ def process_shard(
         reencoded=reencoded,
         skipped=skipped,
         outputs=outputs,
-        requests=tally()[0] - requests,
-        bytes_fetched=tally()[1] - fetched,
+        requests=requests_after - requests,
+        bytes_fetched=fetched_after - fetched,
     )
 
 

@@ -17,7 +17,7 @@ from ..ziparchive import DEFLATED, SLACK, STORED, Pread, read_member
 
 if TYPE_CHECKING:
     from ..gzindex import GzIndex
-    from ..storage import RangeReader, Store
+    from ..storage import RangeReader
 
 __all__ = ["Container", "ContainerKind", "OpenFiles", "read"]
 
@@ -71,19 +71,13 @@ class OpenFiles:
         self._gz: dict[str, tuple[GzIndex, int]] = {}
         self._readers: dict[str, RangeReader] = {}  # objects in a store, by URL
 
-    def store(self, url: str) -> Store:
-        """The object store ``url`` is in."""
-        from ..storage import open_store
-
-        return open_store(url)
-
     def reader(self, url: str) -> RangeReader:
         """The positional reader of the object ``url`` for this task."""
         found = self._readers.get(url)
         if found is None:
-            from ..storage import RangeReader
+            from ..storage import RangeReader, open_store
 
-            found = self._readers[url] = RangeReader(self.store(url), url)
+            found = self._readers[url] = RangeReader(open_store(url), url)
         return found
 
     def prefetch(self, refs: Iterable[ImageRef]) -> None:

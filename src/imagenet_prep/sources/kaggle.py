@@ -20,7 +20,7 @@ from ..errors import DataError
 from ..labels import Synsets
 from ..manifest import OutputState
 from ..sample import ContainerKind
-from ..storage import RangeReader, is_url
+from ..storage import is_url
 from ..ziparchive import DEFLATED, Pread, ZipIndex, index_zip
 from .boxtable import BoxXmls, archive_prefix, folder_prefix
 from .container import Container
@@ -201,29 +201,26 @@ class KaggleSource:
     def _zip_xmls(
         self, index: ZipIndex, members: list[int], skip: int, depth: int
     ) -> Iterator[tuple[str, str, bytes]]:
-        with _zip_reader(index) as reader:
+        with _zip_reader(index) as (pread, prefetch):
             for start in range(0, len(members), XML_BATCH):
                 batch = members[start : start + XML_BATCH]
-                if isinstance(reader, RangeReader):  # in a store: neighbours in few requests
-                    reader.prefetch([index.span(i) for i in batch])
+                prefetch([index.span(i) for i in batch])  # in a store: neighbours together
                 for i in batch:
                     parts = index.names[i][skip:].split("/")
                     if len(parts) != depth:
                         continue  # not where the split's XMLs are: not one of them
                     folder = parts[0] if depth == 2 else ""
-                    yield folder, stem(parts[-1]), index.read(reader_pread(reader), i)
+                    yield folder, stem(parts[-1]), index.read(pread, i)
 
     def label_files(self) -> dict[str, LabelFile]:
         found: dict[str, LabelFile] = {}
         if self.is_zip:
             index = self.zip_index()
-            with _zip_reader(index) as reader:
+            with _zip_reader(index) as (pread, _prefetch):
                 for name in (KAGGLE_SYNSET_MAPPING, KAGGLE_VAL_SOLUTION):
                     i = index.find(name)
                     if i is not None:
-                        found[name] = LabelFile(
-                            index.origin(i), index.read(reader_pread(reader), i)
-                        )
+                        found[name] = LabelFile(index.origin(i), index.read(pread, i))
             return found
         for name, path in self.layout.labels.items():
             found[name] = LabelFile(str(path), path.read_bytes())
@@ -270,20 +267,25 @@ def _tree_xmls(path: Path, depth: int) -> Iterator[tuple[str, str, bytes]]:
 XML_BATCH = 4096
 
 
-@contextlib.contextmanager
-def _zip_reader(index: ZipIndex) -> Iterator[int | RangeReader]:
-    """The zip open for positional reads: a descriptor, or a reader of the object in a store."""
-    if is_url(index.path):
-        from ..storage import open_store
+Prefetch = Callable[[list[tuple[int, int]]], object]
 
-        yield RangeReader(open_store(index.path), index.path)
+
+@contextlib.contextmanager
+def _zip_reader(index: ZipIndex) -> Iterator[tuple[int | Pread, Prefetch]]:
+    """The zip open for positional reads, and how to ask for byte ranges ahead: a descriptor
+    (nothing to ask ahead), or a reader of the object in a store."""
+    if is_url(index.path):
+        from ..storage import RangeReader, open_store
+
+        reader = RangeReader(open_store(index.path), index.path)
+        yield reader.pread, reader.prefetch
         return
     fd = os.open(index.path, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        yield fd
+        yield fd, _nothing_ahead
     finally:
         os.close(fd)
 
 
-def reader_pread(reader: int | RangeReader) -> int | Pread:
-    return reader if isinstance(reader, int) else reader.pread
+def _nothing_ahead(_ranges: list[tuple[int, int]]) -> None:
+    """A local file is read where it lies: nothing to fetch ahead."""

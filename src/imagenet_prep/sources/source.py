@@ -98,6 +98,7 @@ def index_detached(
     out = source.index(split, load_synsets(), validation_labels, state)
     if out.archive is not None:
         out.archive = replace(out.archive, members=())
-    out.requests = tally()[0] - requests
-    out.bytes_fetched = tally()[1] - fetched
+    requests_after, fetched_after = tally()
+    out.requests = requests_after - requests
+    out.bytes_fetched = fetched_after - fetched
     return out
