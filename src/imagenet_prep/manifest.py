@@ -24,7 +24,7 @@ from typing import Any
 import xxhash
 
 from .errors import DataError, UsageError
-from .fsutil import atomic_open, hash_file, write_bytes_atomic
+from .fsutil import atomic_open, hash_file, read_bytes, write_bytes_atomic
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -53,11 +53,10 @@ def write_json(path: Path, obj: Any) -> None:
 
 
 def read_json(path: Path) -> Any:
+    """The JSON document at ``path`` (a local file or an object); None when it is missing."""
     try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except FileNotFoundError:
-        return None
+        data = read_bytes(path)
+        return None if data is None else json.loads(data)
     except (OSError, ValueError) as exc:
         raise DataError(f"{path}: unreadable ({exc})") from None
 

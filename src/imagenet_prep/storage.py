@@ -205,6 +205,16 @@ class Store:
             key=lambda o: o.url,
         )
 
+    def tree(self, url: str) -> list[ObjectInfo]:
+        """Every object under the prefix ``url`` (at any depth), by name; none when absent."""
+        with self.errors(url):
+            found = self.fs.find(self.path(url).rstrip("/") + "/", detail=True)
+        self.stats.add(requests=1 + len(found) // 1000)
+        return sorted(
+            (_object_info(self, o) for o in found.values() if o.get("type") != "directory"),
+            key=lambda o: o.url,
+        )
+
     def exists(self, url: str) -> bool:
         with self.errors(url):
             found = bool(self.fs.exists(self.path(url)))
@@ -319,6 +329,14 @@ class Store:
         with self.errors(url):
             self.fs.rm_file(self.path(url))
         self.stats.add(requests=1)
+
+    def delete_tree(self, url: str) -> None:
+        """Delete every object under the prefix ``url`` (batched, 1000 a request for S3)."""
+        paths = [self.path(o.url) for o in self.tree(url)]
+        if paths:
+            with self.errors(url):
+                self.fs.rm(paths)
+            self.stats.add(requests=1 + len(paths) // 1000)
 
     # -- errors ------------------------------------------------------------------------------
 
