@@ -104,7 +104,7 @@ class BuildConfig:
     def __post_init__(self) -> None:
         # A URL (s3://...) stays one: a path object of its store (storage.as_location).
         object.__setattr__(self, "source", as_location(self.source))
-        object.__setattr__(self, "output", Path(self.output))
+        object.__setattr__(self, "output", as_location(self.output))
         object.__setattr__(self, "formats", _as_tuple(self.formats))
         object.__setattr__(self, "splits", _as_tuple(self.splits))
         if not self.formats:

@@ -79,7 +79,7 @@ class HashingWriter:
 
     def __init__(self, f: BinaryIO, limit: int = 1 << 20) -> None:
         # A local file gets writev; a store's upload (no descriptor) one write per flush.
-        self._fd = f.fileno() if not is_url(getattr(f, "path", "")) and _has_fd(f) else -1
+        self._fd = f.fileno() if _has_fd(f) else -1
         self._file = f
         self._hash = xxhash.xxh3_128()
         self._pending: list[bytes] = []
@@ -203,6 +203,13 @@ def remove_file(path: Path) -> None:
         return
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
+
+
+def sizes_under(root: Path) -> dict[str, int]:
+    """The size of every object under the prefix ``root``, by name relative to it (a few
+    listing requests, where asking each object would be one request apiece)."""
+    url = str(root).rstrip("/")
+    return {o.url[len(url) + 1 :]: o.size for o in open_store(url).tree(url)}
 
 
 def files_under(root: Path) -> list[str]:

@@ -19,12 +19,21 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol
 
 import xxhash
 
 from .errors import DataError, UsageError
-from .fsutil import atomic_open, hash_file, read_bytes, write_bytes_atomic
+from .fsutil import (
+    atomic_open,
+    files_under,
+    hash_file,
+    read_bytes,
+    remove_file,
+    remove_tree,
+    write_bytes_atomic,
+)
+from .storage import is_url
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -75,6 +84,9 @@ class ShardResult:
     # What reading the shard's images asked of an object store (0 for local files).
     requests: int = 0
     bytes_fetched: int = 0
+    # What writing its outputs asked of an object store (0 for a local output).
+    writes: int = 0
+    bytes_stored: int = 0
 
     def to_record(self) -> dict[str, Any]:
         return asdict(self)
@@ -95,6 +107,8 @@ class ShardResult:
             and isinstance(result.bytes_in, int)
             and isinstance(result.requests, int)
             and isinstance(result.bytes_fetched, int)
+            and isinstance(result.writes, int)
+            and isinstance(result.bytes_stored, int)
             and isinstance(result.reencoded, list)
             and isinstance(result.skipped, list)
             and isinstance(result.outputs, dict)
@@ -103,7 +117,34 @@ class ShardResult:
         return result if typed else None
 
 
-class Journal:
+class Journal(Protocol):
+    """The record of finished shards that a resume starts from: a file of lines here
+    (:class:`FileJournal`), an object per shard in a store
+    (:class:`~imagenet_prep.storestate.StoreJournal`)."""
+
+    def load(self) -> dict[str, ShardResult]: ...
+
+    def extend(self, results: Iterable[ShardResult]) -> None: ...
+
+    def close(self) -> None: ...
+
+    def remove(self) -> None: ...
+
+    def forget(self, which: Callable[[ShardResult], bool]) -> None: ...
+
+
+class Lock(Protocol):
+    """One build per output at a time (:class:`BuildLock`; in a store,
+    :class:`~imagenet_prep.storestate.StoreLock`)."""
+
+    def __enter__(self) -> Lock: ...
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None: ...
+
+
+class FileJournal:
     """Done markers of finished shards: one JSON line each (:class:`ShardResult`), appended
     to one file.
 
@@ -350,6 +391,14 @@ class RecordedSources:
         return cls(splits)
 
 
+def _local_cache(url: str) -> Path:
+    """This machine's cache folder for the output at ``url`` (``$XDG_CACHE_HOME`` or
+    ``~/.cache``, then ``imagenet-prep/<hash of the URL>``)."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    name = xxhash.xxh3_64_hexdigest(url.encode("utf-8"))
+    return Path(base) / "imagenet-prep" / name
+
+
 class OutputState:
     """``OUT/.imagenet-prep/``: what a build keeps besides its outputs, and the one way to
     read and write it."""
@@ -357,12 +406,24 @@ class OutputState:
     def __init__(self, out: Path) -> None:
         self.out = out
         self.root = state_dir(out)
+        # What is read by seeking and memory-mapping (a tar.gz archive's seek points, its
+        # unpacked copy) stays on a local disk: for an output in an object store, a cache
+        # folder of this machine's, named after the output.
+        self.local = self.root if not is_url(out) else _local_cache(str(out))
 
-    def lock(self) -> BuildLock:
+    def lock(self) -> Lock:
+        if is_url(self.out):
+            from .storestate import StoreLock
+
+            return StoreLock(self.out, self.root)
         return BuildLock(self.out)
 
     def journal(self) -> Journal:
-        return Journal(self.out)
+        if is_url(self.out):
+            from .storestate import StoreJournal
+
+            return StoreJournal(self.root)
+        return FileJournal(self.out)
 
     # -- recorded options and sources --
 
@@ -400,26 +461,47 @@ class OutputState:
         Parquet files' row groups), to be read by offset until the build is finished."""
         return self.root / SPILL_DIR / name
 
+    def seek_points_file(self, archive_name: str) -> Path:
+        """Where the seek points of the tar.gz archive ``archive_name`` are kept (locally)."""
+        return self.local / INDEX_DIR / f"{archive_name}.idx"
+
+    def unpacked_file(self, name: str) -> Path:
+        """Where a tar.gz archive is kept unpacked until the build is finished (locally)."""
+        return self.local / SPILL_DIR / name
+
     def remove_spill(self) -> None:
-        shutil.rmtree(self.root / SPILL_DIR, ignore_errors=True)
+        remove_tree(self.root / SPILL_DIR)
+        if self.local != self.root:
+            remove_tree(self.local / SPILL_DIR)
 
     def part_file(self, fmt: str, shard: str) -> Path:
         """Where format ``fmt`` keeps what shard ``shard`` adds to a file it writes at the end."""
         return self.root / PARTS_DIR / fmt / shard
 
     def remove_parts(self) -> None:
-        shutil.rmtree(self.root / PARTS_DIR, ignore_errors=True)
+        remove_tree(self.root / PARTS_DIR)
 
     # -- the whole folder --
 
     def holds_only_lock(self) -> bool:
         """True when the folder is absent, or holds nothing but the lock file."""
+        if is_url(self.out):
+            from .storestate import LOCK_OBJECTS
+
+            return set(files_under(self.root)) <= set(LOCK_OBJECTS)
         if not self.root.is_dir():
             return not self.root.exists()
         return all(entry.name == LOCK_FILE for entry in self.root.iterdir())
 
     def clear(self) -> None:
         """Remove everything but the lock (held by the caller)."""
+        if is_url(self.out):
+            from .storestate import LOCK_OBJECTS
+
+            for name in files_under(self.root):
+                if name not in LOCK_OBJECTS:
+                    remove_file(self.root / name)
+            return
         for entry in list(self.root.iterdir()) if self.root.is_dir() else []:
             if entry.name == LOCK_FILE:
                 continue
@@ -435,9 +517,10 @@ class OutputState:
         as it recorded them before its first shard; None when it recorded none."""
         path = self.root / OUTPUTS_FILE
         try:
-            data = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            return None
+            raw = read_bytes(path)
+            if raw is None:
+                return None
+            data = raw.decode("utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             raise DataError(f"{path}: unreadable ({exc})") from None
         return [line for line in data.split("\n") if line]
@@ -448,6 +531,7 @@ class OutputState:
         Streamed: the list of an ImageFolder build has a line per image."""
         path = self.root / OUTPUTS_FILE
         new = xxhash.xxh3_128()
+        earlier = read_bytes(path) if is_url(path) else None  # a store's object cannot be reopened
         with atomic_open(path) as f:
             batch: list[str] = []
             for name in paths:
@@ -460,6 +544,10 @@ class OutputState:
             data = "".join(batch).encode("utf-8")
             new.update(data)
             f.write(data)
+            if is_url(path):
+                if earlier is not None and xxhash.xxh3_128_hexdigest(earlier) != new.hexdigest():
+                    f.write(earlier)
+                return
             try:
                 old = open(path, "rb")  # noqa: SIM115 - closed below
             except FileNotFoundError:

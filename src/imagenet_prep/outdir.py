@@ -13,9 +13,10 @@ from typing import Any
 from .config import BuildConfig
 from .errors import DataError, ResourceError, UsageError
 from .formats import FORMATS
-from .fsutil import write_bytes_atomic
+from .fsutil import file_size, files_under, read_bytes, remove_file, write_bytes_atomic
 from .manifest import MANIFEST, STATE_DIR, OutputState, RecordedOptions, read_json
 from .sources import SourceLayout, SplitIndex, is_image_name
+from .storage import is_url, open_store
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,10 @@ def recorded_options(config: BuildConfig, layout: SourceLayout) -> RecordedOptio
 
 def _holds_nothing(out: Path) -> bool:
     """True when ``out`` is empty but for a bookkeeping folder holding only a lock file."""
+    if is_url(out):
+        return all(name.startswith(f"{STATE_DIR}/") for name in files_under(out)) and (
+            OutputState(out).holds_only_lock()
+        )
     return all(entry.name == STATE_DIR for entry in out.iterdir()) and (
         OutputState(out).holds_only_lock()
     )
@@ -62,7 +67,7 @@ def prepare_output(config: BuildConfig, options: RecordedOptions) -> bool:
                 "it, or a new output folder"
             )
         clear_output(out)
-    elif recorded is not None and (out / MANIFEST).is_file():
+    elif recorded is not None and file_size(out / MANIFEST) is not None:
         return True
     try:
         state.write_options(options)
@@ -72,7 +77,12 @@ def prepare_output(config: BuildConfig, options: RecordedOptions) -> bool:
 
 
 def make_output(out: Path) -> None:
-    """Create OUT (and its parents), or check that it is a folder."""
+    """Create OUT (and its parents), or check that it is a folder. In an object store, where
+    prefixes need no creating, check that the bucket is there and answers."""
+    if is_url(out):
+        url = str(out)
+        open_store(url).check_bucket(url)
+        return
     if out.exists() and not out.is_dir():
         raise UsageError(f"{out}: output path exists and is not a folder")
     try:
@@ -106,7 +116,7 @@ def _recorded_files(out: Path) -> list[str]:
             for entry in (shard, shard.get("index") or {}):
                 if isinstance(entry.get("file"), str):
                     files.append(entry["file"])
-        for folder in section.get("classes", {}):
+        for folder in section.get("classes", {}) if not is_url(out) else ():
             base = out / FORMATS["imagefolder"].folder / folder
             if base.is_dir():
                 files.extend(
@@ -130,21 +140,16 @@ def clear_output(out: Path) -> None:
     tops = {path.split("/", 1)[0] for path in recorded if "/" in path}
     tops.update(folder for f in FORMATS.values() for folder in f.owned_folders())
     for path in recorded:
-        target = out / path
-        with contextlib.suppress(FileNotFoundError, NotADirectoryError, IsADirectoryError):
-            target.unlink()
+        with contextlib.suppress(NotADirectoryError, IsADirectoryError):
+            remove_file(out / path)
     for name in (MANIFEST, BOX_CSV, VALIDATION_BOX_CSV, LABELS_TXT):
-        (out / name).unlink(missing_ok=True)
-    for top in sorted(tops):
-        _remove_empty_folders(out / top)
+        remove_file(out / name)
+    if not is_url(out):  # a store's "folders" are prefixes: they go with their last object
+        for top in sorted(tops):
+            _remove_empty_folders(out / top)
     state = OutputState(out)
     state.clear()
-    left = sorted(
-        os.path.relpath(os.path.join(dirpath, name), out)
-        for dirpath, dirs, files in os.walk(out)
-        for name in files + [d for d in dirs if os.path.islink(os.path.join(dirpath, d))]
-        if os.path.relpath(dirpath, out).split(os.sep)[0] != STATE_DIR
-    )
+    left = [name for name in files_under(out) if name.split("/", 1)[0] != STATE_DIR]
     state.record_foreign(left)  # the build names them in its warnings and manifest
 
 
@@ -158,7 +163,10 @@ def _remove_empty_folders(top: Path) -> None:
 
 
 def remove_temporaries(out: Path) -> None:
-    """Delete files left under temporary names by an interrupted run."""
+    """Delete files left under temporary names by an interrupted run. (A store has none: an
+    interrupted upload never became an object.)"""
+    if is_url(out):
+        return
     for dirpath, _dirs, files in os.walk(out):
         for name in files:
             if name.startswith(".") and name.endswith(".incomplete"):
@@ -168,9 +176,9 @@ def remove_temporaries(out: Path) -> None:
 def write_if_changed(path: Path, data: bytes) -> None:
     """Write ``data`` atomically unless ``path`` already holds exactly it."""
     try:
-        if path.stat().st_size == len(data) and path.read_bytes() == data:
+        if file_size(path) == len(data) and read_bytes(path) == data:
             return
-    except OSError:
+    except (OSError, DataError):
         pass
     write_bytes_atomic(path, data)
 
@@ -195,6 +203,8 @@ def disk_need(config: BuildConfig, indexes: dict[str, SplitIndex], done_bytes: i
 
 
 def check_disk(config: BuildConfig, indexes: dict[str, SplitIndex], done_bytes: int) -> None:
+    if is_url(config.output):
+        return  # an object store has no free space to ask about
     need = disk_need(config, indexes, done_bytes) + _DISK_MARGIN
     free = shutil.disk_usage(config.output).free
     if need > free and not config.force:

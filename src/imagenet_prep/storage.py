@@ -102,15 +102,17 @@ def redact(url: str) -> str:
 class Stats:
     """Requests made to a store and bytes read from it (thread-safe counters)."""
 
-    requests: int = 0
+    requests: int = 0  # that read (or list, or ask about) objects
     bytes_read: int = 0
+    writes: int = 0  # requests that write or delete objects (a multipart upload: its parts)
     bytes_written: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
-    def add(self, requests: int = 0, read: int = 0, written: int = 0) -> None:
+    def add(self, requests: int = 0, read: int = 0, written: int = 0, writes: int = 0) -> None:
         with self._lock:
             self.requests += requests
             self.bytes_read += read
+            self.writes += writes
             self.bytes_written += written
 
 
@@ -122,6 +124,7 @@ class ObjectInfo:
     url: str
     size: int
     version: str
+    modified: float = 0.0  # seconds since the epoch, by the store's clock (0: unknown)
 
 
 #: This process's store per protocol: its client (fsspec keeps one per process too), and the
@@ -139,6 +142,12 @@ def tally() -> tuple[int, int]:
     """(requests, bytes read) this process has made to object stores so far."""
     here = [s for (pid, _), s in list(_STORES.items()) if pid == os.getpid()]
     return sum(s.stats.requests for s in here), sum(s.stats.bytes_read for s in here)
+
+
+def tally_writes() -> tuple[int, int]:
+    """(requests, bytes written) this process has made to write to object stores so far."""
+    here = [s for (pid, _), s in list(_STORES.items()) if pid == os.getpid()]
+    return sum(s.stats.writes for s in here), sum(s.stats.bytes_written for s in here)
 
 
 def open_store(url: str) -> Store:
@@ -215,6 +224,14 @@ class Store:
             key=lambda o: o.url,
         )
 
+    def check_bucket(self, url: str) -> None:
+        """Raise the one-line error when the bucket (container) of ``url`` is missing or
+        refuses this machine's credentials."""
+        bucket = self.path(url).split("/", 1)[0]
+        with self.errors(url):
+            self.fs.info(bucket)
+        self.stats.add(requests=1)
+
     def exists(self, url: str) -> bool:
         with self.errors(url):
             found = bool(self.fs.exists(self.path(url)))
@@ -227,6 +244,16 @@ class Store:
             data = bytes(self.fs.cat_file(self.path(url)))
         self.stats.add(requests=1, read=len(data))
         return data
+
+    def read_many(self, urls: Sequence[str]) -> dict[str, bytes]:
+        """Several whole objects (the client asks for them concurrently), by URL."""
+        if not urls:
+            return {}
+        paths = {self.path(u): u for u in urls}
+        with self.errors(urls[0]):
+            found = self.fs.cat(list(paths), on_error="raise")
+        self.stats.add(requests=len(paths), read=sum(len(b) for b in found.values()))
+        return {paths[self.path(p)]: bytes(b) for p, b in found.items()}
 
     def read_range(self, url: str, start: int, end: int) -> bytes:
         """Bytes ``start`` to ``end`` (exclusive) of an object, in one request; fewer at its
@@ -285,7 +312,15 @@ class Store:
         """Write a whole object in one PUT: it appears complete or not at all."""
         with self.errors(url):
             self.fs.pipe_file(self.path(url), data)
-        self.stats.add(requests=1, written=len(data))
+        self.stats.add(writes=1, written=len(data))
+
+    def put_many(self, objects: dict[str, bytes]) -> None:
+        """Write several whole objects, one PUT each (the client sends them concurrently)."""
+        if not objects:
+            return
+        with self.errors(next(iter(objects))):
+            self.fs.pipe({self.path(u): d for u, d in objects.items()})
+        self.stats.add(writes=len(objects), written=sum(len(d) for d in objects.values()))
 
     def create(self, url: str, data: bytes) -> bool:
         """Write ``url`` only if no object has that name (``If-None-Match: *``, atomic in the
@@ -301,7 +336,7 @@ class Store:
                 "builds into one output could not be kept apart"
             ) from None
         finally:
-            self.stats.add(requests=1)
+            self.stats.add(writes=1)
         self.stats.add(written=len(data))
         return True
 
@@ -310,25 +345,24 @@ class Store:
         """A file to write ``url`` to as it is produced (S3: a multipart upload of ``block``
         parts), never staged whole: the object appears when the block ends cleanly, complete;
         on an error the upload is discarded and no object appears."""
+        upload = self.upload(url, block)
+        try:
+            yield cast(BinaryIO, upload)
+        except BaseException:
+            upload.abort()
+            raise
+        upload.commit()
+
+    def upload(self, url: str, block: int = STREAM_BLOCK) -> Upload:
+        """An object being written (see :meth:`writer`), ended by ``commit`` or ``abort``."""
         with self.errors(url):
             f = self.fs.open(self.path(url), "wb", block_size=block)
-        try:
-            yield f
-        except BaseException:
-            with contextlib.suppress(Exception):
-                discard = getattr(f, "discard", None)
-                if discard is not None:
-                    discard()  # aborts a multipart upload: nothing appears
-                f.closed = True  # so that neither close() nor the collector uploads the rest
-            raise
-        with self.errors(url):
-            f.close()
-        self.stats.add(requests=1 + f.tell() // block, written=f.tell())
+        return Upload(self, url, f, block)
 
     def delete(self, url: str) -> None:
         with self.errors(url):
             self.fs.rm_file(self.path(url))
-        self.stats.add(requests=1)
+        self.stats.add(writes=1)
 
     def delete_tree(self, url: str) -> None:
         """Delete every object under the prefix ``url`` (batched, 1000 a request for S3)."""
@@ -336,7 +370,7 @@ class Store:
         if paths:
             with self.errors(url):
                 self.fs.rm(paths)
-            self.stats.add(requests=1 + len(paths) // 1000)
+            self.stats.add(writes=1 + len(paths) // 1000)
 
     # -- errors ------------------------------------------------------------------------------
 
@@ -365,6 +399,49 @@ class Store:
         except Exception as exc:  # the client's own (botocore's ParamValidationError, ...)
             why = _scrub(_why(exc, type(exc).__name__), url)
             raise DataError(f"{redact(url)}: {why}") from None
+
+
+class Upload:
+    """An object written front to back: ``write`` as it is produced (S3 sends a part each
+    ``block`` bytes), ``commit`` makes it appear whole, ``abort`` discards it (an S3
+    multipart upload is aborted: no object, no parts kept)."""
+
+    def __init__(self, store: Store, url: str, f: Any, block: int) -> None:
+        self._store = store
+        self.url = url
+        self.path = url  # what a writer may ask to know it has no descriptor
+        self._f = f
+        self._block = block
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        with self._store.errors(self.url):
+            return int(self._f.write(data))
+
+    def tell(self) -> int:
+        return int(self._f.tell())
+
+    def flush(self) -> None:
+        pass  # parts go out as they fill; the rest on commit
+
+    def fileno(self) -> int:
+        raise OSError("an object being uploaded has no file descriptor")
+
+    def commit(self) -> None:
+        size = self._f.tell()
+        with self._store.errors(self.url):
+            self._f.close()
+        # The upload's start, a request per part, its completion.
+        self._store.stats.add(writes=2 + max(1, -(-size // self._block)), written=size)
+
+    def abort(self) -> None:
+        with contextlib.suppress(Exception):
+            discard = getattr(self._f, "discard", None)
+            if discard is not None:
+                discard()  # aborts a multipart upload: nothing appears
+            self._f.closed = True  # so that neither close() nor the collector uploads the rest
+
+    def close(self) -> None:
+        self.commit()
 
 
 def coalesce(ranges: Sequence[tuple[int, int]], gap: int, most: int) -> list[tuple[int, int]]:
@@ -421,8 +498,25 @@ def _why(exc: BaseException, default: str) -> str:
 
 def _object_info(store: Store, found: dict[str, Any]) -> ObjectInfo:
     version = found.get("ETag") or found.get("etag") or found.get("mtime") or ""
-    version = version or str(found.get("LastModified") or found.get("updated") or "")
-    return ObjectInfo(store.url(found["name"]), int(found.get("size") or 0), str(version))
+    when = found.get("LastModified") or found.get("updated") or found.get("mtime")
+    version = version or str(when or "")
+    return ObjectInfo(
+        store.url(found["name"]), int(found.get("size") or 0), str(version), _seconds(when)
+    )
+
+
+def _seconds(when: Any) -> float:
+    """A store's modification time (a datetime, an ISO string, or seconds) in seconds."""
+    import datetime
+
+    if isinstance(when, datetime.datetime):
+        return when.timestamp()
+    if isinstance(when, (int, float)):
+        return float(when)
+    if isinstance(when, str):
+        with contextlib.suppress(ValueError):
+            return datetime.datetime.fromisoformat(when.replace("Z", "+00:00")).timestamp()
+    return 0.0
 
 
 class RangeReader:

@@ -8,8 +8,9 @@ from pathlib import Path
 
 from .formats import get_format, get_sink
 from .formats.base import SinkOptions, VerifyReport
-from .fsutil import hash_file
+from .fsutil import file_size, hash_file
 from .manifest import read_manifest
+from .storage import as_location
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +32,7 @@ class VerifyResult:
 def _check_file(out: Path, entry: dict[str, object], report: VerifyReport) -> None:
     path = out / str(entry["file"])
     report.checked += 1
-    if not path.is_file():
+    if file_size(path) is None:
         report.problems.append(f"{path}: missing")
         return
     size, digest = hash_file(path)
@@ -39,9 +40,12 @@ def _check_file(out: Path, entry: dict[str, object], report: VerifyReport) -> No
         report.problems.append(f"{path}: contents differ from the manifest")
 
 
-def verify(output: Path, *, decode: bool = False) -> VerifyResult:
-    """Check every output file listed in ``output``'s manifest; ``decode`` decodes every image."""
-    output = Path(output)
+def verify(output: Path | str, *, decode: bool = False) -> VerifyResult:
+    """Check every output file listed in ``output``'s manifest; ``decode`` decodes every image.
+
+    ``output`` is a folder or an object store's URL (``s3://bucket/prefix``): its shards are
+    then fetched one at a time, in large blocks, and checked as local files."""
+    output = as_location(output)
     manifest = read_manifest(output)
     result = VerifyResult(output=output)
     report = VerifyReport()

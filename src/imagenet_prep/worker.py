@@ -17,7 +17,7 @@ from .plan import ShardSpec
 from .resize import ResizeSpec, resize_jpeg
 from .sample import ImageRef, Sample
 from .sources.container import OpenFiles, read
-from .storage import is_url, tally
+from .storage import is_url, tally, tally_writes
 
 
 @dataclass(frozen=True)
@@ -68,6 +68,7 @@ def process_shard(
     skipped: list[list[str]] = []
     bytes_in = 0
     requests, fetched = tally()
+    writes, stored = tally_writes()
     try:
         files.prefetch(job.refs)  # members in an object store: by range, neighbours together
         for ref in job.refs:
@@ -91,6 +92,7 @@ def process_shard(
             writer.abort()
         raise
     requests_after, fetched_after = tally()
+    writes_after, stored_after = tally_writes()
     return ShardResult(
         shard=job.spec.name,
         split=job.spec.split,
@@ -101,6 +103,8 @@ def process_shard(
         outputs=outputs,
         requests=requests_after - requests,
         bytes_fetched=fetched_after - fetched,
+        writes=writes_after - writes,
+        bytes_stored=stored_after - stored,
     )
 
 

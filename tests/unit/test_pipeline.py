@@ -14,7 +14,7 @@ from imagenet_prep.manifest import OutputState, ShardResult
 from imagenet_prep.pipeline.finish import build_manifest, summary
 from imagenet_prep.pipeline.inputs import Inputs, gather
 from imagenet_prep.pipeline.report import Silent
-from imagenet_prep.pipeline.resume import finished, resume, shard_plans
+from imagenet_prep.pipeline.resume import finished, output_sizes, resume, shard_plans
 from imagenet_prep.pipeline.shards import shard_jobs, write_shards
 from imagenet_prep.sources import SplitIndex, discover
 
@@ -62,13 +62,13 @@ def test_a_shard_is_finished_only_with_its_formats_and_files(tmp_path: Path) -> 
         {"tfrecord": {"file": f"tfrecord/{spec.name}", "bytes": 3}},
     )
     records = {spec.name: result}
-    assert finished(config, ("tfrecord",), spec, records) is None  # no file yet
+    assert finished(config, ("tfrecord",), spec, records, output_sizes(config.output)) is None  # no file yet
     shard.parent.mkdir(parents=True)
     shard.write_bytes(b"abc")
-    assert finished(config, ("tfrecord",), spec, records) == result
-    assert finished(config, ("tfrecord", "imagefolder"), spec, records) is None  # other formats
+    assert finished(config, ("tfrecord",), spec, records, output_sizes(config.output)) == result
+    assert finished(config, ("tfrecord", "imagefolder"), spec, records, output_sizes(config.output)) is None  # other formats
     shard.write_bytes(b"abcd")  # not the size the journal says
-    assert finished(config, ("tfrecord",), spec, records) is None
+    assert finished(config, ("tfrecord",), spec, records, output_sizes(config.output)) is None
 
 
 @pytest.fixture

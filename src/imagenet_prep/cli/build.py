@@ -224,6 +224,13 @@ def _summary(result: Any) -> None:
             f"{image_bytes / 1e6:,.0f} MB of images",
             file=out,
         )
+    write_requests, written = result.store_writes
+    if write_requests:
+        print(
+            f"  object store: {write_requests:,} requests wrote {written / 1e6:,.0f} MB of "
+            "outputs and bookkeeping",
+            file=out,
+        )
     print(f"  re-encoded images: {len(result.reencoded)}", file=out)
     for item in result.reencoded[:25]:
         print(f"    {item['reason']}: {item['image']}", file=out)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import Any
 
 
@@ -15,7 +14,7 @@ def register(sub: Any) -> None:
         description="Re-read every shard (record CRCs, every Example), the class folders, the "
         "box CSV and labels, and compare counts and checksums with manifest.json.",
     )
-    p.add_argument("output", help="a build output folder")
+    p.add_argument("output", help="a build output folder, or its s3:// (any fsspec) URL")
     p.add_argument("--decode", action="store_true", help="also decode every image fully")
     p.add_argument("--quiet", action="store_true", help="print nothing but problems")
     p.set_defaults(func=run)
@@ -24,7 +23,7 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..verification import verify
 
-    result = verify(Path(args.output), decode=args.decode)
+    result = verify(args.output, decode=args.decode)
     for problem in result.problems:
         print(f"imagenet-prep verify: {problem}", file=sys.stderr)
     if not result.ok:

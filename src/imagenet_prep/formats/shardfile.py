@@ -9,16 +9,34 @@ beside the shards, the glob that TensorFlow input code uses (``train-*``) would 
 
 from __future__ import annotations
 
+import contextlib
 import os
+import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
+
+import xxhash
 
 from ..errors import DataError
-from ..fsutil import HashingWriter, hash_file, temp_name, write_bytes_atomic, xxh3_of
+from ..fsutil import (
+    HashingWriter,
+    file_size,
+    files_under,
+    hash_file,
+    read_bytes,
+    temp_name,
+    write_bytes_atomic,
+    xxh3_of,
+)
 from ..plan import ShardSpec
+from ..storage import STREAM_BLOCK, Upload, is_url, open_store
 from .base import SinkOptions, VerifyReport
 from .spec import DALI_DIR
+
+#: A shard written to an object store goes out in parts of this size (S3 needs at least
+#: 5 MiB a part and allows 10,000: objects up to 160 GB), one part buffered per open shard.
+UPLOAD_PART = 16 << 20
 
 
 def dali_index_file(dirname: str, shard: str) -> str:
@@ -35,13 +53,20 @@ def dali_index_file(dirname: str, shard: str) -> str:
 class ShardFile:
     """One shard file being written: ``out`` takes the bytes, ``finish`` or ``abort`` ends it.
 
-    ``root`` is OUT; the shard goes to ``root/dirname/name``.
+    ``root`` is OUT; the shard goes to ``root/dirname/name``: locally under a temporary name
+    renamed by ``finish``; in an object store as a multipart upload that ``finish``
+    completes (streamed part by part, never staged whole) and ``abort`` discards.
     """
 
     def __init__(self, root: Path, dirname: str, name: str) -> None:
         self.path = root / dirname / name
         self._root = root
         self._dirname = dirname
+        self._upload: Upload | None = None
+        if is_url(self.path):
+            self._upload = open_store(str(self.path)).upload(str(self.path), UPLOAD_PART)
+            self.out = HashingWriter(cast(BinaryIO, self._upload), limit=UPLOAD_PART)
+            return
         self._tmp = temp_name(self.path)
         try:
             self._file: BinaryIO = open(self._tmp, "wb", buffering=0)  # noqa: SIM115
@@ -53,7 +78,8 @@ class ShardFile:
     def finish(self, records: int, index: bytes | None = None) -> dict[str, Any]:
         """Close, write the DALI index file (if any), rename into place; the manifest entry."""
         self.out.flush()
-        self._file.close()
+        if self._upload is None:
+            self._file.close()
         entry: dict[str, Any] = {
             "file": f"{self._dirname}/{self.path.name}",
             "records": records,
@@ -64,10 +90,16 @@ class ShardFile:
             name = dali_index_file(self._dirname, self.path.name)
             write_bytes_atomic(self._root / name, index)
             entry["index"] = {"file": name, "bytes": len(index), "xxh3_128": xxh3_of(index)}
-        os.replace(self._tmp, self.path)
+        if self._upload is not None:
+            self._upload.commit()
+        else:
+            os.replace(self._tmp, self.path)
         return entry
 
     def abort(self) -> None:
+        if self._upload is not None:
+            self._upload.abort()
+            return
         self._file.close()
         self._tmp.unlink(missing_ok=True)
 
@@ -101,7 +133,7 @@ def finalize_shards(results: list[dict[str, Any]], **extra: Any) -> dict[str, An
 
 def check_file(path: Path, entry: dict[str, Any]) -> list[str]:
     """Size and checksum of a listed file against its manifest entry."""
-    if not path.is_file():
+    if file_size(path) is None:
         return [f"{path}: missing"]
     size, digest = hash_file(path)
     if size != entry["bytes"] or digest != entry["xxh3_128"]:
@@ -112,18 +144,21 @@ def check_file(path: Path, entry: dict[str, Any]) -> list[str]:
     return []
 
 
-def check_index(out: Path, shard: dict[str, Any], expected: Callable[[Path], bytes]) -> list[str]:
-    """A shard's index file: listed checksum, and equal to the index computed from the shard."""
+def check_index(
+    out: Path, shard: dict[str, Any], local: Path, expected: Callable[[Path], bytes]
+) -> list[str]:
+    """A shard's index file: listed checksum, and equal to the index computed from the shard
+    (read from ``local``, the shard's path or its copy fetched from a store)."""
     entry = shard["index"]
     path = out / entry["file"]
     problems = check_file(path, entry)
     if problems:
         return problems
     try:
-        computed = expected(out / shard["file"])
+        computed = expected(local)
     except DataError as exc:
         return [str(exc)]
-    return [] if path.read_bytes() == computed else [f"{path}: does not match its shard"]
+    return [] if read_bytes(path) == computed else [f"{path}: does not match its shard"]
 
 
 def unlisted(
@@ -139,6 +174,14 @@ def unlisted(
             listed.add(shard["index"]["file"])
     parents = {path.rsplit("/", n)[0] for path in listed for n in range(1, path.count("/"))}
     problems: list[str] = []
+    if is_url(out):  # a store has no folders: every object under the prefixes, by name
+        for folder in (dirname, f"{DALI_DIR}/{dirname}"):
+            problems.extend(
+                f"{out / folder / name}: not listed in the manifest"
+                for name in files_under(out / folder)
+                if f"{folder}/{name}" not in listed
+            )
+        return problems
 
     def walk(folder: str) -> None:
         root = out / folder
@@ -223,10 +266,50 @@ class ShardedWriter:
         self._shard.abort()
 
 
-def begin_check(out: Path, shard: dict[str, Any]) -> tuple[VerifyReport, Path | None]:
-    """A shard's check begun: its size and checksum against its manifest entry; the path to
-    read its records from, or None when the file is missing."""
+@contextlib.contextmanager
+def checking(out: Path, shard: dict[str, Any]) -> Iterator[tuple[VerifyReport, Path | None]]:
+    """A shard's check: its size and checksum against its manifest entry, and a local path to
+    read its records from (None when the file is missing).
+
+    A shard in an object store is fetched once, in large blocks, into a temporary file that
+    is hashed as it arrives and deleted when the check ends (one shard at a time, never
+    the whole output); the problems found name the shard's URL, not the copy.
+    """
     report = VerifyReport(checked=1)
     path = out / shard["file"]
-    report.problems.extend(check_file(path, shard))
-    return report, (path if path.is_file() else None)
+    if not is_url(path):
+        report.problems.extend(check_file(path, shard))
+        yield report, (path if path.is_file() else None)
+        return
+    with tempfile.TemporaryDirectory(prefix="imagenet-prep-verify-") as tmp:
+        local = Path(tmp) / path.name
+        fetched = fetch(path, local)
+        if fetched is None:
+            report.problems.append(f"{path}: missing")
+            yield report, None
+            return
+        size, digest = fetched
+        if size != shard["bytes"] or digest != shard["xxh3_128"]:
+            report.problems.append(
+                f"{path}: {size} bytes with checksum {digest}, the manifest says "
+                f"{shard['bytes']} bytes with {shard['xxh3_128']}"
+            )
+        try:
+            yield report, local
+        finally:
+            report.problems[:] = [p.replace(str(local), str(path)) for p in report.problems]
+
+
+def fetch(url: Path, local: Path) -> tuple[int, str] | None:
+    """Copy an object to the local file ``local`` in large blocks, hashing it on the way;
+    its (size, XXH3-128), or None when there is no such object."""
+    if file_size(url) is None:
+        return None
+    h = xxhash.xxh3_128()
+    size = 0
+    with open_store(str(url)).stream(str(url)) as stream, open(local, "wb") as f:
+        while block := stream.read(STREAM_BLOCK):
+            h.update(block)
+            f.write(block)
+            size += len(block)
+    return size, h.hexdigest()

@@ -10,13 +10,15 @@ from typing import Any
 
 from .. import __version__
 from ..config import BuildConfig
+from ..errors import DataError
 from ..formats import get_format, get_sink
 from ..formats.base import SinkOptions
+from ..fsutil import read_bytes
 from ..labels import Synsets
 from ..manifest import Journal, Manifest, OutputState, ShardResult, write_manifest
 from ..outdir import LABELS_TXT
 from ..sources import SourceLayout, SplitIndex
-from ..storage import is_url, redact
+from ..storage import is_url, redact, tally_writes
 from .checks import check_devkit, finish_md5
 from .inputs import Inputs, file_entry
 from .report import BuildResult
@@ -81,6 +83,10 @@ def summary(
             sum(i.bytes_fetched for i in inputs.indexes.values()),
         ),
         store_images=(sum(r.requests for r in new), sum(r.bytes_fetched for r in new)),
+        store_writes=(
+            sum(r.writes for r in new) + tally_writes()[0],
+            sum(r.bytes_stored for r in new) + tally_writes()[1],
+        ),
     )
 
 
@@ -94,7 +100,9 @@ def build_manifest(
     ordered = [results[k] for k in sorted(results)]
     # Every image passes through each plan group; count and list it once, from one group.
     primary = [r for r in ordered if config.formats[0] in r.outputs]
-    labels = (config.output / LABELS_TXT).read_bytes()
+    labels = read_bytes(config.output / LABELS_TXT)
+    if labels is None:
+        raise DataError(f"{config.output / LABELS_TXT}: missing (written at the build's start)")
     return Manifest(
         tool={"name": "imagenet-prep", "version": __version__},
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -28,6 +28,8 @@ class BuildResult:
     # Object stores: (requests, bytes read) to index the archives, and to read the images
     store_index: tuple[int, int] = (0, 0)
     store_images: tuple[int, int] = (0, 0)
+    # (requests, bytes written) to write the outputs and the bookkeeping to an object store
+    store_writes: tuple[int, int] = (0, 0)
     already_complete: bool = False
     manifest: Manifest | None = field(default=None, repr=False)
 

@@ -8,18 +8,21 @@ of a split whose archives changed since are struck first, and the disk is checke
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 
 from ..config import BuildConfig
 from ..formats import get_format, get_sink
 from ..formats.base import SinkOptions
+from ..fsutil import file_size, sizes_under
 from ..labels import Synsets
 from ..manifest import MANIFEST, Journal, OutputState, RecordedSources, ShardResult
 from ..outdir import BOX_CSV, LABELS_TXT, VALIDATION_BOX_CSV, check_disk, disk_need
 from ..plan import ShardSpec, plan_split
 from ..sources import SourceLayout, SplitIndex
+from ..storage import is_url
 from .checks import of_split
 
 log = logging.getLogger(__name__)
@@ -84,17 +87,26 @@ def finished(
     formats: tuple[str, ...],
     spec: ShardSpec,
     records: dict[str, ShardResult],
+    sizes: Callable[[str], int | None],
 ) -> ShardResult | None:
-    """The recorded result of a shard finished by an earlier run, if its outputs are all there."""
+    """The recorded result of a shard finished by an earlier run, if its outputs are all there
+    (``sizes`` gives a file's size, None for a missing one)."""
     result = records.get(spec.name)
     if result is None or set(result.outputs) != set(formats):
         return None
     for output in result.outputs.values():
-        if "file" in output:
-            path = config.output / output["file"]
-            if not path.is_file() or path.stat().st_size != output["bytes"]:
-                return None
+        if "file" in output and sizes(output["file"]) != output["bytes"]:
+            return None
     return result
+
+
+def output_sizes(out: Path) -> Callable[[str], int | None]:
+    """The size of a file of OUT by its relative name: asked of the file system, or for a
+    store looked up in one listing of the output's prefix."""
+    if is_url(out):
+        listed = sizes_under(out)
+        return listed.get
+    return lambda name: file_size(out / name)
 
 
 def planned_files(
@@ -165,9 +177,10 @@ def resume(
     records = journal.load()
     plans = shard_plans(config, indexes)
     done: dict[str, ShardResult] = {}
+    sizes = output_sizes(config.output) if records else (lambda _name: None)
     for formats, specs in plans:
         for spec in specs:
-            result = finished(config, formats, spec, records)
+            result = finished(config, formats, spec, records, sizes)
             if result is not None:
                 done[spec.name] = result
     # An image passes through each plan group of its split (formats with their own shard

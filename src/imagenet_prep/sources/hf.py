@@ -112,7 +112,7 @@ class HfTarSource:
             )
         files = _split_files(self.layout, split)
         for path in files:
-            index_file = state.index_file(path.name)
+            index_file = state.seek_points_file(path.name)
             log.debug("indexing %s (or reusing its seek points from an earlier run)", path)
             _gz, members = index_gzip_tar(path, index_file)
             container = len(out.containers)
@@ -146,7 +146,7 @@ class HfTarSource:
         unpack = self._unpack[0]
         tasks: list[Callable[[], object]] = []
         for path in self.layout.files(split):
-            index_file = state.index_file(path.name)
+            index_file = state.seek_points_file(path.name)
             try:
                 load_seek_points(str(path), str(index_file))
             except DataError:
@@ -168,7 +168,7 @@ UNPACK_FACTOR = 2.2
 
 def _fits_unpacked(layout: SourceLayout, state: OutputState) -> bool:
     total = sum(p.stat().st_size for files in layout.parts.values() for p in files)
-    folder = state.spill_file("")
+    folder = state.unpacked_file("")
     folder.mkdir(parents=True, exist_ok=True)
     free = shutil.disk_usage(folder).free
     fits = free >= UNPACK_FACTOR * total
@@ -185,7 +185,7 @@ def _fits_unpacked(layout: SourceLayout, state: OutputState) -> bool:
 
 def _unpacked(state: OutputState, archive: Path) -> Path:
     """Where the build keeps ``archive`` unpacked (``train_images_0.tar``)."""
-    return state.spill_file(archive.name.removesuffix(".gz"))
+    return state.unpacked_file(archive.name.removesuffix(".gz"))
 
 
 def _index_archive(path: Path, index_file: Path, unpack: Path | None) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
@@ -9,8 +10,9 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from ..archive import ArchiveIndex, TarMember, index_tar
-from ..fsutil import write_bytes_atomic
+from ..fsutil import read_bytes, write_bytes_atomic
 from ..manifest import OutputState
+from ..storage import is_url
 from .layout import INDEX_VERSION
 
 log = logging.getLogger(__name__)
@@ -40,9 +42,20 @@ def _read_head(f: TextIO, archive: Path) -> dict[str, Any] | None:
     return head
 
 
+def _open_text(cache: Path) -> TextIO:
+    """A kept index to read line by line: a local file, or an object read whole (a store's
+    output keeps its indexes under its prefix, for a rerun on any machine)."""
+    if not is_url(cache):
+        return open(cache, encoding="utf-8")
+    data = read_bytes(cache)
+    if data is None:
+        raise FileNotFoundError(str(cache))
+    return io.StringIO(data.decode("utf-8"))
+
+
 def _cached_head(cache: Path, archive: Path) -> dict[str, Any] | None:
     try:
-        with open(cache, encoding="utf-8") as f:
+        with _open_text(cache) as f:
             return _read_head(f, archive)
     except OSError:
         return None
@@ -50,7 +63,7 @@ def _cached_head(cache: Path, archive: Path) -> dict[str, Any] | None:
 
 def _load_cached_index(cache: Path, archive: Path) -> ArchiveIndex | None:
     try:
-        with open(cache, encoding="utf-8") as f:
+        with _open_text(cache) as f:
             head = _read_head(f, archive)
             if head is None:
                 return None
@@ -97,7 +110,7 @@ def record_md5(state: OutputState | None, archive: Path, md5: str) -> None:
     cache = _index_cache_path(state, archive)
     if _cached_head(cache, archive) is None:
         return
-    first, newline, rest = cache.read_bytes().partition(b"\n")
+    first, newline, rest = (read_bytes(cache) or b"").partition(b"\n")
     head = json.loads(first)
     head["md5"] = md5
     write_bytes_atomic(cache, json.dumps(head).encode("utf-8") + newline + rest)

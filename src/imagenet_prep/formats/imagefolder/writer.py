@@ -19,6 +19,7 @@ nothing from the shards it reuses.
 from __future__ import annotations
 
 import errno
+import io
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -27,16 +28,28 @@ from typing import Any
 import xxhash
 
 from ...errors import DataError
-from ...fsutil import atomic_open, hash_file, temp_name, write_bytes_atomic
+from ...fsutil import (
+    atomic_open,
+    files_under,
+    hash_file,
+    read_bytes,
+    temp_name,
+    write_bytes_atomic,
+)
 from ...manifest import OutputState
 from ...plan import ShardSpec
 from ...sample import Sample
+from ...storage import is_url, open_store
 from .. import hfcard
 from ..base import SinkOptions, VerifyReport
 from ..shardfile import check_side_files, write_side_file
 
 DIRNAME = "imagefolder"
 SPLIT_DIRS = {"train": "train", "validation": "val", "test": "test"}
+#: Images to an object store go out this many at a time (or this many bytes), their PUTs
+#: sent together; verify reads them back in batches as large.
+PUT_BATCH = 256
+PUT_BATCH_BYTES = 32 << 20
 FLAT = frozenset({"test"})  # the splits without classes: their images lie in the split folder
 CARD = "README.md"
 _MOD = 1 << 128
@@ -90,17 +103,25 @@ class ImageFolderShardWriter:
         self.totals = ClassTotals()
         self._made: set[Path] = set()
         self._lines: list[bytes] = []
+        # In an object store: images are PUT in batches, one request each, sent together.
+        self._store = open_store(str(root)) if is_url(root) else None
+        self._batch: dict[str, bytes] = {}
+        self._batch_bytes = 0
 
     def add(self, sample: Sample) -> None:
         ref = sample.ref
         folder = image_folder(ref.split, ref.wnid)
         relpath = f"{folder}/{ref.filename}"
         target = self.root / relpath
+        # The original bytes, or the resized copy when the build resizes this image.
+        data = sample.data if sample.resized else sample.raw
+        if self._store is not None:
+            self._put(str(target), data)
+            self._record(sample, folder, relpath, data)
+            return
         if target.parent not in self._made:
             target.parent.mkdir(parents=True, exist_ok=True)
             self._made.add(target.parent)
-        # The original bytes, or the resized copy when the build resizes this image.
-        data = sample.data if sample.resized else sample.raw
         linked = (
             self.link
             and not sample.resized
@@ -109,6 +130,10 @@ class ImageFolderShardWriter:
         )
         if not linked:
             write_bytes_atomic(target, data)
+        self._record(sample, folder, relpath, data)
+
+    def _record(self, sample: Sample, folder: str, relpath: str, data: bytes) -> None:
+        ref = sample.ref
         self.totals.add(folder, len(data), file_digest(relpath, data))
         self._lines.append(
             hfcard.metadata_line(
@@ -121,7 +146,20 @@ class ImageFolderShardWriter:
             )
         )
 
+    def _put(self, url: str, data: bytes) -> None:
+        self._batch[url] = bytes(data)
+        self._batch_bytes += len(data)
+        if len(self._batch) >= PUT_BATCH or self._batch_bytes >= PUT_BATCH_BYTES:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._store is not None and self._batch:
+            self._store.put_many(self._batch)
+        self._batch = {}
+        self._batch_bytes = 0
+
     def commit(self) -> dict[str, Any]:
+        self._flush()
         write_bytes_atomic(self.part, b"".join(self._lines))
         return {"classes": self.totals.as_dict(), "part": self.part.name}
 
@@ -195,16 +233,21 @@ class ImageFolderSink:
         def chunks() -> Iterator[bytes]:
             for name in names:
                 part = state.part_file(DIRNAME, name)
-                try:
-                    yield part.read_bytes()
-                except FileNotFoundError:
+                data = read_bytes(part)
+                if data is None:
                     raise DataError(
                         f"{part}: missing (a shard's metadata lines); rebuild with --overwrite"
-                    ) from None
+                    )
+                yield data
 
-        with atomic_open(self.options.out / relpath) as f:
+        target = self.options.out / relpath
+        if is_url(target):  # a Parquet writer seeks nowhere but asks more of a file than a PUT
+            buffer = io.BytesIO()
+            hfcard.write_metadata(chunks(), buffer)
+            return write_side_file(self.options.out, relpath, buffer.getvalue())
+        with atomic_open(target) as f:
             hfcard.write_metadata(chunks(), f)
-        size, digest = hash_file(self.options.out / relpath)
+        size, digest = hash_file(target)
         return {"file": relpath, "bytes": size, "xxh3_128": digest}
 
     def side_files(self, splits: Sequence[str]) -> Iterator[str]:
@@ -225,6 +268,74 @@ class ImageFolderSink:
         report.problems.extend(check_side_files(self.options.out, section))
         foreign.update(f"{self.options.out}/{entry['file']}" for entry in side)
         found = ClassTotals()
+        if is_url(self.root):
+            self._check_objects(expected, foreign, found, report, decode)
+        else:
+            self._check_folders(expected, foreign, found, report, decode)
+        got = found.as_dict()
+        for folder, want in expected.items():
+            have = got.get(folder)
+            if have is None:
+                report.problems.append(f"{self.root / folder}: missing")
+            elif have != want:
+                report.problems.append(
+                    f"{self.root / folder}: {have['count']} files, {have['bytes']} bytes, digest "
+                    f"{have['digest']}; the manifest says {want['count']}, {want['bytes']}, "
+                    f"{want['digest']}"
+                )
+        return report
+
+    def _check_objects(
+        self,
+        expected: dict[str, dict[str, Any]],
+        foreign: set[str],
+        found: ClassTotals,
+        report: VerifyReport,
+        decode: bool,
+    ) -> None:
+        """The store's version of the walk below: one listing of the prefix, the objects of
+        each folder read in batches (their requests sent together)."""
+        flat = {SPLIT_DIRS[split] for split in FLAT}
+        folders: dict[str, list[str]] = {}
+        unlisted: dict[str, None] = {}  # named once each, in order
+        for name in files_under(self.root):
+            url = f"{self.root}/{name}"
+            split_dir, _, rest = name.partition("/")
+            if url in foreign or split_dir not in SPLIT_DIRS.values():
+                continue
+            folder = split_dir if split_dir in flat else f"{split_dir}/{rest.split('/', 1)[0]}"
+            if folder not in expected:
+                unlisted[f"{self.root / folder}: not listed in the manifest"] = None
+            elif "/" in name[len(folder) + 1 :]:
+                what = "the test folder" if "/" not in folder else "a class folder"
+                report.problems.append(f"{url}: not a file ({what} holds only images)")
+            else:
+                folders.setdefault(folder, []).append(name)
+        report.problems.extend(unlisted)
+        store = open_store(str(self.root))
+        for folder, names in sorted(folders.items()):
+            report.checked += 1
+            for i in range(0, len(names), PUT_BATCH):
+                urls = [f"{self.root}/{n}" for n in names[i : i + PUT_BATCH]]
+                for url, data in sorted(store.read_many(urls).items()):
+                    found.add(folder, len(data), file_digest(url[len(str(self.root)) + 1 :], data))
+                    report.records += 1
+                    if decode:
+                        from ...imagefix import decode_check
+
+                        try:
+                            decode_check(data, url)
+                        except DataError as exc:
+                            report.problems.append(str(exc))
+
+    def _check_folders(
+        self,
+        expected: dict[str, dict[str, Any]],
+        foreign: set[str],
+        found: ClassTotals,
+        report: VerifyReport,
+        decode: bool,
+    ) -> None:
         for split, split_dir in sorted(SPLIT_DIRS.items(), key=lambda item: item[1]):
             base = self.root / split_dir
             if not base.is_dir():
@@ -245,18 +356,6 @@ class ImageFolderSink:
                     continue
                 report.checked += 1
                 self._check_folder(folder, foreign, found, report, decode)
-        got = found.as_dict()
-        for folder, want in expected.items():
-            have = got.get(folder)
-            if have is None:
-                report.problems.append(f"{self.root / folder}: missing")
-            elif have != want:
-                report.problems.append(
-                    f"{self.root / folder}: {have['count']} files, {have['bytes']} bytes, digest "
-                    f"{have['digest']}; the manifest says {want['count']}, {want['bytes']}, "
-                    f"{want['digest']}"
-                )
-        return report
 
     def _check_folder(
         self,

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import DataError
+from ...fsutil import read_bytes
 from ...labels import load_synsets
 from ...loaders.readers.base import map_file, stem
 from ...plan import ShardSpec
@@ -25,7 +26,7 @@ from ..base import SinkOptions, VerifyReport
 from ..shardfile import (
     ShardedSink,
     ShardedWriter,
-    begin_check,
+    checking,
     finalize_shards,
     write_side_file,
 )
@@ -123,7 +124,8 @@ class MDSSink(ShardedSink):
         report = super().verify(section, decode=decode)
         for split, shards in by_split(section["shards"]).items():
             path = self.options.out / DIRNAME / split / INDEX
-            if path.is_file() and path.read_bytes() != mds.index_json(shards):
+            data = read_bytes(path)
+            if data is not None and data != mds.index_json(shards):
                 report.problems.append(f"{path}: does not list the shards the manifest lists")
         return report
 
@@ -138,9 +140,13 @@ def by_split(shards: Iterable[dict[str, Any]]) -> dict[str, list[dict[str, Any]]
 
 def check_shard(out: Path, shard: dict[str, Any], *, decode: bool) -> VerifyReport:
     """Re-read one shard: checksum, header (count, offsets, configuration), every sample."""
-    report, path = begin_check(out, shard)
-    if path is None:
-        return report
+    with checking(out, shard) as (report, path):
+        if path is not None:
+            _check_samples(path, shard, decode, report)
+    return report
+
+
+def _check_samples(path: Path, shard: dict[str, Any], decode: bool, report: VerifyReport) -> None:
     view = map_file(str(path))
     try:
         offsets = mds.sample_offsets(view, str(path))
@@ -148,7 +154,7 @@ def check_shard(out: Path, shard: dict[str, Any], *, decode: bool) -> VerifyRepo
             raise DataError(f"{path}: the header's configuration is not this format's")
     except DataError as exc:
         report.problems.append(str(exc))
-        return report
+        return
     report.records = len(offsets) - 1
     if report.records != shard["records"]:
         report.problems.append(
@@ -165,7 +171,6 @@ def check_shard(out: Path, shard: dict[str, Any], *, decode: bool) -> VerifyRepo
             problem = f"{where}: {exc}"
         if problem:
             report.problems.append(problem)
-    return report
 
 
 def _check_sample(

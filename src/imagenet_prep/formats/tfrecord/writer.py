@@ -17,8 +17,8 @@ from ..base import SinkOptions, VerifyReport
 from ..shardfile import (
     ShardedSink,
     ShardedWriter,
-    begin_check,
     check_index,
+    checking,
     finalize_shards,
 )
 from . import spec as tfrecord_io
@@ -81,9 +81,17 @@ def check_shard(
     out: Path, shard: dict[str, Any], label_offset: int, *, decode: bool
 ) -> VerifyReport:
     """Re-read one shard: size and checksum, every record's CRCs, every Example's features."""
-    report, path = begin_check(out, shard)
-    if path is None:
-        return report
+    with checking(out, shard) as (report, path):
+        if path is not None:
+            _check_records(path, shard, label_offset, decode, report)
+            if "index" in shard:
+                report.problems.extend(check_index(out, shard, path, dali_index))
+    return report
+
+
+def _check_records(
+    path: Path, shard: dict[str, Any], label_offset: int, decode: bool, report: VerifyReport
+) -> None:
     synsets = load_synsets()
     test = is_test_shard(shard)
     count = 0
@@ -98,9 +106,6 @@ def check_shard(
     report.records = count
     if count != shard["records"]:
         report.problems.append(f"{path}: {count} records, the manifest says {shard['records']}")
-    if "index" in shard:
-        report.problems.extend(check_index(out, shard, dali_index))
-    return report
 
 
 def is_test_shard(shard: dict[str, Any]) -> bool:

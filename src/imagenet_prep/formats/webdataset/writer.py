@@ -34,8 +34,8 @@ from ..base import SinkOptions, VerifyReport
 from ..shardfile import (
     ShardedSink,
     ShardedWriter,
-    begin_check,
     check_index,
+    checking,
     finalize_shards,
     write_side_file,
 )
@@ -236,16 +236,22 @@ def read_samples(path: Path) -> list[dict[str, bytes]]:
 
 def check_shard(out: Path, shard: dict[str, Any], *, decode: bool) -> VerifyReport:
     """Re-read one shard: checksum, every sample's members, class and JSON; its DALI index."""
-    report, path = begin_check(out, shard)
-    if path is None:
-        return report
+    with checking(out, shard) as (report, path):
+        if path is not None:
+            _check_samples(path, shard, decode, report)
+            if "index" in shard:
+                report.problems.extend(check_index(out, shard, path, wds_index))
+    return report
+
+
+def _check_samples(path: Path, shard: dict[str, Any], decode: bool, report: VerifyReport) -> None:
     synsets = load_synsets()
     test = split_of(shard) == "test"
     try:
         samples = read_samples(path)
     except DataError as exc:
         report.problems.append(str(exc))
-        return report
+        return
     report.records = len(samples)
     if len(samples) != shard["records"]:
         report.problems.append(
@@ -285,9 +291,6 @@ def check_shard(out: Path, shard: dict[str, Any], *, decode: bool) -> VerifyRepo
                 report.problems.append(
                     f"{path}: sample {key}: decodes to {got}, the JSON says otherwise"
                 )
-    if "index" in shard:
-        report.problems.extend(check_index(out, shard, wds_index))
-    return report
 
 
 def wds_index(path: Path) -> bytes:
