@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import DataError
+from ..storage import as_location
 from .cropdecode import make_crop_decoder
 from .decode import check_size, make_decoder
 from .options import DecodeOptions, LoaderConfig, Resumable, accept
@@ -174,7 +175,9 @@ def iterate(
     num_workers: int = 1,
     **options: Unpack[DecodeOptions],
 ) -> ImageNetIterator:
-    """Iterate ``(image, label, key)`` over ``split`` of the build at ``root``.
+    """Iterate ``(image, label, key)`` over ``split`` of the build at ``root`` (a folder, or
+    a URL such as ``s3://bucket/out``: shards are then read with read-ahead, see
+    ``readers/remote.py``).
 
     ``split`` is ``train``, ``validation`` (or ``val``) or ``test`` (label -1: the test
     images have no class). The options are :class:`LoaderConfig`'s (with its defaults):
@@ -189,5 +192,5 @@ def iterate(
     :class:`ImageNetIterator`.
     """
     accept(options, DecodeOptions, "iterate")
-    config = LoaderConfig(Path(root), split, rank=rank, world_size=world_size, **options)
+    config = LoaderConfig(as_location(root), split, rank=rank, world_size=world_size, **options)
     return ImageNetIterator(config, config.consumer(worker, num_workers), epoch)

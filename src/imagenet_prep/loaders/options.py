@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, TypedDict
 
 from ..imagefix import MAX_PIXELS
+from ..storage import as_location
 from .decode import DECODERS
 from .order import BALANCE, Consumer
 from .readers import FORMATS, Reader, normalize_split, open_reader
@@ -30,6 +31,7 @@ DEFAULT_BUFFER = 256
 class LoaderConfig:
     """What to read and how; the same for every worker of a rank. Validated on creation.
 
+    ``root`` is the build's folder, or its URL in an object store (``s3://bucket/out``).
     ``split`` is ``train``, ``validation`` or ``test`` (whose labels are -1: no class).
     ``shuffle=None`` means on for ``train``, off for the others. ``buffer_size`` is the
     number of undecoded records a consumer holds to shuffle within (about 110 KB each);
@@ -58,7 +60,7 @@ class LoaderConfig:
     drop_last: bool = False
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "root", Path(self.root))
+        object.__setattr__(self, "root", as_location(self.root))
         object.__setattr__(self, "split", normalize_split(self.split))
         if self.shuffle is None:
             object.__setattr__(self, "shuffle", self.split == "train")

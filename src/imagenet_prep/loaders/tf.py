@@ -8,10 +8,16 @@ cropped while decoding (``decode_and_crop_jpeg``). Random crops use stateless op
 (seed, epoch, position), so a pipeline is reproducible. Labels are 0-based whatever
 ``--label-offset`` the records were built with; the test split's are -1 (no class: its
 records hold ``--label-offset`` - 1).
+
+A build in an object store (``s3://bucket/out``) is read by the package's own reader with
+read-ahead (``readers/remote.py``) through ``Dataset.from_generator``: TensorFlow's own file
+systems no longer read ``s3://`` without tensorflow-io, and this needs no such plugin. The
+records, their order and everything after are the same.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +41,7 @@ from ..formats.tfrecord.spec import (
     FloatList,
     Int64List,
 )
+from ..storage import as_location
 from .options import LoaderConfig, ReadOptions, accept
 from .order import consumer_range, locate, unit_order
 
@@ -100,6 +107,23 @@ def rank_segments(
         takes.append(take)
         v += take
     return files, skips, takes, lo
+
+
+def _store_records(
+    reader: TFRecordReader, files: list[str], skips: list[int], takes: list[int]
+) -> Any:
+    """The serialized records of the pieces, read from an object store by ``reader``."""
+    tf = _tf()
+    units = {name: unit for unit, name in enumerate(reader.files)}
+
+    def records() -> Iterator[bytes]:
+        for name, skip, take in zip(files, skips, takes, strict=True):
+            for _, data in reader.records(units[name], skip, skip + take):
+                yield bytes(data)
+
+    return tf.data.Dataset.from_generator(
+        records, output_signature=tf.TensorSpec(shape=(), dtype=tf.string)
+    )
 
 
 def _crop_window(
@@ -198,7 +222,7 @@ def dataset(
     """
     accept(options, ReadOptions, "dataset")
     config = LoaderConfig(
-        Path(root),
+        as_location(root),
         split,
         format="tfrecord",
         rank=rank,
@@ -218,12 +242,21 @@ def _pipeline(
     if not isinstance(reader, TFRecordReader):  # pragma: no cover - the config's format
         raise TypeError("expected a TFRecord reader")
     files, skips, takes, start = rank_segments(reader, config, epoch)
-    pieces = tf.data.Dataset.from_tensor_slices(
-        (tf.constant(files, tf.string), tf.constant(skips, tf.int64), tf.constant(takes, tf.int64))
-    )
-    records = pieces.flat_map(
-        lambda f, s, t: tf.data.TFRecordDataset(f, buffer_size=1 << 20).skip(s).take(t)
-    ).apply(tf.data.experimental.assert_cardinality(sum(takes)))  # Keras then knows the steps
+    if reader.remote:
+        records = _store_records(reader, files, skips, takes)
+    else:
+        pieces = tf.data.Dataset.from_tensor_slices(
+            (
+                tf.constant(files, tf.string),
+                tf.constant(skips, tf.int64),
+                tf.constant(takes, tf.int64),
+            )
+        )
+        records = pieces.flat_map(
+            lambda f, s, t: tf.data.TFRecordDataset(f, buffer_size=1 << 20).skip(s).take(t)
+        )
+    # Keras then knows the steps.
+    records = records.apply(tf.data.experimental.assert_cardinality(sum(takes)))
     # Positions in the epoch's sequence seed each image's crop, as in the PyTorch loader.
     ds = tf.data.Dataset.zip((records, tf.data.Dataset.range(start, 1 << 62)))
     if config.shuffle:

@@ -31,6 +31,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
         "imagenet_prep.loaders.torch needs PyTorch: pip install 'imagenet-prep[torch]'"
     ) from exc
 
+from ..storage import as_location
 from .iterator import ImageNetIterator
 from .options import DecodeOptions, LoaderConfig, Resumable, accept
 from .order import Consumer, epoch_length, split_range
@@ -58,7 +59,7 @@ def _config(
         rank = dist.get_rank() if rank is None else rank
         world_size = dist.get_world_size() if world_size is None else world_size
     return LoaderConfig(
-        Path(root),
+        as_location(root),
         split,
         rank=0 if rank is None else rank,
         world_size=1 if world_size is None else world_size,

@@ -1,5 +1,9 @@
 """``OUT/imagefolder/{train,val}/<wnid>/<file>``: one unit per file, labels by synset;
-``OUT/imagefolder/test/<file>``: the test images, label -1."""
+``OUT/imagefolder/test/<file>``: the test images, label -1.
+
+A build in an object store is listed once (``Store.tree`` of the split's folder) and each
+image read in one GET.
+"""
 
 from __future__ import annotations
 
@@ -11,22 +15,25 @@ from typing import Any
 import numpy as np
 
 from ...errors import DataError
+from ...fsutil import read_bytes
 from ...labels import load_synsets
 from ...loaders.readers.base import RawSample, Want, stem
+from ...loaders.readers.remote import join, read_object
 from ...loaders.transforms import Box
+from ...storage import as_location, is_url, open_store, redact
 from .writer import FLAT, SPLIT_DIRS
 
 BOXES_CSV = "imagenet_2012_bounding_boxes.csv"
 
 
-def load_boxes(path: Path) -> dict[str, tuple[Box, ...]]:
-    """The box CSV as {file stem: boxes}; empty when the build wrote none."""
+def load_boxes(path: Path | str) -> dict[str, tuple[Box, ...]]:
+    """The box CSV (a file or an object) as {file stem: boxes}; empty when the build wrote
+    none."""
     out: dict[str, list[Box]] = {}
-    try:
-        text = path.read_text("utf-8")
-    except FileNotFoundError:
+    data = read_bytes(as_location(path))
+    if data is None:
         return {}
-    for n, line in enumerate(text.splitlines(), 1):
+    for n, line in enumerate(data.decode("utf-8").splitlines(), 1):
         name, *coords = line.split(",")
         if len(coords) != 4:
             raise DataError(f"{path}: line {n} is not name,xmin,ymin,xmax,ymax")
@@ -51,6 +58,27 @@ def _read_file(path: str) -> bytes:
         os.close(fd)
 
 
+def _listdir(where: str) -> list[str]:
+    try:
+        return os.listdir(where)
+    except OSError as exc:
+        raise DataError(f"{where}: cannot list ({exc.strerror})") from None
+
+
+def _list_objects(folder: str) -> dict[str, list[str]]:
+    """The objects under the prefix ``folder`` (one listing), as {subfolder: names}: ``""``
+    holds those directly in it; deeper ones are not images of the split."""
+    store = open_store(folder)
+    prefix = store.path(folder).rstrip("/") + "/"
+    out: dict[str, list[str]] = {}
+    for obj in store.tree(folder):
+        relpath = store.path(obj.url)[len(prefix) :]
+        sub, _, name = relpath.rpartition("/")
+        if "/" not in sub:
+            out.setdefault(sub, []).append(name)
+    return out
+
+
 class ImageFolderReader:
     """``OUT/imagefolder/{train,val}/<wnid>/<file>``: one unit per file, labels by synset;
     the test split's files lie in ``OUT/imagefolder/test/`` itself, label -1."""
@@ -58,21 +86,23 @@ class ImageFolderReader:
     format = "imagefolder"
 
     def __init__(
-        self, root: Path, split: str, section: dict[str, Any], *, boxes: bool = False
+        self, root: str | Path, split: str, section: dict[str, Any], *, boxes: bool = False
     ) -> None:
         self.split = split
         folder = SPLIT_DIRS[split]
-        self.root = root / "imagefolder" / folder
-        self._root = str(self.root)
+        top_root = str(root)
+        self.remote = is_url(top_root)
+        self._root = join(top_root, f"imagefolder/{folder}")
         synsets = load_synsets()
         # Files beside the images: the build's (metadata.parquet) and a user's it left.
         skip = {
-            str(root / name)
+            join(top_root, name)
             for name in (
                 *(entry["file"] for entry in section.get("side_files", ())),
                 *section.get("foreign", ()),
             )
         }
+        listing = _list_objects(self._root) if self.remote else None
         names: list[str] = []
         labels: list[int] = []
         for entry, info in sorted(section["classes"].items()):
@@ -81,15 +111,11 @@ class ImageFolderReader:
                 continue
             # A class folder, or (the test split) the split folder itself: no class, -1.
             label = -1 if split in FLAT else synsets.index(wnid)
-            where = self.root / wnid if wnid else self.root
-            try:
-                files = sorted(
-                    n
-                    for n in os.listdir(where)
-                    if not n.startswith(".") and str(where / n) not in skip
-                )
-            except OSError as exc:
-                raise DataError(f"{where}: cannot list ({exc.strerror})") from None
+            where = join(self._root, wnid) if wnid else self._root
+            names_here = listing.get(wnid, []) if listing is not None else _listdir(where)
+            files = sorted(
+                n for n in names_here if not n.startswith(".") and join(where, n) not in skip
+            )
             if len(files) != info["count"]:
                 raise DataError(f"{where}: {len(files)} files, the manifest says {info['count']}")
             names.extend(f"{wnid}/{n}" if wnid else n for n in files)
@@ -98,7 +124,7 @@ class ImageFolderReader:
         self.names = np.array([n.encode("utf-8") for n in names], dtype=np.bytes_)
         self.labels = np.array(labels, dtype=np.int32)
         self.sizes = np.ones(len(names), dtype=np.int64)
-        self.boxes = load_boxes(root / BOXES_CSV) if boxes else {}
+        self.boxes = load_boxes(join(top_root, BOXES_CSV)) if boxes else {}
 
     def read(
         self, unit: int, start: int, stop: int, want: Want | None = None
@@ -106,10 +132,15 @@ class ImageFolderReader:
         if start > 0 or stop < 1 or (want is not None and not want(0)):
             return
         relpath = self.names[unit].decode("utf-8")
-        path = os.path.join(self._root, relpath)
-        try:
-            data = _read_file(path)
-        except OSError as exc:
-            raise DataError(f"{path}: cannot read ({exc.strerror})") from None
+        if self.remote:
+            url = join(self._root, relpath)
+            data = read_object(url)  # one GET; a one-line error naming the object
+            path = redact(url)
+        else:
+            path = os.path.join(self._root, relpath)
+            try:
+                data = _read_file(path)
+            except OSError as exc:
+                raise DataError(f"{path}: cannot read ({exc.strerror})") from None
         key = stem(relpath.rsplit("/", 1)[-1])
         yield 0, RawSample(key, int(self.labels[unit]), data, self.boxes.get(key, ()), path)

@@ -1,10 +1,15 @@
-"""What every format's reader shares: the raw sample, the reader protocol, file helpers."""
+"""What every format's reader shares: the raw sample, the reader protocol, file helpers.
+
+A reader's ``root`` is a local folder or a URL (``s3://bucket/out``): its names are strings
+either way, joined by ``remote.join``; a local shard is memory-mapped, one in a store read by
+``remote.ReadAhead``.
+"""
 
 from __future__ import annotations
 
 import mmap
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
@@ -12,6 +17,7 @@ import numpy as np
 
 from ...errors import DataError
 from ..transforms import Box
+from .remote import join
 
 Want = Callable[[int], bool]
 
@@ -38,14 +44,32 @@ class Reader(Protocol):
     ) -> Iterator[tuple[int, RawSample]]: ...
 
 
-def shard_files(root: Path, split: str, section: dict[str, Any]) -> tuple[list[str], np.ndarray]:
-    """The split's shard paths (sorted) and record counts, from a format's manifest section."""
+class Shards(NamedTuple):
+    """A split's shards: their paths (or URLs), record counts and sizes in bytes (-1: the
+    manifest does not say)."""
+
+    files: list[str]
+    records: np.ndarray
+    nbytes: list[int]
+
+
+def shard_list(root: str, entries: Iterable[dict[str, Any]]) -> Shards:
+    """The shards of manifest ``entries`` (in their order) under ``root``."""
+    entries = list(entries)
+    return Shards(
+        [join(root, s["file"]) for s in entries],
+        np.array([int(s["records"]) for s in entries], dtype=np.int64),
+        [int(s.get("bytes", -1)) for s in entries],
+    )
+
+
+def shard_files(root: str | Path, split: str, section: dict[str, Any]) -> Shards:
+    """The split's shards (sorted by name), from a format's manifest section."""
     shards = sorted(
         (s for s in section["shards"] if Path(s["file"]).name.startswith(f"{split}-")),
         key=lambda s: str(s["file"]),
     )
-    files = [str(root / s["file"]) for s in shards]
-    return files, np.array([int(s["records"]) for s in shards], dtype=np.int64)
+    return shard_list(str(root), shards)
 
 
 def stem(filename: str) -> str:
