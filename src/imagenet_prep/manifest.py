@@ -23,7 +23,7 @@ from typing import Any, Protocol
 
 import xxhash
 
-from .errors import DataError, UsageError
+from .errors import DataError, ImagenetPrepError, UsageError
 from .fsutil import (
     atomic_open,
     files_under,
@@ -66,6 +66,8 @@ def read_json(path: Path) -> Any:
     try:
         data = read_bytes(path)
         return None if data is None else json.loads(data)
+    except ImagenetPrepError:  # a store's one-line error (access denied, ...): as it is
+        raise
     except (OSError, ValueError) as exc:
         raise DataError(f"{path}: unreadable ({exc})") from None
 

@@ -81,7 +81,10 @@ def make_output(out: Path) -> None:
     prefixes need no creating, check that the bucket is there and answers."""
     if is_url(out):
         url = str(out)
-        open_store(url).check_bucket(url)
+        try:
+            open_store(url).check_bucket(url)
+        except DataError as exc:  # no such bucket: the output cannot be written, as a folder
+            raise UsageError(f"cannot write the output there: {exc}") from None
         return
     if out.exists() and not out.is_dir():
         raise UsageError(f"{out}: output path exists and is not a folder")

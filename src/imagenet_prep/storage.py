@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -165,7 +166,9 @@ def _new_store(url: str, scheme: str) -> Store:
     from fsspec.core import url_to_fs
 
     try:
-        fs, _ = url_to_fs(url)
+        # No listings cache: other processes (the shard tasks, another machine's build) add
+        # objects while this one runs, and a stale listing would hide them.
+        fs, _ = url_to_fs(url, use_listings_cache=False)
     except ImportError as exc:
         extra = EXTRAS.get(scheme)
         hint = f"pip install 'imagenet-prep[{extra}]'" if extra else "install its fsspec package"
@@ -397,6 +400,12 @@ class Store:
         except ImagenetPrepError:
             raise
         except Exception as exc:  # the client's own (botocore's ParamValidationError, ...)
+            if type(exc).__name__ == "NoCredentialsError":  # botocore's
+                raise UsageError(
+                    f"{redact(url)}: no credentials for the store on {socket.gethostname()}: "
+                    "give this machine (every node, on a cluster) keys in its environment or "
+                    "~/.aws, or a role"
+                ) from None
             why = _scrub(_why(exc, type(exc).__name__), url)
             raise DataError(f"{redact(url)}: {why}") from None
 

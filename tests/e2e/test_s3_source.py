@@ -130,24 +130,27 @@ def test_access_denied_is_one_line(
     assert stranger.env["AWS_SECRET_ACCESS_KEY"] not in done.stderr
 
 
-def test_ray_tasks_read_the_bucket(
-    s3: S3Endpoint, small_download: Path, from_disk: Path, tmp_path: Path
+def test_ray_tasks_read_and_write_buckets(
+    s3: S3Endpoint, small_download: Path, from_disk: Path
 ) -> None:
     """--executor ray on a cluster whose nodes have credentials but not the endpoint: the
-    driver's AWS_ENDPOINT_URL reaches the tasks, and they read the archives by range."""
+    driver's AWS_ENDPOINT_URL reaches the tasks; they read the archives by range from one
+    bucket and write the shards into another (no shared file system needed)."""
     pytest.importorskip("ray")
+    from tests.e2e.test_s3_output import bucket, objects
     from tests.raycluster import ray_head
 
     src = upload(s3, small_download, "ray-reads")
+    out = bucket(s3, "ray-writes")
     keys = {k: v for k, v in s3.env.items() if "ENDPOINT" not in k}
     with ray_head(cpus=2, env=keys) as (address, _sid):
-        out = tmp_path / "out"
         done = cli(
             s3, "build", "--source", src, "--output", out, *OPTIONS,
             "--executor", "ray", "--ray-address", address,
         )  # fmt: skip
     assert done.returncode == 0, done.stderr
-    assert outputs(out) == outputs(from_disk)
+    assert objects(s3, out) == outputs(from_disk)
+    assert cli(s3, "verify", out).returncode == 0
 
 
 @pytest.mark.parametrize(

@@ -62,13 +62,14 @@ def test_a_shard_is_finished_only_with_its_formats_and_files(tmp_path: Path) -> 
         {"tfrecord": {"file": f"tfrecord/{spec.name}", "bytes": 3}},
     )
     records = {spec.name: result}
-    assert finished(config, ("tfrecord",), spec, records, output_sizes(config.output)) is None  # no file yet
+    sizes = output_sizes(config.output)
+    assert finished(config, ("tfrecord",), spec, records, sizes) is None  # no file yet
     shard.parent.mkdir(parents=True)
     shard.write_bytes(b"abc")
-    assert finished(config, ("tfrecord",), spec, records, output_sizes(config.output)) == result
-    assert finished(config, ("tfrecord", "imagefolder"), spec, records, output_sizes(config.output)) is None  # other formats
+    assert finished(config, ("tfrecord",), spec, records, sizes) == result
+    assert finished(config, ("tfrecord", "imagefolder"), spec, records, sizes) is None  # formats
     shard.write_bytes(b"abcd")  # not the size the journal says
-    assert finished(config, ("tfrecord",), spec, records, output_sizes(config.output)) is None
+    assert finished(config, ("tfrecord",), spec, records, sizes) is None
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from ..errors import DataError
 from ..labels import Synsets, is_wnid, validation_number
 from ..manifest import OutputState
 from ..sample import ContainerKind
-from ..storage import open_input
+from ..storage import is_url, open_input
 from .boxtable import BoxXmls, archive_prefix, folder_prefix
 from .container import Container
 from .indexcache import indexed_archive
@@ -54,7 +54,7 @@ class OfficialSource:
         src = self.layout.boxes.get(split)
         if src is None:
             return None
-        if src.is_file():
+        if is_url(src) or src.is_file():  # in a store: an archive (no trees there)
             return BoxXmls(archive_prefix(src), _iter_box_archive(src))
         if split == "train":
             return BoxXmls(folder_prefix(src), _iter_box_folder(src))
@@ -100,7 +100,7 @@ def index_train(layout: SourceLayout, synsets: Synsets, state: OutputState | Non
     if src is None:
         raise DataError(f"{layout.root}: no training input ({TRAIN_ARCHIVE} or a train/ folder)")
     out = SplitIndex("train")
-    if src.is_file():
+    if is_url(src) or src.is_file():  # in a store: an archive (no trees there)
         index = indexed_archive(src, nested=True, state=state)
         out.archive = index
         containers: dict[str, tuple[int, int]] = {}  # nested tar -> (container, label)
@@ -193,7 +193,7 @@ def index_validation(
         )
     out = SplitIndex("validation")
     label_of = ValidationLabels(synsets, labels)
-    if src.is_file():
+    if is_url(src) or src.is_file():  # in a store: an archive (no trees there)
         _validation_archive(src, state, label_of, out)
     else:
         _validation_folder(src, label_of, out)
@@ -243,7 +243,7 @@ def index_test(layout: SourceLayout, state: OutputState | None) -> SplitIndex:
     if src is None:
         raise DataError(f"{layout.root}: no test input ({TEST_ARCHIVE} or a test/ folder)")
     out = SplitIndex("test")
-    if src.is_file():
+    if is_url(src) or src.is_file():  # in a store: an archive (no trees there)
         index = indexed_archive(src, nested=False, state=state)
         out.archive = index
         out.containers.append(Container(str(src), TAR))
