@@ -374,8 +374,8 @@ def index_tar(path: Path, *, nested: bool = False) -> ArchiveIndex:
         raise DataError(f"{path}: cannot read ({exc.strerror})") from None
     if is_url(path):  # an object store: read by blocks, not a request per header
         url = str(path)
-        cache = BlockCache(open_store(url), url, st.st_size)
-        return index_tar_at(cache.pread, url, st.st_size, st.st_mtime_ns, nested)
+        with BlockCache(open_store(url), url, st.st_size) as cache:
+            return index_tar_at(cache.pread, url, st.st_size, st.st_mtime_ns, nested)
     if not path.is_file():
         raise DataError(f"{path}: not a regular file")
     try:

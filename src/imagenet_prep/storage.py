@@ -26,6 +26,7 @@ import os
 import socket
 import threading
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, cast
@@ -40,6 +41,8 @@ if TYPE_CHECKING:
 EXTRAS = {"s3": "s3", "s3a": "s3", "gs": "gcs", "gcs": "gcs"}
 #: A sequential read (an index pass) asks for this much at a time: 16 requests per GB.
 STREAM_BLOCK = 64 << 20
+#: While a sequential walk (an index pass) parses one block, this many more are fetched.
+READ_AHEAD = 2
 #: Ranges closer than this are read in one request (the bytes between are read and dropped).
 COALESCE_GAP = 1 << 20
 #: A coalesced request is cut at this size, so that a task does not hold a whole archive.
@@ -560,25 +563,53 @@ class BlockCache:
     last one kept: a walk that moves forward through the object (a tar's headers, read one by
     one between members it skips) costs one request per block it touches, not per read.
 
-    An index pass over a 138 GB tar so makes about 2,200 requests of 64 MiB (16 per GB)
-    instead of 1.3 million.
+    While the walk parses a block, the next ``ahead`` blocks are already being fetched, in
+    parallel streams (threads), so the index pass waits on the store only when it outruns all
+    of them. An index pass over a 138 GB tar so makes about 2,200 requests of 64 MiB (16 per
+    GB) instead of 1.3 million, with ``ahead + 1`` blocks in memory at most. ``close`` (or
+    leaving a ``with`` block) drops the fetches still under way.
     """
 
-    def __init__(self, store: Store, url: str, size: int, block: int = STREAM_BLOCK) -> None:
+    def __init__(
+        self,
+        store: Store,
+        url: str,
+        size: int,
+        block: int = STREAM_BLOCK,
+        ahead: int = READ_AHEAD,
+    ) -> None:
         self._store = store
         self._url = url
         self.size = size
         self._block = block
         self._start = -1
         self._data = b""
+        self._ahead = ahead
+        self._pool: ThreadPoolExecutor | None = None
+        self._pending: dict[int, Future[bytes]] = {}
+
+    def _fetch(self, start: int) -> bytes:
+        return self._store.read_range(self._url, start, min(self.size, start + self._block))
+
+    def _load(self, start: int) -> bytes:
+        found = self._pending.pop(start, None)
+        for behind in [s for s in self._pending if s < start]:  # a walk that jumped ahead
+            self._pending.pop(behind).cancel()
+        if self._ahead:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self._ahead, thread_name_prefix="read-ahead")
+            for k in range(1, self._ahead + 1):
+                nxt = start + k * self._block
+                if nxt < self.size and nxt not in self._pending:
+                    self._pending[nxt] = self._pool.submit(self._fetch, nxt)
+        return found.result() if found is not None else self._fetch(start)
 
     def pread(self, n: int, at: int) -> bytes:
         out = bytearray()
         while n > 0 and at < self.size:
             start = at - at % self._block
             if start != self._start:
-                end = min(self.size, start + self._block)
-                self._data = self._store.read_range(self._url, start, end)
+                self._data = self._load(start)
                 self._start = start
             piece = self._data[at - start : at - start + n]
             if not piece:
@@ -587,6 +618,20 @@ class BlockCache:
             at += len(piece)
             n -= len(piece)
         return bytes(out)
+
+    def close(self) -> None:
+        for pending in self._pending.values():
+            pending.cancel()
+        self._pending.clear()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    def __enter__(self) -> BlockCache:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 class BlockStream:

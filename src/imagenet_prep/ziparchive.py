@@ -319,7 +319,9 @@ def index_zip(path: Path) -> ZipIndex:
     if is_url(path):  # an object store: the end records and the directory by blocks
         store = open_store(where)
         info = store.info(where)
-        return _index_fd(BlockCache(store, where, info.size).pread, where, info.size)
+        # The end records, then the directory before them: no walk forward to read ahead for.
+        blocks = BlockCache(store, where, info.size, ahead=0)
+        return _index_fd(blocks.pread, where, info.size)
     try:
         st = path.stat()
     except OSError as exc:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -76,17 +77,21 @@ def test_a_stream_asks_for_a_block_at_a_time(store: Store) -> None:
     assert store.stats.requests - before == math.ceil(len(data) / 100_000)
 
 
+@pytest.mark.parametrize("ahead", [0, 2])
 def test_an_index_pass_over_a_tar_of_tars_reads_by_blocks(
-    store: Store, small_download: Path
+    store: Store, small_download: Path, ahead: int
 ) -> None:
+    """Block by block, each block once, with or without the blocks ahead fetched in
+    parallel streams (their threads gone once the cache is closed)."""
     local = small_download / "ILSVRC2012_img_train.tar"
     data = local.read_bytes()
     where = url(store, "dl/ILSVRC2012_img_train.tar")
     store.put(where, data)
     block = 1 << 20
     before = store.stats.requests
-    cache = BlockCache(store, where, len(data), block)
-    remote = index_tar_at(cache.pread, where, len(data), 0, nested=True)
+    with BlockCache(store, where, len(data), block, ahead=ahead) as cache:
+        remote = index_tar_at(cache.pread, where, len(data), 0, nested=True)
+    assert not [t for t in threading.enumerate() if t.name.startswith("read-ahead")]
     requests = store.stats.requests - before
     expected = index_tar(local, nested=True)
     assert remote.members == expected.members and remote.nested == expected.nested

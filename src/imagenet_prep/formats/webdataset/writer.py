@@ -237,21 +237,22 @@ def read_samples(path: Path) -> list[dict[str, bytes]]:
 def check_shard(out: Path, shard: dict[str, Any], *, decode: bool) -> VerifyReport:
     """Re-read one shard: checksum, every sample's members, class and JSON; its DALI index."""
     with checking(out, shard) as (report, path):
-        if path is not None:
-            _check_samples(path, shard, decode, report)
-            if "index" in shard:
-                report.problems.extend(check_index(out, shard, path, wds_index))
+        # An unreadable tar has no index to compare (the problem is named once).
+        readable = path is not None and _check_samples(path, shard, decode, report)
+        if readable and path is not None and "index" in shard:
+            report.problems.extend(check_index(out, shard, path, wds_index))
     return report
 
 
-def _check_samples(path: Path, shard: dict[str, Any], decode: bool, report: VerifyReport) -> None:
+def _check_samples(path: Path, shard: dict[str, Any], decode: bool, report: VerifyReport) -> bool:
+    """Check every sample into ``report``; False when the tar cannot be read at all."""
     synsets = load_synsets()
     test = split_of(shard) == "test"
     try:
         samples = read_samples(path)
     except DataError as exc:
         report.problems.append(str(exc))
-        return
+        return False
     report.records = len(samples)
     if len(samples) != shard["records"]:
         report.problems.append(
@@ -291,6 +292,7 @@ def _check_samples(path: Path, shard: dict[str, Any], decode: bool, report: Veri
                 report.problems.append(
                     f"{path}: sample {key}: decodes to {got}, the JSON says otherwise"
                 )
+    return True
 
 
 def wds_index(path: Path) -> bytes:
