@@ -12,7 +12,9 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import io
 import json
+import logging
 import os
 import shutil
 from collections.abc import Callable, Iterable
@@ -35,6 +37,8 @@ from .fsutil import (
 )
 from .storage import is_url
 
+log = logging.getLogger(__name__)
+
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 STATE_DIR = ".imagenet-prep"
@@ -46,6 +50,8 @@ FOREIGN_FILE = "foreign.json"
 # What formats keep per shard until the build joins it (removed once the manifest is written).
 PARTS_DIR = "parts"
 INDEX_DIR = "index"
+# Each image's width and height as found in SRC, per split, when the build resized (kept).
+SIZES_DIR = "sizes"
 SPILL_DIR = "spill"
 
 
@@ -248,6 +254,8 @@ class Manifest:
     validation_bounding_boxes: dict[str, Any] | None = None  # with --validation-boxes
     # "shipped", "devkit" or Kaggle's "LOC_val_solution.csv", with a validation split
     validation_labels: str | None = None
+    # The run that finished the build: seconds per phase, workers, shards run and reused
+    timings: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         data = {"format_version": FORMAT_VERSION, **asdict(self)}
@@ -265,6 +273,7 @@ class Manifest:
             bounding_boxes=data.get("bounding_boxes"),
             validation_bounding_boxes=data.get("validation_bounding_boxes"),
             validation_labels=data.get("validation_labels"),
+            timings=data["timings"] if isinstance(data.get("timings"), dict) else None,
         )
 
 
@@ -393,6 +402,100 @@ class RecordedSources:
         return cls(splits)
 
 
+@dataclass(frozen=True)
+class OriginalSizes:
+    """Each image's width and height as found in SRC (after the CMYK/PNG fixes, before
+    ``--resize-*``), by key: what a resized build can no longer read from its records.
+
+    A shard's part is text, a line ``key<TAB>width<TAB>height`` per image; a split's file is
+    Parquet (columns ``key``, ``width``, ``height``; sorted by key), about 6 bytes per image.
+    """
+
+    keys: tuple[str, ...]
+    widths: tuple[int, ...]
+    heights: tuple[int, ...]
+
+    @classmethod
+    def of(cls, rows: Iterable[tuple[str, int, int]]) -> OriginalSizes:
+        """From ``(key, width, height)`` rows.
+
+        >>> OriginalSizes.of([("a", 500, 375)]).part_bytes()
+        b'a\\t500\\t375\\n'
+        """
+        listed = list(rows)
+        return cls(
+            tuple(k for k, _, _ in listed),
+            tuple(w for _, w, _ in listed),
+            tuple(h for _, _, h in listed),
+        )
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    @classmethod
+    def join(cls, parts: Iterable[OriginalSizes]) -> OriginalSizes:
+        listed = list(parts)
+        return cls(
+            tuple(k for p in listed for k in p.keys),
+            tuple(w for p in listed for w in p.widths),
+            tuple(h for p in listed for h in p.heights),
+        )
+
+    def sorted(self) -> OriginalSizes:
+        order = sorted(range(len(self.keys)), key=self.keys.__getitem__)
+        return OriginalSizes.of((self.keys[i], self.widths[i], self.heights[i]) for i in order)
+
+    def part_bytes(self) -> bytes:
+        rows = zip(self.keys, self.widths, self.heights, strict=True)
+        return "".join(f"{k}\t{w}\t{h}\n" for k, w, h in rows).encode("utf-8")
+
+    @classmethod
+    def from_part(cls, data: bytes, where: str) -> OriginalSizes:
+        """A shard's part (``where`` names it in an error).
+
+        >>> OriginalSizes.from_part(b"a\\t500\\t375\\n", "x").widths
+        (500,)
+        """
+        rows = []
+        try:
+            for line in data.decode("utf-8").splitlines():
+                key, width, height = line.split("\t")
+                rows.append((key, int(width), int(height)))
+        except (UnicodeDecodeError, ValueError):
+            raise DataError(f"{where}: not a shard's original sizes") from None
+        return cls.of(rows)
+
+    def parquet_bytes(self) -> bytes:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        table = pa.table(
+            {
+                "key": pa.array(self.keys, pa.string()),
+                "width": pa.array(self.widths, pa.int32()),
+                "height": pa.array(self.heights, pa.int32()),
+            }
+        )
+        buffer = io.BytesIO()
+        pq.write_table(table, buffer, compression="zstd")
+        return buffer.getvalue()
+
+    @classmethod
+    def from_parquet(cls, data: bytes, where: Path) -> OriginalSizes:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        try:
+            table = pq.read_table(pa.BufferReader(data), columns=["key", "width", "height"])
+        except (pa.ArrowException, OSError, ValueError) as exc:
+            raise DataError(f"{where}: unreadable ({exc})") from None
+        return cls(
+            tuple(table.column("key").to_pylist()),
+            tuple(table.column("width").to_pylist()),
+            tuple(table.column("height").to_pylist()),
+        )
+
+
 def _local_cache(url: str) -> Path:
     """This machine's cache folder for the output at ``url`` (``$XDG_CACHE_HOME`` or
     ``~/.cache``, then ``imagenet-prep/<hash of the URL>``)."""
@@ -482,6 +585,44 @@ class OutputState:
 
     def remove_parts(self) -> None:
         remove_tree(self.root / PARTS_DIR)
+
+    # -- the original sizes of a resized build's images --
+
+    def write_sizes_part(self, shard: str, sizes: OriginalSizes) -> None:
+        """Keep a shard's original sizes until :meth:`join_sizes` (called by its worker)."""
+        write_bytes_atomic(self.root / PARTS_DIR / SIZES_DIR / shard, sizes.part_bytes())
+
+    def join_sizes(self, split: str, shards: Iterable[str]) -> int:
+        """Join the parts of ``shards`` into the split's sizes file (sorted by key, kept after
+        the build); the number of images it holds. A shard without a part (finished by a
+        version that kept none) is logged and left out."""
+        parts = []
+        missing = []
+        for shard in shards:
+            data = read_bytes(self.root / PARTS_DIR / SIZES_DIR / shard)
+            if data is None:
+                missing.append(shard)
+                continue
+            parts.append(OriginalSizes.from_part(data, shard))
+        joined = OriginalSizes.join(parts)
+        if missing:
+            log.warning(
+                "%s: the original sizes of %d shards are missing (%s, ...); the report shows "
+                "the others",
+                split,
+                len(missing),
+                missing[0],
+            )
+        write_bytes_atomic(self.sizes_file(split), joined.sorted().parquet_bytes())
+        return len(joined)
+
+    def sizes_file(self, split: str) -> Path:
+        return self.root / SIZES_DIR / f"{split}.parquet"
+
+    def read_sizes(self, split: str) -> OriginalSizes | None:
+        """The split's original sizes; None when the build kept none (it did not resize)."""
+        data = read_bytes(self.sizes_file(split))
+        return None if data is None else OriginalSizes.from_parquet(data, self.sizes_file(split))
 
     # -- the whole folder --
 

@@ -12,7 +12,7 @@ from . import imagefix
 from .errors import DataError
 from .formats import get_sink
 from .formats.base import Sink, SinkOptions
-from .manifest import ShardResult
+from .manifest import OriginalSizes, OutputState, ShardResult
 from .plan import ShardSpec
 from .resize import ResizeSpec, resize_jpeg
 from .sample import ImageRef, Sample
@@ -32,6 +32,8 @@ class ShardJob:
     decode_check: bool = False
     resize: ResizeSpec | None = None
     max_pixels: int = imagefix.MAX_PIXELS
+    # Keep each image's width and height before resizing (one plan group's jobs do).
+    original_sizes: bool = False
 
 
 def _read_fixed(
@@ -66,6 +68,7 @@ def process_shard(
     writers = [s.open_shard(job.spec) for s in sinks]
     reencoded: list[list[str]] = []
     skipped: list[list[str]] = []
+    sizes: list[tuple[str, int, int]] = []
     bytes_in = 0
     requests, fetched = tally()
     writes, stored = tally_writes()
@@ -75,7 +78,7 @@ def process_shard(
             if not is_url(ref.path):
                 files.fd(ref.path, ref.origin)  # an unreadable source stops the run
             try:
-                sample = _sample(job, files, ref)
+                sample, original = _sample(job, files, ref)
             except DataError as exc:
                 if not job.skip_bad:
                     raise
@@ -86,6 +89,10 @@ def process_shard(
                 reencoded.append([ref.origin, sample.reencoded])
             for writer in writers:
                 writer.add(sample)
+            if job.original_sizes:
+                sizes.append((ref.key, *original))
+        if job.original_sizes:  # before the shard is finished: a part without it is redone
+            OutputState(job.options.out).write_sizes_part(job.spec.name, OriginalSizes.of(sizes))
         outputs = {s.name: w.commit() for s, w in zip(sinks, writers, strict=True)}
     except BaseException:
         for writer in writers:
@@ -108,15 +115,15 @@ def process_shard(
     )
 
 
-def _sample(job: ShardJob, files: OpenFiles, ref: ImageRef) -> Sample:
-    """One image as the formats write it: read, checked, fixed, resized when asked. A
-    DataError names the image."""
+def _sample(job: ShardJob, files: OpenFiles, ref: ImageRef) -> tuple[Sample, tuple[int, int]]:
+    """One image as the formats write it: read, checked, fixed, resized when asked; and its
+    width and height before resizing. A DataError names the image."""
     raw, fixed = _read_fixed(files, ref, job.decode_check, job.max_pixels)
     resized = None
     if job.resize is not None:  # its decode may find damage: the same policy
         resized = resize_jpeg(fixed.data, fixed.width, fixed.height, job.resize, ref.origin)
     data, width, height = resized or (fixed.data, fixed.width, fixed.height)
-    return Sample(
+    sample = Sample(
         ref=ref,
         raw=raw,
         data=data,
@@ -125,6 +132,7 @@ def _sample(job: ShardJob, files: OpenFiles, ref: ImageRef) -> Sample:
         reencoded=fixed.reencoded,
         resized=resized is not None,
     )
+    return sample, (fixed.width, fixed.height)
 
 
 def process_shards(jobs: tuple[ShardJob, ...]) -> list[ShardResult]:

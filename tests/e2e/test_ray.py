@@ -76,6 +76,7 @@ def snapshot(out: Path) -> dict[str, bytes]:
     }
     manifest = json.loads(files.pop("manifest.json"))
     manifest.pop("created")
+    manifest.pop("timings")
     files["manifest.json"] = json.dumps(manifest, sort_keys=True).encode()
     return files
 

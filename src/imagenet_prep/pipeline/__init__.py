@@ -94,15 +94,20 @@ def _build(
     started: float,
     need: _Need,
 ) -> BuildResult:
+    phases: dict[str, float] = {}
+    clock = time.perf_counter()
     synsets = load_synsets()
     state = OutputState(config.output)
     inputs = gather(config, layout, executor, state, synsets)
+    phases["inputs"], clock = time.perf_counter() - clock, time.perf_counter()
     journal = state.journal()
     point = resume(config, layout, inputs.indexes, synsets, state, journal)
     need.bytes = point.need
     state.record_outputs(planned_files(config, inputs.indexes, synsets, point.plans))
+    phases["plan"], clock = time.perf_counter() - clock, time.perf_counter()
     results = write_shards(config, inputs, synsets, point, executor, reporter, journal)
-    return finish(config, layout, inputs, synsets, point, results, state, journal, started)
+    phases["shards"] = time.perf_counter() - clock
+    return finish(config, layout, inputs, synsets, point, results, state, journal, started, phases)
 
 
 def _os_error(config: BuildConfig, exc: OSError, need: int) -> Exception:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any
 
@@ -37,19 +38,61 @@ def finish(
     state: OutputState,
     journal: Journal,
     started: float,
+    phases: dict[str, float] | None = None,
 ) -> BuildResult:
-    """Check the MD5s and the devkit, write the manifest, drop what it makes redundant."""
+    """Check the MD5s and the devkit, keep the original sizes, write the manifest (with
+    ``phases``, the seconds each earlier phase took), drop what it makes redundant."""
+    finishing = time.perf_counter()
     finish_md5(config, layout, state, inputs.md5_pending, inputs.download_of, journal)
     if inputs.devkit is not None:
         if not inputs.devkit.done():
             log.info("waiting for the devkit check of the validation labels")
         inputs.validation_labels = check_devkit(inputs.devkit)
+    if config.resizes:
+        _keep_original_sizes(config, state, results)
     manifest = build_manifest(config, layout, inputs, synsets, results)
+    now = time.perf_counter()
+    manifest = replace(
+        manifest,
+        timings=timings(config, point, results, phases or {}, now - finishing, now - started),
+    )
     write_manifest(config.output, manifest)
     journal.remove()
     state.remove_parts()  # joined into the formats' files
     state.remove_spill()  # the Parquet files' images, read into the shards
     return summary(config, inputs, point, results, manifest, started)
+
+
+def _keep_original_sizes(
+    config: BuildConfig, state: OutputState, results: dict[str, ShardResult]
+) -> None:
+    """Each split's original sizes, from the parts its shards' workers wrote."""
+    shards: dict[str, list[str]] = {}
+    for name, result in sorted(results.items()):
+        if config.formats[0] in result.outputs:  # the group that kept them
+            shards.setdefault(result.split, []).append(name)
+    for split, names in shards.items():
+        state.join_sizes(split, names)
+
+
+def timings(
+    config: BuildConfig,
+    point: ResumePoint,
+    results: dict[str, ShardResult],
+    phases: dict[str, float],
+    finishing: float,
+    total: float,
+) -> dict[str, Any]:
+    """The manifest's record of the run that finished the build: seconds per phase (this
+    run's only, when it resumed an earlier one), and what ran them."""
+    seconds = {**phases, "finish": finishing, "total": total}
+    return {
+        "seconds": {name: round(value, 3) for name, value in seconds.items()},
+        "executor": config.executor,
+        "workers": config.workers,
+        "shards_written": len(results) - len(point.done),
+        "shards_reused": len(point.done),
+    }
 
 
 def summary(

@@ -78,6 +78,8 @@ def shard_jobs(
                 decode_check=config.decode_check,
                 resize=resize,
                 max_pixels=config.max_pixels,
+                # Once per image: by the group of the first format, the manifest's too.
+                original_sizes=resize is not None and config.formats[0] in formats,
             )
 
 

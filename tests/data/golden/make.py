@@ -119,6 +119,7 @@ def manifest_parts(manifest: dict[str, Any], source: Path) -> dict[str, Any]:
     (re-encoded, skipped) relative to ``source``."""
     parts = json.loads(json.dumps(manifest))
     parts.pop("created", None)
+    parts.pop("timings", None)
     parts.get("tool", {}).pop("version", None)
     parts.get("source", {}).pop("root", None)
     prefixes = [f"{p}{os.sep}" for p in (source, source.resolve())]
