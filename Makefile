@@ -32,11 +32,15 @@ bench: $(VENV)/.stamp-bench
 	$(BIN)/python bench/onray.py --write-docs
 	$(BIN)/python bench/objstore.py --write-docs
 
+$(VENV)/.stamp-report: $(SETUP) | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[report]'
+	touch $@ $(VENV)/.stamp-base
+
 $(VENV)/.stamp-test: $(SETUP) | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@ $(VENV)/.stamp-base
 
-demo: $(VENV)/.stamp-base
+demo: $(VENV)/.stamp-report
 	rm -rf $(DEMO)
 	$(BIN)/imagenet-prep fixture $(DEMO)/download $(DEMO_FIXTURE)
 	$(BIN)/imagenet-prep build --source $(DEMO)/download --output $(DEMO)/out $(DEMO_BUILD)
@@ -49,6 +53,9 @@ demo: $(VENV)/.stamp-base
 	@echo "Boxes CSV:   $(DEMO)/out/imagenet_2012_bounding_boxes.csv"
 	@echo "Labels:      $(DEMO)/out/labels.txt"
 	@echo "Manifest:    $(DEMO)/out/manifest.json"
+	@echo
+	@echo "The report (plots, statistics, mean/std, contact sheets), to open in a browser:"
+	$(BIN)/imagenet-prep report $(DEMO)/out
 
 lint: $(VENV)/.stamp-test
 	$(BIN)/ruff check src tests bench examples

@@ -21,7 +21,7 @@ EXIT_USAGE = 2
 
 
 def make_parser() -> argparse.ArgumentParser:
-    from . import build, fixture, verify
+    from . import build, fixture, report, verify
 
     parser = argparse.ArgumentParser(
         prog="imagenet-prep",
@@ -30,7 +30,7 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (fixture, build, verify):
+    for module in (fixture, build, verify, report):
         module.register(sub)
     return parser
 

@@ -16,8 +16,10 @@ from ..config import (
     BuildConfig,
     default_workers,
 )
+from ..errors import UsageError
 from ..imagefix import MAX_PIXELS
 from ..sources.layout import LAYOUTS
+from . import report
 
 
 def register(sub: Any) -> None:
@@ -148,10 +150,36 @@ def register(sub: Any) -> None:
         help="replace an earlier build in OUTPUT made with different options",
     )
     p.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    p.add_argument(
+        "--report",
+        action="store_true",
+        help="then write OUT/report/ as `imagenet-prep report OUT` does (needs "
+        "imagenet-prep[report]); its --sample, --contact-* options apply",
+    )
+    report.add_options(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    report_options = None
+    if not args.report and report.options_given(args):
+        raise UsageError("--sample and --contact-* are options of the report: add --report")
+    if args.report:  # checked first: a missing extra or a bad option stops nothing under way
+        from ..report import require_matplotlib
+        from ..storage import is_url
+
+        require_matplotlib()
+        if is_url(args.output):
+            raise UsageError(
+                "--report writes OUT/report/, a local folder: for a build in an object store, "
+                "run `imagenet-prep report OUT --to DIR` after it"
+            )
+        report_options = report.options_from(
+            args,
+            args.output,
+            args.workers if args.workers is not None else default_workers(),
+            args.seed,
+        )
     config = BuildConfig(
         source=args.source,
         output=args.output,
@@ -194,6 +222,8 @@ def run(args: argparse.Namespace) -> int:
     result = build(config, executor=executor, reporter=reporter)
     if not args.quiet:
         _summary(result)
+    if report_options is not None:
+        return report.write_report(report_options, quiet=args.quiet)
     return 0
 
 
