@@ -59,12 +59,7 @@ def process_shard(
     if files is None:
         with OpenFiles() as own:
             return process_shard(job, own, made)
-    if made is None:
-        made = {}
-    for name in job.formats:
-        if (name, job.options) not in made:
-            made[name, job.options] = get_sink(name, job.options)
-    sinks = [made[name, job.options] for name in job.formats]
+    sinks = _sinks(job, made if made is not None else {})
     writers = [s.open_shard(job.spec) for s in sinks]
     reencoded: list[list[str]] = []
     skipped: list[list[str]] = []
@@ -89,10 +84,8 @@ def process_shard(
                 reencoded.append([ref.origin, sample.reencoded])
             for writer in writers:
                 writer.add(sample)
-            if job.original_sizes:
-                sizes.append((ref.key, *original))
-        if job.original_sizes:  # before the shard is finished: a part without it is redone
-            OutputState(job.options.out).write_sizes_part(job.spec.name, OriginalSizes.of(sizes))
+            sizes.append((ref.key, *original))
+        _keep_sizes(job, sizes)  # before the shard is finished: a part without it is redone
         outputs = {s.name: w.commit() for s, w in zip(sinks, writers, strict=True)}
     except BaseException:
         for writer in writers:
@@ -113,6 +106,20 @@ def process_shard(
         writes=writes_after - writes,
         bytes_stored=stored_after - stored,
     )
+
+
+def _keep_sizes(job: ShardJob, sizes: list[tuple[str, int, int]]) -> None:
+    """The images' sizes before resizing, for the build to keep (when the job asks)."""
+    if job.original_sizes:
+        OutputState(job.options.out).write_sizes_part(job.spec.name, OriginalSizes.of(sizes))
+
+
+def _sinks(job: ShardJob, made: dict[tuple[str, SinkOptions], Sink]) -> list[Sink]:
+    """Each format's sink for ``job``, made once per task (``made`` keeps them)."""
+    for name in job.formats:
+        if (name, job.options) not in made:
+            made[name, job.options] = get_sink(name, job.options)
+    return [made[name, job.options] for name in job.formats]
 
 
 def _sample(job: ShardJob, files: OpenFiles, ref: ImageRef) -> tuple[Sample, tuple[int, int]]:

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import re
 import shutil
 import time
 from collections.abc import Iterator
@@ -16,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import xxhash
 
 from .. import __version__
 from ..errors import UsageError
@@ -25,13 +22,12 @@ from ..labels import Synsets, load_synsets
 from ..loaders.readers import detect_format, open_reader
 from ..manifest import Manifest, OriginalSizes, OutputState, read_manifest
 from ..storage import as_location, is_url, redact
-from . import plots, stats, tables
+from . import gallery, plots, stats, tables
+from .folder import STATS, fresh_folder, replace_folder
 from .options import Progress, ReportOptions, Silent
-from .page import ContactSheet, PageData, Thumb, render
+from .page import PageData, render
 from .scan import ScanTask, SplitScan, scan
 from .select import contact_classes, key_of, sample_positions, unit_ranges
-from .skipped import skipped_images
-from .thumbs import Sheet, contact_sheet, thumbnail
 
 log = logging.getLogger(__name__)
 
@@ -86,11 +82,11 @@ def make_report(
     synsets = load_synsets()
     splits = sorted(manifest.splits, key=stats.split_order)
     contact = _contact_wnids(options, manifest)
-    wanted = {key_of(e["image"]): e for e in manifest.reencoded if isinstance(e.get("image"), str)}
-    tasks, total = _tasks(options, str(root), fmt, splits, synsets, contact, frozenset(wanted))
+    wanted = frozenset(key_of(e.get("image", "")) for e in manifest.reencoded)
+    tasks, total = _tasks(options, str(root), fmt, splits, synsets, contact, wanted)
     progress = progress or Silent()
     folder = options.folder
-    work = _fresh_folder(folder)  # before the scan: a folder it cannot use fails fast
+    work = fresh_folder(folder)  # before the scan: a folder it cannot use fails fast
     try:
         progress.start(total)
         try:
@@ -104,8 +100,8 @@ def make_report(
                 )
         finally:
             progress.close()
-        result = _write(options, manifest, fmt, synsets, scans, contact, wanted, work, started)
-        _replace(work, folder)
+        result = _write(options, manifest, fmt, synsets, scans, contact, work, started)
+        replace_folder(work, folder)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
@@ -188,46 +184,32 @@ def _tasks(
     return made(), total
 
 
-def _fresh_folder(folder: Path) -> Path:
-    """An empty folder beside ``folder`` to write the report into (renamed at the end);
-    ``folder`` itself may only hold an earlier report, which is replaced."""
-    ours = (folder / "stats.json").is_file()
-    if folder.exists() and not ours and (not folder.is_dir() or any(folder.iterdir())):
-        raise UsageError(
-            f"{folder}: exists and holds no imagenet-prep report; choose another folder (--to)"
+def _numbers(
+    options: ReportOptions, manifest: Manifest, synsets: Synsets, scans: dict[str, SplitScan]
+) -> tuple[dict[str, dict[str, Any]], dict[str, OriginalSizes | None], list[str], list[str]]:
+    """Each split's entry of stats.json and the original sizes kept by a resized build; the
+    problems found (disagreements with the manifest, images that did not decode); notes."""
+    state = OutputState(as_location(options.output))
+    resized = _resized(manifest)
+    entries: dict[str, dict[str, Any]] = {}
+    originals: dict[str, OriginalSizes | None] = {}
+    problems: list[str] = []
+    notes: list[str] = []
+    for split, found in scans.items():
+        originals[split] = state.read_sizes(split) if resized else None
+        if resized and originals[split] is None:
+            notes.append(f"{split}: the build resized but kept no original sizes (older build)")
+        entry, disagree = stats.split_stats(
+            found, synsets, manifest, originals[split], options.sample, options.seed
         )
-    work = folder.with_name(f".{folder.name}.incomplete")
-    shutil.rmtree(work, ignore_errors=True)
-    try:
-        work.mkdir(parents=True)
-    except OSError as exc:
-        raise UsageError(f"{work}: cannot write the report ({exc.strerror})") from None
-    return work
+        entries[split] = entry
+        problems.extend(disagree)
+        problems.extend(found.problems)
+    return entries, originals, problems, notes
 
 
-def _replace(work: Path, folder: Path) -> None:
-    """Put the finished report in place of an earlier one."""
-    if folder.exists():
-        old = folder.with_name(f".{folder.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(folder, old)
-        os.replace(work, folder)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(work, folder)
-
-
-_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
-
-
-def _file_name(key: str, suffix: str) -> str:
-    """A file name for ``key``: its safe characters and a hash (keys may hold anything).
-
-    >>> _file_name("n01440764_10026", ".jpg")
-    'n01440764_10026-282572a1.jpg'
-    """
-    digest = xxhash.xxh32_hexdigest(key.encode("utf-8"))
-    return f"{_UNSAFE.sub('_', key)[:80]}-{digest}{suffix}"
+def _resized(manifest: Manifest) -> bool:
+    return bool(manifest.options.get("resize_shorter") or manifest.options.get("resize_longer"))
 
 
 def _write(
@@ -237,177 +219,90 @@ def _write(
     synsets: Synsets,
     scans: dict[str, SplitScan],
     contact: list[str],
-    wanted: dict[str, dict[str, str]],
     folder: Path,
     started: float,
 ) -> list[str]:
-    """Write everything into ``folder``; the problems found."""
-    state = OutputState(as_location(options.output))
-    resized = bool(manifest.options.get("resize_shorter") or manifest.options.get("resize_longer"))
-    problems: list[str] = []
-    split_entries: dict[str, dict[str, Any]] = {}
-    originals: dict[str, OriginalSizes | None] = {}
-    notes: list[str] = []
-    for split, found in scans.items():
-        originals[split] = state.read_sizes(split) if resized else None
-        if resized and originals[split] is None:
-            notes.append(
-                f"{split}: the build resized, but kept no original sizes (it predates them)"
-            )
-        entry, disagree = stats.split_stats(
-            found, synsets, manifest, originals[split], options.sample, options.seed
-        )
-        split_entries[split] = entry
-        problems.extend(disagree)
-        problems.extend(found.problems)
-    made: dict[str, list[plots.Plot]] = {
-        "classes": plots.class_counts(
-            folder,
-            {s: e["per_class"] for s, e in split_entries.items() if "per_class" in e},
-            synsets,
-        ),
-        "sizes": [p for s in scans.values() for p in plots.sizes(folder, s, originals[s.split])],
-        "boxes": [p for s in scans.values() for p in plots.boxes(folder, s)],
-        "pixels": plots.pixels(folder, list(scans.values())),
-    }
-    reencoded = _reencoded(folder, manifest, scans, wanted)
-    skipped, skipped_note = _skipped(folder, options, manifest)
-    sheets = _contact_sheets(folder, options, synsets, scans, contact, split_entries)
-    label_ranges = stats.label_ranges(manifest, synsets)
-    created = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    seconds = time.perf_counter() - started
-    if not resized:
+    """Write the plots, pictures, stats.json and index.html into ``folder``; the problems."""
+    entries, originals, problems, notes = _numbers(options, manifest, synsets, scans)
+    if not _resized(manifest):
         notes.append(
             "The build did not resize: the sizes shown are the images' own."
             if fmt == "imagefolder"
             else f"Sizes as the {fmt} records store them (the build did not resize)."
         )
-    document = {
+    per_class = {s: e["per_class"] for s, e in entries.items() if "per_class" in e}
+    made: dict[str, list[plots.Plot]] = {
+        "classes": plots.class_counts(folder, per_class, synsets),
+        "sizes": [p for s in scans.values() for p in plots.sizes(folder, s, originals[s.split])],
+        "boxes": [p for s in scans.values() for p in plots.boxes(folder, s)],
+        "pixels": plots.pixels(folder, list(scans.values())),
+    }
+    skipped, skipped_note = gallery.skipped(folder, options.output, manifest)
+    page = PageData(
+        output=_shown(options.output),
+        format=fmt,
+        created=manifest.created,
+        seconds=time.perf_counter() - started,
+        splits=entries,
+        plots=made,
+        label_ranges=stats.label_ranges(manifest, synsets),
+        reencoded=gallery.reencoded(folder, manifest, scans),
+        skipped=skipped,
+        skipped_note=skipped_note,
+        sheets=gallery.contact_sheets(folder, synsets, scans, contact, entries),
+        build_tables=[tables.options(manifest), tables.source(manifest), tables.timings(manifest)],
+        checksum_tables=tables.checksums(manifest),
+        problems=problems[:_LISTED]
+        + ([f"... and {len(problems) - _LISTED:,} more"] if len(problems) > _LISTED else []),
+        warnings=manifest.warnings,
+        notes=notes,
+    )
+    document = _document(options, manifest, page, problems)
+    (folder / STATS).write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")
+    (folder / "index.html").write_text(render(page), encoding="utf-8")
+    return problems
+
+
+def _document(
+    options: ReportOptions, manifest: Manifest, page: PageData, problems: list[str]
+) -> dict[str, Any]:
+    """stats.json: what the page shows, as numbers."""
+    return {
         "report": {
             "version": STATS_VERSION,
             "tool": {"name": "imagenet-prep", "version": __version__},
-            "created": created,
-            "format": fmt,
-            "seconds": round(seconds, 3),
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "format": page.format,
+            "seconds": round(page.seconds, 3),
             "workers": options.workers,
             "sample": options.sample,
             "seed": options.seed,
         },
         "build": {
-            "output": _shown(options.output),
+            "output": page.output,
             "created": manifest.created,
             "tool": manifest.tool,
             "options": manifest.options,
             "source": manifest.source,
             "timings": manifest.timings,
         },
-        "splits": split_entries,
-        "label_ranges": label_ranges,
+        "splits": page.splits,
+        "label_ranges": page.label_ranges,
         "reencoded": [
-            {"image": t.name, "reason": t.reason, "thumbnail": t.file} for t in reencoded
+            {"image": t.name, "reason": t.reason, "thumbnail": t.file} for t in page.reencoded
         ],
-        "skipped": [{"image": t.name, "reason": t.reason, "thumbnail": t.file} for t in skipped],
+        "skipped": [
+            {"image": t.name, "reason": t.reason, "thumbnail": t.file} for t in page.skipped
+        ],
         "contact_sheets": [
             {"wnid": s.wnid, "name": s.name, "split": s.split, "file": s.file, "shown": s.shown}
-            for s in sheets
+            for s in page.sheets
         ],
         "problems": problems[:_LISTED],
         "problem_count": len(problems),
     }
-    (folder / "stats.json").write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")
-    shown = problems[:_LISTED] + (
-        [f"... and {len(problems) - _LISTED:,} more (stats.json lists {_LISTED})"]
-        if len(problems) > _LISTED
-        else []
-    )
-    page = PageData(
-        output=_shown(options.output),
-        format=fmt,
-        created=manifest.created,
-        seconds=seconds,
-        splits=split_entries,
-        plots=made,
-        label_ranges=label_ranges,
-        reencoded=reencoded,
-        skipped=skipped,
-        skipped_note=skipped_note,
-        sheets=sheets,
-        build_tables=[tables.options(manifest), tables.source(manifest), tables.timings(manifest)],
-        checksum_tables=tables.checksums(manifest),
-        problems=shown,
-        warnings=manifest.warnings,
-        notes=notes,
-    )
-    (folder / "index.html").write_text(render(page), encoding="utf-8")
-    return problems
 
 
 def _shown(output: Path | str) -> str:
     """The build's place as the page names it: a URL, or the folder's absolute path."""
     return redact(str(output)) if is_url(str(output)) else str(Path(output).resolve())
-
-
-def _reencoded(
-    folder: Path,
-    manifest: Manifest,
-    scans: dict[str, SplitScan],
-    wanted: dict[str, dict[str, str]],
-) -> list[Thumb]:
-    made = {k: v for s in scans.values() for k, v in s.thumbs.items()}
-    out = []
-    for entry in manifest.reencoded:
-        image = entry.get("image", "")
-        key = key_of(image)
-        data = made.get(key)
-        name = _save(folder, "thumbs", key, data) if data is not None and key in wanted else None
-        out.append(Thumb(name, image, entry.get("reason", "")))
-    return out
-
-
-def _skipped(
-    folder: Path, options: ReportOptions, manifest: Manifest
-) -> tuple[list[Thumb], str | None]:
-    if is_url(str(options.output)):
-        images: dict[str, bytes] = {}
-        note = None if not manifest.skipped else "thumbnails of skipped images need a local build"
-    else:
-        images, note = skipped_images(Path(options.output), manifest, thumbnail)
-    out = []
-    for entry in manifest.skipped:
-        where = entry.get("image") or entry.get("file") or "?"
-        data = images.get(where)
-        name = _save(folder, "thumbs", key_of(where), data) if data is not None else None
-        out.append(Thumb(name, where, entry.get("reason", "")))
-    return out, note
-
-
-def _save(folder: Path, sub: str, key: str, data: bytes) -> str:
-    name = f"{sub}/{_file_name(key, '.jpg')}"
-    (folder / sub).mkdir(exist_ok=True)
-    (folder / name).write_bytes(data)
-    return name
-
-
-def _contact_sheets(
-    folder: Path,
-    options: ReportOptions,
-    synsets: Synsets,
-    scans: dict[str, SplitScan],
-    contact: list[str],
-    entries: dict[str, dict[str, Any]],
-) -> list[ContactSheet]:
-    sheets = []
-    for wnid in contact:
-        label = synsets.index(wnid)
-        for split, found in scans.items():
-            kept = found.contact.get(label, [])
-            if not kept:
-                continue
-            images = entries[split].get("per_class", {}).get(wnid, 0)
-            name = synsets.text(wnid)
-            title = f"{wnid} · {name} · {split}"
-            sheet = Sheet(title if len(title) < 90 else title[:89] + "…", [t for _, _, t in kept])
-            data = contact_sheet(sheet)
-            file = _save(folder, "sheets", f"{wnid}-{split}", data)
-            sheets.append(ContactSheet(wnid, name, split, file, len(kept), images))
-    return sheets
