@@ -221,14 +221,14 @@ def test_parsing_spread_over_workers_gives_the_same_table(
     """Batches parsed elsewhere and merged in any order make the same table and CSV."""
     source = open_source(discover(small_download))
     alone = load_boxes(source.box_xmls("train"), CHALLENGE)
-    monkeypatch.setattr(boxtable, "BOX_BATCH", 7)
+    monkeypatch.setattr(boxtable, "BOX_BATCH", 5)
 
     def backwards(fn: Callable[[Any], Any], items: Iterable[Any]) -> Iterator[Any]:
         return iter([fn(item) for item in items][::-1])
 
     spread = load_boxes(source.box_xmls("train"), CHALLENGE, map_unordered=backwards)
     assert alone is not None and spread is not None
-    assert len(alone) > 7 * 3
+    assert len(alone) > 5 * 3  # several batches
     assert spread.csv_bytes() == alone.csv_bytes()
     assert spread.stats == alone.stats
     assert spread.skipped == alone.skipped

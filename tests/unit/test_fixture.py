@@ -28,6 +28,7 @@ from imagenet_prep.fixture import (
     generate,
     validation_numbers,
 )
+from imagenet_prep.fixture.plan import BOX_FRACTION
 from imagenet_prep.labels import (
     all_synset_texts,
     load_synsets,
@@ -205,7 +206,7 @@ def test_box_files_are_imagenet_pascal_voc(made: tuple[Path, FixtureReport]) -> 
     boxes = _boxes(out)
     train = {n: x for n, x in boxes.items() if not n.startswith("val/")}
     val = {n: x for n, x in boxes.items() if n.startswith("val/")}
-    assert len(train) == report.train_boxes == round(report.train_images / 2)
+    assert len(train) == report.train_boxes == round(report.train_images * BOX_FRACTION)
     assert len(val) == report.val_boxes == report.val_images
     children = ["folder", "filename", "source", "size", "segmented"]
     for name, root in boxes.items():
@@ -517,3 +518,44 @@ def test_cli_bad_option_is_a_usage_error(tmp_path: Path) -> None:
     args = _parse(["fixture", str(tmp_path / "x"), "--val-per-class", "60"])
     with pytest.raises(UsageError, match="val_per_class"):
         args.func(args)
+
+
+def test_image_size_makes_every_image_that_size_and_the_quirks_scale(tmp_path: Path) -> None:
+    """``--image-size 64x48``: the pool images are 64x48, the large quirk 4 times that, the
+    tiny one as before; the boxes fit the image they describe; a bad size is refused."""
+    out = tmp_path / "small"
+    report = generate(_config(out, image_size=(64, 48)))
+    assert report.median_jpeg_size == (64, 48)
+    sizes: dict[str, tuple[int, int]] = {}
+    with tarfile.open(out / "ILSVRC2012_img_train.tar") as outer:
+        for member in outer:
+            f = outer.extractfile(member)
+            assert f is not None
+            with tarfile.open(fileobj=io.BytesIO(f.read())) as inner:
+                for m in inner:
+                    data = inner.extractfile(m).read()  # type: ignore[union-attr]
+                    with Image.open(io.BytesIO(data)) as im:
+                        sizes[m.name] = im.size
+    large = set(report.quirks["large"])
+    tiny = set(report.quirks["tiny"])
+    for name, size in sizes.items():
+        want = (256, 192) if name in large else (40, 30) if name in tiny else (64, 48)
+        assert size == want, name
+    assert list(sizes.values()).count((64, 48)) == len(sizes) - len(large) - len(tiny)
+    with tarfile.open(out / "ILSVRC2012_bbox_train_v2.tar.gz") as boxes:
+        described = [
+            ET.fromstring(boxes.extractfile(m).read())  # type: ignore[union-attr]
+            for m in boxes
+            if m.isfile()
+        ]
+    seen = [(x.findtext("size/width"), x.findtext("size/height")) for x in described]
+    assert max(set(seen), key=seen.count) == ("64", "48")  # the XMLs describe 64x48 images
+    for bad in ((0, 48), (64,), (64, 48.0), (True, 48), (5000, 48)):
+        with pytest.raises(UsageError, match="image_size"):
+            _config(tmp_path / "bad", image_size=bad)
+    parser = argparse.ArgumentParser()
+    fixture_cli.register(parser.add_subparsers())
+    args = parser.parse_args(["fixture", str(tmp_path / "cli"), "--image-size", "64x48"])
+    assert args.image_size == (64, 48)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["fixture", str(tmp_path / "cli"), "--image-size", "64by48"])

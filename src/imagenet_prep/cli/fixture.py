@@ -92,7 +92,28 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         help="hf-parquet: N rows (drawn by the seed) with a null or empty image path, for "
         "testing readers' fallback names",
     )
+    p.add_argument(
+        "--image-size",
+        type=_image_size,
+        default=None,
+        metavar="WxH",
+        help="every image WIDTHxHEIGHT pixels (the quirks' sizes scale with it) instead of "
+        "ImageNet's mix of sizes around 500x375: e.g. 64x48 for the full image count in a "
+        "few GB",
+    )
     p.set_defaults(func=run)
+
+
+def _image_size(text: str) -> tuple[int, int]:
+    """``WxH`` as (width, height).
+
+    >>> _image_size("64x48")
+    (64, 48)
+    """
+    width, sep, height = text.lower().partition("x")
+    if not sep or not width.isdigit() or not height.isdigit():
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT such as 64x48, not {text!r}")
+    return int(width), int(height)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -111,6 +132,7 @@ def run(args: argparse.Namespace) -> int:
         hf_rows_per_file=args.hf_rows_per_file,
         hf_rows_per_group=args.hf_rows_per_group,
         hf_empty_paths=args.hf_empty_paths,
+        image_size=args.image_size,
     )
     print(format_report(generate(config)))
     return 0
