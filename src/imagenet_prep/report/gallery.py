@@ -42,7 +42,8 @@ def skipped(folder: Path, output: Path | str, manifest: Manifest) -> tuple[list[
         where = entry.get("image") or entry.get("file") or "?"
         data = images.get(where)
         name = save_image(folder, "thumbs", key_of(where), data) if data is not None else None
-        out.append(Thumb(name, where, entry.get("reason", "")))
+        reason = str(entry.get("reason", ""))
+        out.append(Thumb(name, where, reason.removeprefix(f"{where}: ")))  # named already
     return out, note
 
 

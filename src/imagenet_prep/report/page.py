@@ -292,16 +292,35 @@ def _snippets(mean: list[float], std: list[float]) -> str:
     )
 
 
+def _place(origin: str) -> tuple[str, str]:
+    """An image's file name and what holds it (an archive, a zip, a folder), for captions.
+
+    >>> _place("/d/ILSVRC2012_img_train.tar:n02105855.tar:n02105855_2933.JPEG")
+    ('n02105855_2933.JPEG', 'ILSVRC2012_img_train.tar: n02105855.tar')
+    >>> _place("/data/train/n01440764/n01440764_10026.JPEG")
+    ('n01440764_10026.JPEG', 'train/n01440764')
+    """
+    if ":" in origin:
+        holder, _, member = origin.rpartition(":")
+        parts = holder.split(":")
+        parts[0] = parts[0].rsplit("/", 1)[-1]
+        return member.rsplit("/", 1)[-1], ": ".join(parts)
+    folder, _, name = origin.rpartition("/")
+    return name, "/".join(folder.split("/")[-2:])
+
+
 def _thumbs(items: list[Thumb]) -> str:
     cells = []
     for item in items:
+        name, holder = _place(item.name)
         picture = (
-            f'<img src="{_e(item.file)}" alt="{_e(item.name)}">'
+            f'<img src="{_e(item.file)}" alt="{_e(name)}">'
             if item.file
             else '<div class="missing">no thumbnail</div>'
         )
         cells.append(
-            f'<div class="thumb">{picture}<b>{_e(item.reason)}</b><br>{_e(item.name)}</div>'
+            f'<div class="thumb" title="{_e(item.name)}">{picture}<b>{_e(item.reason)}</b><br>'
+            f"{_e(name)}<br><small>{_e(holder)}</small></div>"
         )
     return "<div class=thumbs>" + "".join(cells) + "</div>"
 
