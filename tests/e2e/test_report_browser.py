@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import fcntl
 import json
 import os
 import select
@@ -50,21 +51,22 @@ class Browser:
         self.profile = tempfile.mkdtemp(prefix="chromium-profile-")
         to_chrome, self._write = os.pipe()
         self._read, from_chrome = os.pipe()
-
-        def as_fds_3_and_4() -> None:
-            """In the child, before exec: the pipe's ends where Chrome looks for them. os.dup2
-            makes them inheritable; every other descriptor of this process is not (PEP 446)."""
-            a, b = os.dup(to_chrome), os.dup(from_chrome)
-            os.dup2(a, 3)
-            os.dup2(b, 4)
-
+        # Chrome reads fd 3 and writes fd 4; bash puts the pipe's ends there and execs it (no
+        # preexec_fn in a process that may run threads). Copies above 9 first, so that
+        # "3<&N 4>&M" cannot overwrite one end with the other (bash, not sh: dash takes
+        # single-digit descriptors only).
+        ends = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 10) for fd in (to_chrome, from_chrome)]
+        for fd in (to_chrome, from_chrome):
+            os.close(fd)
+        to_chrome, from_chrome = ends
+        moved = f"3<&{to_chrome} 4>&{from_chrome} {to_chrome}<&- {from_chrome}>&-"
+        args = [*FLAGS, f"--user-data-dir={self.profile}", "--remote-debugging-pipe"]
         self.process = subprocess.Popen(
-            [executable, *FLAGS, f"--user-data-dir={self.profile}", "--remote-debugging-pipe"],
+            ["bash", "-c", f'exec "$0" "$@" {moved}', executable, *args],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-            close_fds=False,  # keeps 3 and 4, made in as_fds_3_and_4
-            preexec_fn=as_fds_3_and_4,
+            pass_fds=(to_chrome, from_chrome),
         )
         os.close(to_chrome)
         os.close(from_chrome)
