@@ -72,16 +72,18 @@ def class_counts(folder: Path, counts: dict[str, dict[str, int]], synsets: Synse
                 np.arange(len(values)), [w for w, _ in ordered], rotation=45, ha="right", fontsize=8
             )
         else:
-            for rank in (0, len(values) - 1):
+            ax.set_ylim(0, values.max() * 1.3)  # room above the bars for the names
+            for rank, (x, ha) in ((0, (0.2, "left")), (len(values) - 1, (0.8, "right"))):
                 wnid, n = ordered[rank]
                 ax.annotate(
-                    f"{wnid} {_short(synsets.text(wnid))}: {n:,}",
+                    f"{'largest' if rank == 0 else 'smallest'}: {wnid} "
+                    f"{_short(synsets.text(wnid))}, {n:,}",
                     xy=(rank, n),
-                    xytext=(0.02 if rank == 0 else 0.98, 0.12 if rank else 0.92),
+                    xytext=(x, 0.92),
                     textcoords="axes fraction",
-                    ha="left" if rank == 0 else "right",
+                    ha=ha,
                     fontsize=9,
-                    arrowprops={"arrowstyle": "-", "color": "#888888", "lw": 0.8},
+                    arrowprops={"arrowstyle": "->", "color": "#555555", "lw": 0.8},
                 )
         ax.set_title(f"{split}: images per class (min {values.min():,}, max {values.max():,})")
         name = f"classes-{split}.png"
