@@ -31,7 +31,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
         "imagenet_prep.loaders.torch needs PyTorch: pip install 'imagenet-prep[torch]'"
     ) from exc
 
-from ..storage import as_location
+from ..storage import as_location, is_url
 from .iterator import ImageNetIterator
 from .options import DecodeOptions, LoaderConfig, Resumable, accept
 from .order import Consumer, epoch_length, split_range
@@ -328,6 +328,15 @@ class ImageNetLoader(Resumable):
             self.dataset.set_epoch(epoch)
             self._done, self._next = {}, 0
 
+    def _context_name(self) -> str | None:
+        """How workers start: as asked, else by fork (fast) for a local build, and from a
+        fork server for a build in an object store: a process that has used a store's client
+        holds its threads and locks, and a child forked from it can wait forever on a lock
+        one of them held at that moment."""
+        if self.multiprocessing_context is not None:
+            return self.multiprocessing_context
+        return "forkserver" if is_url(self.config.root) else None
+
     def _worker_images(self) -> list[int]:
         workers = max(1, self.num_workers)
         rank = self.dataset.rank_images()
@@ -351,7 +360,7 @@ class ImageNetLoader(Resumable):
         pin = self.pin_memory and torch.cuda.is_available()
         context = None
         if self.num_workers:
-            context = torch.multiprocessing.get_context(self.multiprocessing_context)
+            context = torch.multiprocessing.get_context(self._context_name())
             size = dataset.config.image_size
             dataset.ring = _Ring(
                 self.num_workers,
