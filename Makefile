@@ -70,7 +70,7 @@ lint: $(VENV)/.stamp-test
 	$(BIN)/mypy
 
 unit: $(VENV)/.stamp-test
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadgroup
 
 test: lint unit
 

@@ -65,6 +65,20 @@ def ray_cluster() -> Iterator[str]:
 # The S3 servers of the object-storage tests (tests/s3server.py), imported beside their fixtures.
 from tests.s3server import S3Endpoint, moto_server  # noqa: E402
 
+#: The test files that start or look for Ray processes: they run on one worker, one after
+#: the other (a test asking that no Ray task of its build is left would see another's).
+RAY_FILES = frozenset({"test_ray.py", "test_ray_executor.py"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (``make test`` runs ``-n 2 --dist loadgroup``), a file's tests run
+    on one worker, so that its module fixtures (a download, a build) are made once; the tests
+    that use Ray share one worker."""
+    for item in items:
+        name = item.path.name
+        uses_ray = name in RAY_FILES or (name.startswith("test_s3") and "ray" in item.name)
+        item.add_marker(pytest.mark.xdist_group("ray" if uses_ray else str(item.path)))
+
 
 @pytest.fixture(scope="session")
 def s3() -> Iterator[S3Endpoint]:

@@ -27,7 +27,9 @@ from tests.sessions import in_session, kill_session, wait_until_gone
 LOOPBACK = {
     "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
     "RAY_AUTH_MODE": "token",
-    "RAY_AUTH_TOKEN": os.urandom(32).hex(),
+    # The run's: pytest-xdist's workers import this module again, and take the token their
+    # controller put into the environment they inherit.
+    "RAY_AUTH_TOKEN": os.environ.get("RAY_AUTH_TOKEN") or os.urandom(32).hex(),
     "RAY_USAGE_STATS_ENABLED": "0",
 }
 
@@ -59,7 +61,11 @@ def _ready(address: str) -> bool:
     )
     try:
         done = subprocess.run(
-            [sys.executable, "-c", probe], capture_output=True, timeout=30, check=False
+            [sys.executable, "-c", probe],
+            capture_output=True,
+            timeout=30,
+            check=False,
+            stdin=subprocess.DEVNULL,
         )
     except subprocess.TimeoutExpired:
         return False
@@ -88,6 +94,7 @@ def ray_head(cpus: int = 2, env: dict[str, str] | None = None) -> Iterator[tuple
     proc = subprocess.Popen(
         command,
         start_new_session=True,
+        stdin=subprocess.DEVNULL,  # not a pytest-xdist worker's channel
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         env={**os.environ, **LOOPBACK, **(env or {})},
