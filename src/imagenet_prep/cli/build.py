@@ -244,7 +244,7 @@ def _summary(result: Any) -> None:
     )
     index_requests, index_bytes = result.store_index
     image_requests, image_bytes = result.store_images
-    if index_requests or image_requests:
+    if index_bytes or image_requests:  # what reading a source in a store cost
         per_gb = (
             f", {index_requests / (index_bytes / 1e9):,.0f} per GB" if index_bytes >= 1e9 else ""
         )
