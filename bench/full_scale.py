@@ -1080,7 +1080,8 @@ def report(results: dict[str, Any]) -> str:
         + (f" Made in: {'; '.join(made)}." if made else ""),
         "",
         "Each run: page cache warm (its input read twice), free memory filled with clean page "
-        "cache (bench/memstate.py), one run each. CPU s: user + system of the command's whole "
+        "cache as bench/memstate.py does, as far as this host's proactive reclaim lets it "
+        "(`MemoryFill`), one run each. CPU s: user + system of the command's whole "
         "process tree (getrusage of the reaped children). Peak MB: the largest sum of the "
         "tree's resident memory, sampled every 20 ms (processes in parentheses). Load: the "
         "1-minute load average when the run started and ended; others' CPU s: what the rest of "
@@ -1094,6 +1095,11 @@ def report(results: dict[str, Any]) -> str:
         "Growth, full count against 21k at the same image size (per image; above 1 is worse):",
         "",
         *growth_table(table),
+        "",
+        "Below 1 is not work getting cheaper: at 21k each run's fixed costs (the interpreter, "
+        "the pool's start, PyTorch's import, 1,152 shards of 18 images each) weigh on every "
+        "image; at full count they are spread over 64 times as many. The phases below show "
+        "where the time goes.",
         "",
         "The builds' phases (manifest.json's `timings`: inputs = indexing the archives and "
         "reading the boxes, plan, shards, finish = the formats' side files and the manifest):",
