@@ -11,9 +11,10 @@ throughput, time; and `imagenet-prep verify` of a build in the store against one
 
 Downloads are generated with `imagenet-prep fixture` when missing. Page cache warm; every group
 of rows takes turns (a run of each row, then the next round), --runs rounds, in the memory
-state that --memory names (bench/memstate.py, as bench/run.py and bench/ab.py do); every
-command with the same environment (this one's, without its AWS_ variables, with the server's
-endpoint and keys, and XDG_CACHE_HOME in a scratch folder). With --wait-for TEXT a run starts
+state that --memory names (bench/memstate.py, as bench/run.py and bench/ab.py do, its fill
+bounded here: see BoundedMemory); every command with the same environment (this one's,
+without its AWS_ variables, with the server's endpoint and keys, and XDG_CACHE_HOME in a
+scratch folder). With --wait-for TEXT a run starts
 only while no process whose command line holds TEXT runs (a test suite on a shared machine),
 and a run that such a process overlapped is repeated; with --max-foreign-cpu CORES, the same
 for the processes not started here using more than CORES cores (other jobs).
@@ -81,7 +82,7 @@ import xxhash
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(1, str(Path(__file__).resolve().parents[1]))  # tests.s3server
 from docsection import DOCS, machine, write_section
-from memstate import MODES, MemoryState
+from memstate import CHUNK, MODES, MemoryState, mem_free
 from peak_memory import tree_rss
 from run import (
     NOT_COMPARED,
@@ -153,15 +154,49 @@ class Build(Row):
     objects: tuple[int, int, int, int] | None = None
     open_uploads: int = 0  # multipart uploads left open under its prefixes, all runs
     foreign: list[float] = field(default_factory=list)  # CPU s of other processes in each run
+    free: list[float] = field(default_factory=list)  # GB of free memory as each run started
+
+
+class BoundedMemory(MemoryState):
+    """bench/memstate.py's state with a bounded fill: this host's proactive reclaim (DAMON
+    ``pageout``) keeps about 5% of memory free whatever is read, so memstate's fill down to
+    320 MB never ends here (bench/full_scale.py's ``MemoryFill`` found it first), and memory
+    it gave back costs the host's faults again (about 2.7 s a GB). A fill stops at 320 MB, or
+    once it has read the memory that was free plus 1 GB, or after ``seconds``; the free memory
+    each run starts with is recorded (``Build.free``)."""
+
+    seconds = 3.0
+
+    def top_up(self) -> None:
+        if self.mode != "full":
+            return
+        buf = bytearray(CHUNK)
+        budget = mem_free() + (1 << 30)
+        deadline = time.monotonic() + self.seconds
+        read = 0
+        with open(self._fill, "ab"):
+            pass
+        with open(self._fill, "rb", buffering=0) as f:
+            while mem_free() > self.leave and read < budget and time.monotonic() < deadline:
+                end = self._offset + (256 << 20)
+                if os.fstat(f.fileno()).st_size < end:
+                    os.truncate(self._fill, end)  # more holes: no disk space is used
+                f.seek(self._offset)
+                while self._offset < end and (n := f.readinto(buf)):
+                    self._offset += n
+                    read += n
 
 
 Command = Callable[[str], list[str]]  # the command of a run writing its output to this place
 
 
 def code_version() -> str:
-    """The commit the working tree is at, and whether src/ differs from it."""
+    """The last commit that changed src/ (the code measured), and whether src/ differs
+    from it."""
     git = ["git", "-C", str(ROOT)]
-    head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    head = subprocess.run(
+        [*git, "log", "-1", "--format=%h", "--", "src"], capture_output=True, text=True
+    )
     dirty = subprocess.run(
         [*git, "status", "--porcelain", "--", "src"], capture_output=True, text=True
     ).stdout.strip()
@@ -344,7 +379,7 @@ class Quiet:
 
     A run starts when no process whose command line holds one of ``patterns`` runs (a test
     suite) and the other processes (not this one's descendants, not the kernel's threads)
-    used at most ``limit`` cores over a second; it waits otherwise, polling every 30 s. A run
+    used at most ``limit`` cores over half a second; it waits otherwise, polling every 30 s. A run
     during which such a process ran, or the others used more than ``limit`` cores on
     average, is repeated (``repeated``)."""
 
@@ -438,10 +473,10 @@ class Quiet:
     def busy(self) -> list[str]:
         """Why a run may not start now (nothing: it may)."""
         with self.watch() as seen:
-            time.sleep(1.0)
+            time.sleep(0.5)
         why = list(seen["intruders"])
-        if self.limit is not None and seen["foreign"] > self.limit:
-            why.append(f"other processes used {seen['foreign']:.2f} CPU s in 1 s")
+        if self.limit is not None and seen["foreign"] > self.limit * 0.5:
+            why.append(f"other processes used {seen['foreign']:.2f} CPU s in 0.5 s")
         return why
 
     def wait(self) -> None:
@@ -500,6 +535,7 @@ def take_turns(
                     where = f"s3://{OUT_BUCKET}/{name}" if row.to_store else str(out / "out")
                     log = scratch / f"{name}.stderr"
                     server = session_cpu(sid)
+                    free = mem_free() / 1e9
                     busy = busy_seconds()
                     with peak_rss(sid) as peak, quiet.watch() as seen, open(log, "wb") as err:
                         started = time.perf_counter()
@@ -516,6 +552,7 @@ def take_turns(
                     server = session_cpu(sid) - server
                     if not (why := quiet.spoiled(seen, seconds)):
                         row.foreign.append(seen["foreign"])
+                        row.free.append(free)
                         break
                     print(
                         f"  {row.name} run {run_no + 1} ({seconds:.2f} s): {why}: again", flush=True
@@ -929,9 +966,19 @@ def report(
         ]
     if found:
         lines += census_lines(found, images)
+    rows = [local, s3, *small["outputs"], *(big["outputs"] if big else [])]
+    rows += groups["verify"]["rows"] if groups["verify"] else []
+    free = [f for r in rows for f in r.free]
+    if args.memory == "full" and free:
+        lines += [
+            f"Memory full, bounded: before each run free memory is filled with clean page cache "
+            f"for at most {BoundedMemory.seconds:.0f} s (this host's proactive reclaim, DAMON "
+            "`pageout`, keeps about 5% of memory free whatever is read, so bench/memstate.py's "
+            f"fill down to 320 MB does not end here); the runs started with {min(free):.1f}-"
+            f"{max(free):.1f} GB free (median {statistics.median(free):.1f} GB).",
+            "",
+        ]
     if args.wait_for or args.max_foreign_cpu is not None:
-        rows = [local, s3, *small["outputs"], *(big["outputs"] if big else [])]
-        rows += groups["verify"]["rows"] if groups["verify"] else []
         foreign = max((f for r in rows for f in r.foreign), default=0.0)
         what = []
         if args.wait_for:
@@ -939,7 +986,8 @@ def report(
         if args.max_foreign_cpu is not None:
             what.append(
                 f"the processes not started by the script used at most {args.max_foreign_cpu} "
-                "cores (--max-foreign-cpu: over 1 s before each run, and on average during it)"
+                "cores (--max-foreign-cpu: over 0.5 s before each run, and on average during "
+                "it)"
             )
         lines += [
             f"This machine is shared: runs were taken only while {' and '.join(what)}; "
@@ -1038,7 +1086,7 @@ def main() -> int:
         "big": None,
         "verify": None,
     }
-    memory = MemoryState(args.memory, OUT, sum(p.stat().st_size for p in archives(download)))
+    memory = BoundedMemory(args.memory, OUT, sum(p.stat().st_size for p in archives(download)))
     found: dict[str, Any] = {}
     quiet = Quiet(args.wait_for, args.max_foreign_cpu)
     try:
