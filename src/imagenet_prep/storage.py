@@ -442,8 +442,9 @@ class Upload:
         size = self._f.tell()
         with self._store.errors(self.url):
             self._f.close()
-        # The upload's start, a request per part, its completion.
-        self._store.stats.add(writes=2 + max(1, -(-size // self._block)), written=size)
+        # One PUT when it never filled a part; else the upload's start, its parts, its end.
+        parts = -(-size // self._block)
+        self._store.stats.add(writes=1 if parts <= 1 else 2 + parts, written=size)
 
     def abort(self) -> None:
         with contextlib.suppress(Exception):

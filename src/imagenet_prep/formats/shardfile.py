@@ -303,11 +303,12 @@ def checking(out: Path, shard: dict[str, Any]) -> Iterator[tuple[VerifyReport, P
 def fetch(url: Path, local: Path) -> tuple[int, str] | None:
     """Copy an object to the local file ``local`` in large blocks, hashing it on the way;
     its (size, XXH3-128), or None when there is no such object."""
-    if file_size(url) is None:
+    known = file_size(url)
+    if known is None:
         return None
     h = xxhash.xxh3_128()
     size = 0
-    with open_store(str(url)).stream(str(url)) as stream, open(local, "wb") as f:
+    with open_store(str(url)).stream(str(url), known) as stream, open(local, "wb") as f:
         while block := stream.read(STREAM_BLOCK):
             h.update(block)
             f.write(block)

@@ -167,6 +167,27 @@ class ImageFolderShardWriter:
         """Finished files stay: they are complete, and a rerun rewrites the same bytes."""
 
 
+def _count_image(
+    folder: str,
+    relpath: str,
+    data: bytes,
+    where: str,
+    found: ClassTotals,
+    report: VerifyReport,
+    decode: bool,
+) -> None:
+    """Add one image read back by verify to its folder's totals; decode it when asked."""
+    found.add(folder, len(data), file_digest(relpath, data))
+    report.records += 1
+    if decode:
+        from ...imagefix import decode_check
+
+        try:
+            decode_check(data, where)
+        except DataError as exc:
+            report.problems.append(str(exc))
+
+
 def image_folder(split: str, wnid: str) -> str:
     """The folder (relative to ``OUT/imagefolder``) that holds an image of ``split``
     and class ``wnid``: its class folder, or for the test split the split folder itself.
@@ -318,15 +339,8 @@ class ImageFolderSink:
             for i in range(0, len(names), PUT_BATCH):
                 urls = [f"{self.root}/{n}" for n in names[i : i + PUT_BATCH]]
                 for url, data in sorted(store.read_many(urls).items()):
-                    found.add(folder, len(data), file_digest(url[len(str(self.root)) + 1 :], data))
-                    report.records += 1
-                    if decode:
-                        from ...imagefix import decode_check
-
-                        try:
-                            decode_check(data, url)
-                        except DataError as exc:
-                            report.problems.append(str(exc))
+                    relpath = url[len(str(self.root)) + 1 :]
+                    _count_image(folder, relpath, data, url, found, report, decode)
 
     def _check_folders(
         self,
@@ -379,12 +393,5 @@ class ImageFolderSink:
             except OSError as exc:
                 report.problems.append(f"{entry.path}: cannot read ({exc.strerror})")
                 continue
-            found.add(folder, len(data), file_digest(f"{folder}/{entry.name}", data))
-            report.records += 1
-            if decode:
-                from ...imagefix import decode_check
-
-                try:
-                    decode_check(data, entry.path)
-                except DataError as exc:
-                    report.problems.append(str(exc))
+            relpath = f"{folder}/{entry.name}"
+            _count_image(folder, relpath, data, entry.path, found, report, decode)
