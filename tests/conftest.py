@@ -69,15 +69,26 @@ from tests.s3server import S3Endpoint, moto_server  # noqa: E402
 #: the other (a test asking that no Ray task of its build is left would see another's).
 RAY_FILES = frozenset({"test_ray.py", "test_ray_executor.py"})
 
+#: The test files that run MosaicML streaming's ``StreamingDataset``: it picks its
+#: shared-memory prefix by looking for the first free one, so two readers started at once
+#: on two workers can pick the same and one fails ("File exists: '/000177_locals'").
+STREAMING_FILES = frozenset({"test_mds.py", "test_test_split.py"})
+
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Under pytest-xdist (``make test`` runs ``-n 2 --dist loadgroup``), a file's tests run
     on one worker, so that its module fixtures (a download, a build) are made once; the tests
-    that use Ray share one worker."""
+    that use Ray share one worker, and so do those that run MosaicML streaming's reader."""
     for item in items:
         name = item.path.name
         uses_ray = name in RAY_FILES or (name.startswith("test_s3") and "ray" in item.name)
-        item.add_marker(pytest.mark.xdist_group("ray" if uses_ray else str(item.path)))
+        if uses_ray:
+            group = "ray"
+        elif name in STREAMING_FILES:
+            group = "streaming"
+        else:
+            group = str(item.path)
+        item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture(scope="session")

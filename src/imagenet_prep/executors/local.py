@@ -261,7 +261,7 @@ class ProcessExecutor:
             # It boots now, in the background, while the caller loads and prepares the rest.
             start_fork_server(self._preload)
         self._pool: ProcessPoolExecutor | None = None
-        self._aside: list[list[multiprocessing.process.BaseProcess]] = []
+        self._aside: list[tuple[ProcessPoolExecutor, list[multiprocessing.process.BaseProcess]]] = []
         self._starting: list[threading.Thread] = []
 
     def _context(self) -> multiprocessing.context.BaseContext:
@@ -311,7 +311,7 @@ class ProcessExecutor:
                     process.terminate()
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
-        for processes in self._aside:
+        for aside, processes in self._aside:
             if kind is not None:
                 # The run failed: a one-off task may have minutes left (hashing a 138 GB
                 # archive) and nobody will use its result, so it is stopped, not left to
@@ -320,6 +320,10 @@ class ProcessExecutor:
                     process.terminate()
             for process in processes:
                 process.join(timeout=10)
+            # Its manager thread is waited for too: left running, it may close its wake-up
+            # pipe while the interpreter's exit hook writes to it, and Python prints an
+            # "OSError: Bad file descriptor" traceback after "interrupted" (Ctrl-C).
+            aside.shutdown(wait=True)
         self._aside.clear()
 
     def run_aside(self, fn: Callable[..., R], *args: object) -> Future[R]:
@@ -337,7 +341,7 @@ class ProcessExecutor:
                 inner = aside.submit(fn, *args)  # starts the process
                 # Kept to stop it if the run fails.
                 processes = _processes(aside)
-                self._aside.append(processes)
+                self._aside.append((aside, processes))
                 aside.shutdown(wait=False)
             except BaseException as exc:  # e.g. the fork server could not start
                 outer.set_exception(exc)

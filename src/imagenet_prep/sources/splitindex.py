@@ -19,7 +19,7 @@ from ..labels import Synsets
 from ..sample import BBox, ContainerKind, ImageRef
 from .container import Container
 from .layout import MAX_KEY_BYTES, stem
-from .namecolumn import NameColumn
+from ..namecolumn import NameColumn
 
 if TYPE_CHECKING:
     from .boxtable import BoxTable
