@@ -13,6 +13,8 @@ from array import array
 from collections.abc import Iterable, Iterator, Sequence
 from typing import overload
 
+import numpy as np
+
 #: Any ``str`` round-trips, a lone surrogate (a name that was not UTF-8 on disk) included.
 _ERRORS = "surrogatepass"
 
@@ -64,6 +66,33 @@ class NameColumn(Sequence[str]):
         for end in self._ends:
             yield data[start:end].decode("utf-8", _ERRORS)
             start = end
+
+    def encoded(self) -> Iterator[bytes]:
+        """Each name's UTF-8 bytes, in order (no decoding)."""
+        data, start = self._data, 0
+        for end in self._ends:
+            yield bytes(data[start:end])
+            start = end
+
+    def extend(self, other: NameColumn) -> None:
+        """Append every name of ``other`` (two buffer copies, no name made).
+
+        >>> column = NameColumn(["a"]); column.extend(NameColumn(["bc", "d"])); list(column)
+        ['a', 'bc', 'd']
+        """
+        shift = len(self._data)
+        self._data += other._data
+        if len(other._ends):
+            ends = np.frombuffer(other._ends, dtype=np.uint64) + np.uint64(shift)
+            self._ends.frombytes(ends.tobytes())
+
+    def sort_order(self) -> np.ndarray:
+        """The positions of the names in sorted order (as ``sorted`` orders the ``str``: UTF-8
+        bytes sort as their code points do), stable, as an int64 array."""
+        if not len(self):
+            return np.zeros(0, dtype=np.int64)
+        fixed = np.array(list(self.encoded()), dtype=f"S{max(1, self.max_length())}")
+        return np.argsort(fixed, kind="stable").astype(np.int64)
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, NameColumn):

@@ -32,7 +32,7 @@ def test_a_failed_run_stops_a_long_aside_task() -> None:
     with pytest.raises(RuntimeError, match="stop"), ProcessExecutor(1) as pool:
         pool.run_aside(time.sleep, 60)
         time.sleep(1.0)  # the helper process is running the task by now
-        helpers = [p for started_ones in pool._aside for p in started_ones]
+        helpers = [p for _pool, started_ones in pool._aside for p in started_ones]
         assert helpers and all(p.is_alive() for p in helpers)
         raise RuntimeError("stop")
     assert time.monotonic() - started < 30

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import closing
+from multiprocessing.process import BaseProcess
 from types import FrameType, TracebackType
 from typing import TypeVar
 
@@ -199,9 +200,7 @@ def _quiet_resource_tracker() -> None:
         sys.warnoptions.append(_TRACKER_WARNINGS)
 
 
-def _copy_outcome(
-    source: Future[R], target: Future[R], processes: Sequence[multiprocessing.process.BaseProcess]
-) -> None:
+def _copy_outcome(source: Future[R], target: Future[R], processes: Sequence[BaseProcess]) -> None:
     exc = source.exception()
     if isinstance(exc, BrokenProcessPool):
         exc = (
@@ -215,7 +214,7 @@ def _copy_outcome(
         target.set_result(source.result())
 
 
-def _importing_main_exit(processes: Iterable[multiprocessing.process.BaseProcess]) -> bool:
+def _importing_main_exit(processes: Iterable[BaseProcess]) -> bool:
     """Whether one of these ended processes was stopped by :func:`refuse_while_importing_main`."""
     for process in processes:
         process.join(timeout=5)
@@ -224,7 +223,7 @@ def _importing_main_exit(processes: Iterable[multiprocessing.process.BaseProcess
     return False
 
 
-def _processes(pool: ProcessPoolExecutor) -> list[multiprocessing.process.BaseProcess]:
+def _processes(pool: ProcessPoolExecutor) -> list[BaseProcess]:
     """The pool's worker processes now (concurrent.futures has no public way to them)."""
     return list((getattr(pool, "_processes", None) or {}).values())
 
@@ -261,7 +260,8 @@ class ProcessExecutor:
             # It boots now, in the background, while the caller loads and prepares the rest.
             start_fork_server(self._preload)
         self._pool: ProcessPoolExecutor | None = None
-        self._aside: list[tuple[ProcessPoolExecutor, list[multiprocessing.process.BaseProcess]]] = []
+        # The one-off tasks' pools and their processes.
+        self._aside: list[tuple[ProcessPoolExecutor, list[BaseProcess]]] = []
         self._starting: list[threading.Thread] = []
 
     def _context(self) -> multiprocessing.context.BaseContext:

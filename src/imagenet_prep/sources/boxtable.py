@@ -10,10 +10,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import xxhash
+
 from .. import boxes as boxmod
 from ..boxes import Box
 from ..errors import DataError
 from ..labels import Synsets, validation_number
+from ..namecolumn import NameColumn
 from ..sample import BBox
 
 # --- bounding boxes ------------------------------------------------------------------
@@ -67,91 +71,182 @@ class BoxXmls:
     items: Iterator[tuple[str, str, bytes]]
 
 
-_NO_BOXES = (0, 0, "")
-
-
 class BoxTable:
-    """Training boxes by image stem, as the records carry them, plus the CSV lines.
+    """Training boxes by image stem, as the records carry them; the CSV made from them.
 
-    Kept as columns (per image: its first box, box count and folder; the box values in one
-    array; one CSV line per box), so a partial table parsed in a worker pickles in a few C
-    calls. ``prefix`` and the folder name an image's XML file (see :func:`box_file`).
+    Kept as columns, one row per image with boxes (its stem, the folder of its XML, where
+    its boxes end) and the box values in one array, so that 550,000 images with boxes cost
+    about 90 bytes each, not a dict entry, a tuple and a list of CSV lines apiece, and a
+    partial table parsed in a worker pickles in a few C calls. Images are found by the 64-bit
+    hashes of their stems, sorted once (:meth:`rows`); a stem given twice is refused there,
+    naming both files. ``prefix`` and the folder name an image's XML file (see
+    :func:`box_file`).
     """
 
     def __init__(self, prefix: str = "") -> None:
         self.prefix = prefix
-        # stem -> (first box, box count, folder of its XML)
-        self._where: dict[str, tuple[int, int, str]] = {}
-        self._values = array("d")  # xmin, ymin, xmax, ymax of every box, image after image
-        self._lines: list[str] = []  # the CSV line of every box, in the same order
+        self._stems = NameColumn()
+        self._folder = array("I")  # per row: its XML's folder, an index into _folders
+        self._folders: list[str] = []
+        self._numbers: dict[str, int] = {}  # folder -> its index in _folders
+        self._ends = array("Q")  # per row: where its boxes end, counted in boxes
+        self._values = array("d")  # xmin, ymin, xmax, ymax of every box, row after row
         self.stats = BoxStats()
         self.skipped: list[tuple[str, str]] = []
+        self._lookup: tuple[np.ndarray, np.ndarray] | None = None  # sorted hashes, their rows
 
-    def add(
-        self, key: str, boxes: Sequence[BBox | Box], lines: Sequence[str], folder: str = ""
-    ) -> None:
-        """Boxes (``BBox`` or ``(xmin, ymin, xmax, ymax)``) and their CSV lines, one each,
-        from the XML file ``key`` in ``folder``."""
-        if key in self._where:
-            also = box_file(self.prefix, folder, key)
-            raise DataError(f"two box files for the image {key}: {self.file(key)} and {also}")
-        if len(lines) != len(boxes):
-            raise ValueError(f"{key}: {len(boxes)} boxes with {len(lines)} CSV lines")
-        self._where[key] = (len(self._lines), len(boxes), folder)
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_lookup"] = None  # made again where it is needed
+        return state
+
+    def _folder_number(self, folder: str) -> int:
+        number = self._numbers.get(folder)
+        if number is None:
+            number = self._numbers[folder] = len(self._folders)
+            self._folders.append(folder)
+        return number
+
+    def add(self, key: str, boxes: Sequence[BBox | Box], folder: str = "") -> None:
+        """The boxes (``BBox`` or ``(xmin, ymin, xmax, ymax)``, the values the records carry:
+        :func:`boxes.record_box`'s) of the image ``key``, from the XML file ``key`` in
+        ``folder``. A key given twice is refused by :meth:`check`."""
+        self._lookup = None
+        self._stems.append(key)
+        self._folder.append(self._folder_number(folder))
         for box in boxes:
             if isinstance(box, BBox):
                 box = (box.xmin, box.ymin, box.xmax, box.ymax)
             self._values.extend(box)
-        self._lines.extend(lines)
+        self._ends.append(len(self._values) // 4)
 
     def merge(self, other: BoxTable) -> None:
-        """Take in a partial table parsed elsewhere (its boxes, lines, counts and skips)."""
-        twice = other._where.keys() & self._where.keys()
-        if twice:
-            key = min(twice)
-            raise DataError(
-                f"two box files for the image {key}: {self.file(key)} and {other.file(key)}"
-            )
-        shift = len(self._lines)
-        for key, (first, count, folder) in other._where.items():
-            self._where[key] = (first + shift, count, folder)
+        """Take in a partial table parsed elsewhere (its boxes, counts and skips)."""
+        self._lookup = None
+        if len(other._folder):
+            numbers = np.array([self._folder_number(f) for f in other._folders], dtype=np.uint32)
+            self._folder.frombytes(numbers[np.frombuffer(other._folder, dtype=np.uint32)].tobytes())
+        shift = len(self._values) // 4
+        if len(other._ends):
+            ends = np.frombuffer(other._ends, dtype=np.uint64) + np.uint64(shift)
+            self._ends.frombytes(ends.tobytes())
+        self._stems.extend(other._stems)
         self._values.extend(other._values)
-        self._lines.extend(other._lines)
         for name, value in asdict(other.stats).items():
             setattr(self.stats, name, getattr(self.stats, name) + value)
         self.skipped.extend(other.skipped)
 
+    def _file_of(self, row: int) -> str:
+        return box_file(self.prefix, self._folders[self._folder[row]], self._stems[row])
+
+    def _sorted(self) -> tuple[np.ndarray, np.ndarray]:
+        """The stems' hashes, sorted, and the row of each; a stem twice is an error."""
+        if self._lookup is None:
+            hashes = np.fromiter(
+                map(xxhash.xxh3_64_intdigest, self._stems.encoded()),
+                dtype=np.uint64,
+                count=len(self._stems),
+            )
+            rows = np.argsort(hashes, kind="stable")
+            hashes = hashes[rows]
+            seen: dict[str, int] = {}  # the stems of one run of equal hashes
+            for at in np.flatnonzero(hashes[1:] == hashes[:-1]).tolist():
+                if at == 0 or hashes[at - 1] != hashes[at]:  # a new run starts
+                    seen = {self._stems[int(rows[at])]: int(rows[at])}
+                row = int(rows[at + 1])
+                first = seen.setdefault(self._stems[row], row)
+                if first != row:
+                    raise DataError(
+                        f"two box files for the image {self._stems[row]}: "
+                        f"{self._file_of(first)} and {self._file_of(row)}"
+                    )
+            self._lookup = hashes, rows
+        return self._lookup
+
+    def check(self) -> None:
+        """Refuse a stem given twice (naming both XML files)."""
+        self._sorted()
+
+    def rows(self, keys: Sequence[str]) -> list[int]:
+        """The row of each of ``keys`` (-1 for an image without boxes), found together."""
+        if not keys:
+            return []
+        hashes, rows = self._sorted()
+        wanted = np.fromiter(
+            (xxhash.xxh3_64_intdigest(k.encode("utf-8", "surrogatepass")) for k in keys),
+            dtype=np.uint64,
+            count=len(keys),
+        )
+        at = np.minimum(np.searchsorted(hashes, wanted), len(hashes) - 1)
+        hit = hashes[at] == wanted
+        found: list[int] = np.where(hit, rows[at], -1).tolist()
+        stems = self._stems
+        for n in np.flatnonzero(hit).tolist():
+            if stems[found[n]] != keys[n]:  # two stems with one hash: look at all of them
+                found[n] = self._row_slowly(keys[n], int(at[n]))
+        return found
+
+    def _row_slowly(self, key: str, at: int) -> int:
+        """``key``'s row among the stems that share its hash, which start at ``at``."""
+        hashes, rows = self._sorted()
+        h = hashes[at]
+        while at < len(hashes) and hashes[at] == h:
+            if self._stems[int(rows[at])] == key:
+                return int(rows[at])
+            at += 1
+        return -1
+
+    def row_values(self, row: int) -> array[float]:
+        """Row ``row``'s box values (four per box, in file order); empty for -1."""
+        if row < 0:
+            return array("d")
+        start = self._ends[row - 1] if row else 0
+        return self._values[4 * start : 4 * self._ends[row]]
+
     def values(self, key: str) -> array[float]:
         """The image's box values (four per box, in file order); empty without boxes."""
-        first, count, _ = self._where.get(key, _NO_BOXES)
-        return self._values[4 * first : 4 * (first + count)]
+        return self.row_values(self.rows([key])[0])
 
     def file(self, key: str) -> str:
         """The XML file that gave the image ``key`` its boxes (KeyError when none did)."""
-        return box_file(self.prefix, self._where[key][2], key)
+        row = self.rows([key])[0]
+        if row < 0:
+            raise KeyError(key)
+        return self._file_of(row)
 
     def get(self, key: str) -> tuple[BBox, ...]:
         v = self.values(key)
         return tuple(BBox(*v[i : i + 4]) for i in range(0, len(v), 4))
 
     def keys(self) -> list[str]:
-        return list(self._where)
+        return list(self._stems)
 
     def __len__(self) -> int:
-        return len(self._where)
+        return len(self._stems)
 
     def csv_bytes(self) -> bytes:
         """The reference scripts' CSV, in UTF-8: one line per kept box, sorted by image, boxes
-        in file order.
+        in file order (:func:`boxes.csv_line` of each box: its values printed as the
+        records' values were parsed from, so the text is the reference scripts').
 
         Names are ASCII in ILSVRC2012, so the bytes are the reference scripts'; others are
         written as they are.
         """
-        ordered: list[str] = []
-        for key in sorted(self._where):
-            first, count, _ = self._where[key]
-            ordered.extend(self._lines[first : first + count])
-        return "".join(line + "\n" for line in ordered).encode("utf-8")
+        out = bytearray()
+        lines: list[str] = []
+        values, ends = self._values, self._ends
+        for row in self._stems.sort_order().tolist():
+            key = self._stems[row]
+            start = ends[row - 1] if row else 0
+            for box in range(start, ends[row]):
+                xmin, ymin, xmax, ymax = values[4 * box : 4 * box + 4]
+                lines.append(boxmod.csv_line(key, (xmin, ymin, xmax, ymax)))
+            if len(lines) >= 65536:
+                out += ("\n".join(lines) + "\n").encode("utf-8")
+                lines.clear()
+        if lines:
+            out += ("\n".join(lines) + "\n").encode("utf-8")
+        return bytes(out)
 
 
 #: Box XMLs per parsing task when the parsing is spread over a pool.
@@ -193,6 +288,7 @@ def load_boxes(
         if progress is not None:
             progress(table.stats.files)
     table.skipped.sort()
+    table.check()
     return table
 
 
@@ -261,10 +357,5 @@ def parse_box_batch(batch: _BoxBatch) -> BoxTable:
         stats.boxes_empty += result.dropped_empty
         stats.boxes_kept += len(result.kept)
         if result.kept:
-            table.add(
-                key,
-                [boxmod.record_box(b) for b in result.kept],
-                [boxmod.csv_line(key, b) for b in result.kept],
-                folder,
-            )
+            table.add(key, [boxmod.record_box(b) for b in result.kept], folder)
     return table

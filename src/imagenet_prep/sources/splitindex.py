@@ -16,10 +16,10 @@ from ..archive import ArchiveIndex
 from ..errors import DataError
 from ..formats.webdataset.writer import sample_key
 from ..labels import Synsets
+from ..namecolumn import NameColumn
 from ..sample import BBox, ContainerKind, ImageRef
 from .container import Container
 from .layout import MAX_KEY_BYTES, stem
-from ..namecolumn import NameColumn
 
 if TYPE_CHECKING:
     from .boxtable import BoxTable
@@ -209,8 +209,8 @@ class SplitIndex:
         sizes = array("q")
         box_ends = array("I")
         box_values = array("d")
-        lookup = boxes.values if boxes is not None else None
-        for i in indices:
+        rows = boxes.rows([stem(self.names[i]) for i in indices]) if boxes is not None else None
+        for n, i in enumerate(indices):
             c = self.where[i]
             if c not in local:
                 local[c] = len(containers)
@@ -221,8 +221,8 @@ class SplitIndex:
             labels.append(self.labels[i])
             offsets.append(self.offsets[i])
             sizes.append(self.sizes[i])
-            if lookup is not None:
-                box_values.extend(lookup(stem(name)))
+            if rows is not None and boxes is not None and rows[n] >= 0:
+                box_values.extend(boxes.row_values(rows[n]))
             box_ends.append(len(box_values) // 4)
         wnids = {label: synsets.wnids[label] if label >= 0 else "" for label in set(labels)}
         return RefBlock(
