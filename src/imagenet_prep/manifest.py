@@ -432,38 +432,9 @@ class OriginalSizes:
     def __len__(self) -> int:
         return len(self.keys)
 
-    @classmethod
-    def join(cls, parts: Iterable[OriginalSizes]) -> OriginalSizes:
-        listed = list(parts)
-        return cls(
-            tuple(k for p in listed for k in p.keys),
-            tuple(w for p in listed for w in p.widths),
-            tuple(h for p in listed for h in p.heights),
-        )
-
-    def sorted(self) -> OriginalSizes:
-        order = sorted(range(len(self.keys)), key=self.keys.__getitem__)
-        return OriginalSizes.of((self.keys[i], self.widths[i], self.heights[i]) for i in order)
-
     def part_bytes(self) -> bytes:
         rows = zip(self.keys, self.widths, self.heights, strict=True)
         return "".join(f"{k}\t{w}\t{h}\n" for k, w, h in rows).encode("utf-8")
-
-    @classmethod
-    def from_part(cls, data: bytes, where: str) -> OriginalSizes:
-        """A shard's part (``where`` names it in an error).
-
-        >>> OriginalSizes.from_part(b"a\\t500\\t375\\n", "x").widths
-        (500,)
-        """
-        rows = []
-        try:
-            for line in data.decode("utf-8").splitlines():
-                key, width, height = line.split("\t")
-                rows.append((key, int(width), int(height)))
-        except (UnicodeDecodeError, ValueError):
-            raise DataError(f"{where}: not a shard's original sizes") from None
-        return cls.of(rows)
 
     def parquet_bytes(self) -> bytes:
         import pyarrow as pa
@@ -494,6 +465,35 @@ class OriginalSizes:
             tuple(table.column("width").to_pylist()),
             tuple(table.column("height").to_pylist()),
         )
+
+
+def _no_sizes() -> Any:
+    """The original sizes' Arrow table with no row."""
+    import pyarrow as pa
+
+    schema = pa.schema([("key", pa.string()), ("width", pa.int32()), ("height", pa.int32())])
+    return schema.empty_table()
+
+
+def _sizes_part_table(data: bytes, where: str) -> Any:
+    """A shard's part of the original sizes (``key<TAB>width<TAB>height`` lines) as an Arrow
+    table; ``where`` names it in the error when it is not one."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    try:
+        return pacsv.read_csv(
+            pa.BufferReader(data),
+            read_options=pacsv.ReadOptions(column_names=["key", "width", "height"]),
+            parse_options=pacsv.ParseOptions(delimiter="\t", quote_char=False),
+            convert_options=pacsv.ConvertOptions(
+                column_types={"key": pa.string(), "width": pa.int32(), "height": pa.int32()},
+                strings_can_be_null=False,
+                quoted_strings_can_be_null=False,
+            ),
+        )
+    except (pa.ArrowException, ValueError):
+        raise DataError(f"{where}: not a shard's original sizes") from None
 
 
 def _local_cache(url: str) -> Path:
@@ -595,16 +595,23 @@ class OutputState:
     def join_sizes(self, split: str, shards: Iterable[str]) -> int:
         """Join the parts of ``shards`` into the split's sizes file (sorted by key, kept after
         the build); the number of images it holds. A shard without a part (finished by a
-        version that kept none) is logged and left out."""
-        parts = []
+        version that kept none) is logged and left out.
+
+        The parts are read as Arrow columns, joined and sorted there (about 30 bytes an
+        image: 1.28 million as Python tuples of ``str`` and ``int`` cost 250 MB).
+        """
+        import pyarrow as pa
+        import pyarrow.compute as pc
+        import pyarrow.parquet as pq
+
+        tables = []
         missing = []
         for shard in shards:
             data = read_bytes(self.root / PARTS_DIR / SIZES_DIR / shard)
             if data is None:
                 missing.append(shard)
-                continue
-            parts.append(OriginalSizes.from_part(data, shard))
-        joined = OriginalSizes.join(parts)
+            elif data:
+                tables.append(_sizes_part_table(data, shard))
         if missing:
             log.warning(
                 "%s: the original sizes of %d shards are missing (%s, ...); the report shows "
@@ -613,8 +620,13 @@ class OutputState:
                 len(missing),
                 missing[0],
             )
-        write_bytes_atomic(self.sizes_file(split), joined.sorted().parquet_bytes())
-        return len(joined)
+        joined = pa.concat_tables(tables) if tables else _no_sizes()
+        del tables
+        joined = joined.take(pc.sort_indices(joined, [("key", "ascending")]))
+        buffer = io.BytesIO()
+        pq.write_table(joined, buffer, compression="zstd")
+        write_bytes_atomic(self.sizes_file(split), buffer.getvalue())
+        return joined.num_rows
 
     def sizes_file(self, split: str) -> Path:
         return self.root / SIZES_DIR / f"{split}.parquet"

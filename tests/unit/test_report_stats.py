@@ -193,8 +193,17 @@ def test_original_sizes_round_trip(tmp_path: Path) -> None:
     state.sizes_file("validation").write_bytes(b"not parquet")
     with pytest.raises(DataError, match="unreadable"):
         state.read_sizes("validation")
-    with pytest.raises(DataError, match="original sizes"):
-        OriginalSizes.from_part(b"a\t1\n", "part")
+    # Keys an Arrow CSV reader would take for nulls or quotes stay keys; sorted as str sorts.
+    odd = [("NA", 1, 1), ("null", 2, 2), ('"q"', 3, 3), ("caf\u00e9", 4, 4), ("cafe", 5, 5)]
+    state.write_sizes_part("train-00000-of-00001", OriginalSizes.of(odd))
+    state.write_sizes_part("train-empty", OriginalSizes.of([]))
+    assert state.join_sizes("train", ["train-00000-of-00001", "train-empty"]) == 5
+    kept = state.read_sizes("train")
+    assert kept is not None and list(kept.keys) == sorted(k for k, _, _ in odd)
+    assert kept.widths == tuple(w for _, w, _ in sorted(odd))
+    (state.root / "parts" / "sizes" / "train-bad").write_bytes(b"a\t1\n")
+    with pytest.raises(DataError, match="train-bad: not a shard's original sizes"):
+        state.join_sizes("train", ["train-bad"])
 
 
 def test_options_are_checked() -> None:
