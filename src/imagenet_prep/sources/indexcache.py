@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import logging
 import os
+import shutil
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, BinaryIO, TextIO
 
-from ..archive import ArchiveIndex, TarMember, index_tar
-from ..fsutil import read_bytes, write_bytes_atomic
+from ..archive import ArchiveIndex, MemberTable, TarMember, index_tar
+from ..fsutil import atomic_open, read_bytes
 from ..manifest import OutputState
 from ..storage import is_url
 from .layout import INDEX_VERSION
@@ -42,15 +44,20 @@ def _read_head(f: TextIO, archive: Path) -> dict[str, Any] | None:
     return head
 
 
-def _open_text(cache: Path) -> TextIO:
-    """A kept index to read line by line: a local file, or an object read whole (a store's
+def _open_binary(cache: Path) -> BinaryIO:
+    """A kept index to read front to back: a local file, or an object read whole (a store's
     output keeps its indexes under its prefix, for a rerun on any machine)."""
     if not is_url(cache):
-        return open(cache, encoding="utf-8")
+        return open(cache, "rb")
     data = read_bytes(cache)
     if data is None:
         raise FileNotFoundError(str(cache))
-    return io.StringIO(data.decode("utf-8"))
+    return io.BytesIO(data)
+
+
+def _open_text(cache: Path) -> TextIO:
+    """A kept index to read line by line (see :func:`_open_binary`)."""
+    return io.TextIOWrapper(_open_binary(cache), encoding="utf-8", newline="\n")
 
 
 def _cached_head(cache: Path, archive: Path) -> dict[str, Any] | None:
@@ -62,17 +69,20 @@ def _cached_head(cache: Path, archive: Path) -> dict[str, Any] | None:
 
 
 def _load_cached_index(cache: Path, archive: Path) -> ArchiveIndex | None:
+    """The kept index of ``archive``, parsed line by line into a :class:`MemberTable`; None
+    when there is none, it describes another file, or it is cut short or damaged."""
+    members = MemberTable()
+    add = members.add
     try:
         with _open_text(cache) as f:
             head = _read_head(f, archive)
             if head is None:
                 return None
-            members = []
             for line in f:
-                offset, size, parent, name = line.rstrip("\n").split("\t", 3)
-                members.append(
-                    TarMember(name=name, offset=int(offset), size=int(size), parent=parent)
-                )
+                if line[-1:] != "\n":  # the last line cut short
+                    return None
+                offset, size, parent, name = line[:-1].split("\t", 3)
+                add(name, int(offset), int(size), parent)
     except (OSError, ValueError):
         return None
     if len(members) != head.get("count"):
@@ -89,7 +99,7 @@ def _load_cached_index(cache: Path, archive: Path) -> ArchiveIndex | None:
         size=head["size"],
         mtime_ns=head["mtime_ns"],
         md5=head.get("md5"),
-        members=tuple(members),
+        members=members,
         nested=nested,
     )
 
@@ -103,6 +113,11 @@ def cached_md5(state: OutputState | None, archive: Path) -> str | None:
     return md5 if isinstance(md5, str) else None
 
 
+#: Lines of a kept index written at a time (about a MB), never the whole file as one string.
+_LINES_PER_WRITE = 1 << 14
+_COPY_CHUNK = 4 << 20
+
+
 def record_md5(state: OutputState | None, archive: Path, md5: str) -> None:
     """Keep ``md5`` with ``archive``'s index in OUT, so that a rerun need not hash it again."""
     if state is None:
@@ -110,13 +125,18 @@ def record_md5(state: OutputState | None, archive: Path, md5: str) -> None:
     cache = _index_cache_path(state, archive)
     if _cached_head(cache, archive) is None:
         return
-    first, newline, rest = (read_bytes(cache) or b"").partition(b"\n")
-    head = json.loads(first)
-    head["md5"] = md5
-    write_bytes_atomic(cache, json.dumps(head).encode("utf-8") + newline + rest)
+    with _open_binary(cache) as src:
+        head = json.loads(src.readline())
+        head["md5"] = md5
+        with atomic_open(cache) as out:
+            out.write(json.dumps(head).encode("utf-8") + b"\n")
+            shutil.copyfileobj(src, out, _COPY_CHUNK)
 
 
 def _save_index(cache: Path, index: ArchiveIndex) -> None:
+    """Write ``index`` to ``cache``: a JSON head, then a line a member (offset, size, parent
+    and name, between tabs), written some thousands of lines at a time, never as one string
+    (locally under a temporary name, renamed; in a store, an upload that appears complete)."""
     head = {
         "version": INDEX_VERSION,
         "archive": os.path.basename(index.path),
@@ -126,9 +146,19 @@ def _save_index(cache: Path, index: ArchiveIndex) -> None:
         "count": len(index.members),
         "nested": [[m.offset, m.size, m.name] for m in index.nested],
     }
-    lines = [json.dumps(head)]
-    lines.extend(f"{m.offset}\t{m.size}\t{m.parent}\t{m.name}" for m in index.members)
-    write_bytes_atomic(cache, ("\n".join(lines) + "\n").encode("utf-8"))
+    members = index.members
+    rows = (
+        members.rows()
+        if isinstance(members, MemberTable)
+        else ((m.name, m.offset, m.size, m.parent) for m in members)
+    )
+    with atomic_open(cache) as out:
+        out.write(json.dumps(head).encode("utf-8") + b"\n")
+        while text := "".join(
+            f"{offset}\t{size}\t{parent}\t{name}\n"
+            for name, offset, size, parent in itertools.islice(rows, _LINES_PER_WRITE)
+        ):
+            out.write(text.encode("utf-8"))
 
 
 def indexed_archive(archive: Path, *, nested: bool, state: OutputState | None) -> ArchiveIndex:
