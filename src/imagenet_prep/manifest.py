@@ -626,7 +626,7 @@ class OutputState:
         buffer = io.BytesIO()
         pq.write_table(joined, buffer, compression="zstd")
         write_bytes_atomic(self.sizes_file(split), buffer.getvalue())
-        return joined.num_rows
+        return int(joined.num_rows)
 
     def sizes_file(self, split: str) -> Path:
         return self.root / SIZES_DIR / f"{split}.parquet"

@@ -57,7 +57,10 @@ def _open_binary(cache: Path) -> BinaryIO:
 
 def _open_text(cache: Path) -> TextIO:
     """A kept index to read line by line (see :func:`_open_binary`)."""
-    return io.TextIOWrapper(_open_binary(cache), encoding="utf-8", newline="\n")
+    # A name that was not UTF-8 in the archive (kept as surrogates by the walk) round-trips.
+    return io.TextIOWrapper(
+        _open_binary(cache), encoding="utf-8", errors="surrogateescape", newline="\n"
+    )
 
 
 def _cached_head(cache: Path, archive: Path) -> dict[str, Any] | None:
@@ -158,7 +161,7 @@ def _save_index(cache: Path, index: ArchiveIndex) -> None:
             f"{offset}\t{size}\t{parent}\t{name}\n"
             for name, offset, size, parent in itertools.islice(rows, _LINES_PER_WRITE)
         ):
-            out.write(text.encode("utf-8"))
+            out.write(text.encode("utf-8", "surrogateescape"))
 
 
 def indexed_archive(archive: Path, *, nested: bool, state: OutputState | None) -> ArchiveIndex:
