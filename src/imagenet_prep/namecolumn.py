@@ -67,6 +67,19 @@ class NameColumn(Sequence[str]):
             yield data[start:end].decode("utf-8", _ERRORS)
             start = end
 
+    def buffers(self) -> tuple[bytearray, array[int]]:
+        """The column's two buffers (the names' bytes, the ends), not copies."""
+        return self._data, self._ends
+
+    @classmethod
+    def from_buffers(cls, data: bytearray, ends: array[int]) -> NameColumn:
+        """The column over ``data`` and ``ends`` as :meth:`buffers` gives them (not copied)."""
+        if ends.typecode != "Q" or (len(ends) and ends[-1] != len(data)):
+            raise ValueError("the ends do not match the names' bytes")
+        out = cls()
+        out._data, out._ends = data, ends
+        return out
+
     def encoded(self) -> Iterator[bytes]:
         """Each name's UTF-8 bytes, in order (no decoding)."""
         data, start = self._data, 0

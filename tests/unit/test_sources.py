@@ -240,3 +240,24 @@ def test_stems_whose_hashes_collide_are_told_apart(monkeypatch: pytest.MonkeyPat
         DataError, match=r"n01440764_2: n01440764_2\.xml and again/n01440764_2\.xml"
     ):
         table.check()
+
+
+def test_a_split_is_handed_over_in_a_file_and_taken_back_whole(tmp_path: Path) -> None:
+    index = SplitIndex("train", containers=[Container("/t.tar", TAR, "n01440764.tar")])
+    for i, name in enumerate(["n01440764_1.JPEG", "n01440764_caf\u00e9.JPEG", "n01440764_2.JPEG"]):
+        index.add(name, i - 1, 512 * i + (1 << 40), 100 + i, 0)
+    index.requests = 3
+    path = tmp_path / "state" / "parts" / "index-train.columns"
+    sent = index.spill(path)
+    assert len(sent) == 0 and sent.spilled == str(path) and path.is_file()
+    assert len(pickle.dumps(sent)) < 1000  # what crosses the pipe: no column
+    back = pickle.loads(pickle.dumps(sent)).unspilled()
+    assert not path.exists() and back.spilled is None and back.requests == 3
+    for column in ("names", "labels", "offsets", "sizes", "where", "containers"):
+        assert getattr(back, column) == getattr(index, column), column
+    assert back.unspilled() is back
+    # A file cut short is an error naming it, not a smaller split.
+    index.spill(path)
+    path.write_bytes(path.read_bytes()[:-3])
+    with pytest.raises(DataError, match="index-train.columns: unreadable"):
+        sent.unspilled()

@@ -29,6 +29,9 @@ class Executor(Protocol):
     """Runs ``fn`` over ``items`` and yields results as they finish (any order)."""
 
     workers: int
+    #: Its tasks run in other processes of this machine: a large result is cheaper handed
+    #: back in a local file than pickled (False in-process, and for Ray's nodes).
+    same_machine: bool
 
     def __enter__(self) -> Executor: ...
 

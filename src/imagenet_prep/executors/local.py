@@ -134,6 +134,7 @@ class InlineExecutor:
     """Run every task in the calling process, in order."""
 
     workers = 1
+    same_machine = False  # no other process: results are handed back as they are
 
     def __enter__(self) -> InlineExecutor:
         return self
@@ -242,6 +243,8 @@ class ProcessExecutor:
     from a background thread, so they boot while the caller prepares the tasks (and the
     fork server imports ``preload``).
     """
+
+    same_machine = True
 
     def __init__(
         self,

@@ -180,6 +180,8 @@ class RayExecutor:
     the nodes' check.
     """
 
+    same_machine = False  # a task may run on another node
+
     def __init__(
         self,
         workers: int | None = None,

@@ -24,7 +24,7 @@ from ..labels import (
     kaggle_validation_labels,
     validation_labels,
 )
-from ..manifest import OutputState
+from ..manifest import PARTS_DIR, OutputState
 from ..outdir import BOX_CSV, LABELS_TXT, VALIDATION_BOX_CSV, write_if_changed
 from ..sources import (
     TRAIN_ARCHIVE,
@@ -103,7 +103,9 @@ def gather(
             "indexing %s in a helper process (or reusing its index from an earlier run)",
             layout.images("train"),
         )
-        train = executor.run_aside(index_detached, source, "train", shipped, state)
+        # A helper on this machine hands the columns back in a file (see SplitIndex.spill).
+        spill = state.local / PARTS_DIR / "index-train.columns" if executor.same_machine else None
+        train = executor.run_aside(index_detached, source, "train", shipped, state, spill)
     md5_pending = hash_aside(config, layout, state, executor)
     truth, evidence = _label_files(config, source, synsets, shipped)
     skip_bad = config.on_error == "skip"
@@ -194,7 +196,7 @@ def _index_splits(
     found: dict[str, SplitIndex] = {}
     for split in sorted(config.splits, key=lambda name: name == "train"):
         if split == "train" and train is not None:
-            found[split] = train.result()
+            found[split] = train.result().unspilled()
         else:
             if split == "validation" and inputs.devkit is not None and inputs.devkit.done():
                 inputs.validation_labels = check_devkit(inputs.devkit)

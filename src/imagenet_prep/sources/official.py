@@ -8,10 +8,10 @@ import logging
 import os
 import zlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ..archive import iter_tar_stream
+from ..archive import ArchiveIndex, iter_tar_stream
 from ..errors import DataError
 from ..labels import Synsets, is_wnid, validation_number
 from ..manifest import OutputState
@@ -77,6 +77,12 @@ def class_of(synsets: Synsets, wnid: str, where: str) -> int:
     return synsets.index(wnid)
 
 
+def without_members(index: ArchiveIndex) -> ArchiveIndex:
+    """What a split keeps of its archive's index (where and what the file is): the member
+    list is read into the split's own columns, and at full count it is 60 MB."""
+    return replace(index, members=())
+
+
 def finished_index(out: SplitIndex, src: Path) -> SplitIndex:
     """A split's index once every input is read: what was ignored said, sorted; none is an
     error."""
@@ -102,7 +108,7 @@ def index_train(layout: SourceLayout, synsets: Synsets, state: OutputState | Non
     out = SplitIndex("train")
     if is_url(src) or src.is_file():  # in a store: an archive (no trees there)
         index = indexed_archive(src, nested=True, state=state)
-        out.archive = index
+        out.archive = without_members(index)
         containers: dict[str, tuple[int, int]] = {}  # nested tar -> (container, label)
         for m in index.members:
             if not m.parent:
@@ -121,6 +127,7 @@ def index_train(layout: SourceLayout, synsets: Synsets, state: OutputState | Non
         if empty:
             more = f" (and {len(empty) - 1} more class tars)" if len(empty) > 1 else ""
             raise DataError(f"{src}:{empty[0]}: a class tar with no image{more}")
+        del index  # its 1.3 million members, not needed while the split is sorted
     else:
         for entry in sorted(os.scandir(src), key=lambda e: e.name):
             if not entry.is_dir():
@@ -204,7 +211,7 @@ def _validation_archive(
     src: Path, state: OutputState | None, label_of: ValidationLabels, out: SplitIndex
 ) -> None:
     index = indexed_archive(src, nested=False, state=state)
-    out.archive = index
+    out.archive = without_members(index)
     out.containers.append(Container(str(src), TAR))
     for m in index.members:
         if not is_image_name(m.name):
@@ -245,7 +252,7 @@ def index_test(layout: SourceLayout, state: OutputState | None) -> SplitIndex:
     out = SplitIndex("test")
     if is_url(src) or src.is_file():  # in a store: an archive (no trees there)
         index = indexed_archive(src, nested=False, state=state)
-        out.archive = index
+        out.archive = without_members(index)
         out.containers.append(Container(str(src), TAR))
         for m in index.members:
             if is_image_name(m.name):

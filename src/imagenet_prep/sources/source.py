@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from ..labels import Synsets, load_synsets
@@ -87,12 +88,18 @@ def run_prepared(task: Callable[[], object]) -> None:
 
 
 def index_detached(
-    source: Source, split: str, validation_labels: tuple[str, ...], state: OutputState | None
+    source: Source,
+    split: str,
+    validation_labels: tuple[str, ...],
+    state: OutputState | None,
+    spill_to: Path | None = None,
 ) -> SplitIndex:
     """Picklable entry point: ``source.index`` without the archive's member list.
 
     The columns are all a build needs; leaving the members out keeps the result small
-    to send back from the process that did the indexing.
+    to send back from the process that did the indexing. With ``spill_to`` (a local file,
+    for a caller on this machine) the columns are handed back in it: see
+    :meth:`SplitIndex.spill`.
     """
     requests, fetched = tally()
     out = source.index(split, load_synsets(), validation_labels, state)
@@ -101,4 +108,4 @@ def index_detached(
     requests_after, fetched_after = tally()
     out.requests = requests_after - requests
     out.bytes_fetched = fetched_after - fetched
-    return out
+    return out if spill_to is None else out.spill(spill_to)
