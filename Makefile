@@ -22,7 +22,7 @@ $(VENV)/.stamp-base: $(SETUP) | $(BIN)/python
 	touch $@
 
 $(VENV)/.stamp-bench: $(SETUP) | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+	$(BIN)/python -m pip install --quiet -e '.[test,bench,report]'
 	touch $@ $(VENV)/.stamp-base
 
 bench: $(VENV)/.stamp-bench

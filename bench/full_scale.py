@@ -3,7 +3,7 @@
 small images against 21,000 of the same size, so that the ratio measures growth with the
 count, and on 21,000 images of ImageNet's size, so that the real data set can be projected.
 
-    python bench/full_scale.py [--steps build,formats,verify,loaders,resize]
+    python bench/full_scale.py [--steps build,formats,verify,loaders,report,resize]
                                [--sizes small,ref,full] [--redo] [--keep] [--wait 120]
                                [--write-docs]
 
@@ -24,6 +24,8 @@ Steps, each on every download (small, ref, full, in that order):
   user trains with (`ImageNetLoader`, 2 DataLoader workers, batches of 256, transform
   `train` for the training split and `eval` for validation, 224 px), then through the plain
   `iterate` in one process (no transform: read and decode only);
+- `report`: `imagenet-prep report` of that all-formats build (its image folder, every image
+  decoded for the exact mean and std), `--workers 2`;
 - `resize`: `build --resize-shorter 32` (small, full: at 64x48 every image is resized) or
   `--resize-shorter 160` (ref), then Pillow's decode-LANCZOS-encode and imagenet-prep's
   resize path on 1,000 images of the same download in this process (bench/resize.py's code),
@@ -85,7 +87,7 @@ SIZES: dict[str, tuple[int, int, int, str | None]] = {
     "full": (1000, 1300, 50, IMAGE_SIZE),
 }
 WHAT = {"small": "21k, 64x48", "ref": "21k, 500x375", "full": "1.35 M, 64x48"}
-STEPS = ("build", "formats", "verify", "loaders", "resize")
+STEPS = ("build", "formats", "verify", "loaders", "report", "resize")
 ALL_FORMATS = "tfrecord,webdataset,mds,imagefolder"
 RESIZE = {"small": 32, "full": 32, "ref": 160}
 LOADER_BATCH = 256
@@ -532,10 +534,28 @@ def step_verify(bench: Bench, size: str) -> None:
     release_formats(bench, size)
 
 
+def step_report(bench: Bench, size: str) -> None:
+    """``imagenet-prep report`` of the all-formats build (its image folder, the default:
+    every image decoded for the exact mean and std), 2 workers (issue 22)."""
+    key = f"{size}/report"
+    if bench.done(key):
+        return
+    output = needs_formats(bench, size)
+    print(f"{key}: report", flush=True)
+    command = [PY, "-m", "imagenet_prep", "report", str(output), "--workers", str(WORKERS)]
+    result = bench.measure([*command, "--quiet"], [])
+    if result["returncode"] != 0:
+        raise SystemExit(f"{key}: report exited with {result['returncode']}")
+    result.update(manifest_facts(output))
+    bench.record(key, result)
+    release_formats(bench, size)
+
+
 def release_formats(bench: Bench, size: str) -> None:
-    """Delete the all-formats build once ``verify`` and ``loaders`` have used it (at full
-    count about 19 GB: the resize build after them needs the room)."""
-    if not bench.keep and all(bench.done(f"{size}/{s}") for s in ("verify", "loaders")):
+    """Delete the all-formats build once ``verify``, ``loaders`` and ``report`` have used it
+    (at full count about 19 GB: the resize build after them needs the room)."""
+    used_by = ("verify", "loaders", "report")
+    if not bench.keep and all(bench.done(f"{size}/{s}") for s in used_by):
         shutil.rmtree(bench.work / f"{size}-formats", ignore_errors=True)
 
 
@@ -610,6 +630,7 @@ def run_steps(bench: Bench, steps: list[str], sizes: list[str]) -> None:
         "formats": lambda s: step_build(bench, s, "formats", ["--formats", ALL_FORMATS]),
         "verify": lambda s: step_verify(bench, s),
         "loaders": lambda s: step_loaders(bench, s),
+        "report": lambda s: step_report(bench, s),
         "resize": lambda s: step_resize(bench, s),
     }
     for step in steps:
@@ -652,13 +673,14 @@ def step_label(step: str, size: str) -> str:
         "build": "build (tfrecord + box CSV)",
         "formats": "build, all four formats",
         "verify": "verify (the all-formats build)",
+        "report": "report (the all-formats build's image folder, 2 workers)",
         "resize": f"build --resize-shorter {RESIZE.get(size, '')}",
     }.get(step, LOADER_RUNS.get(step, step))
 
 
 def rows(results: dict[str, Any]) -> list[Row]:
     out: list[Row] = []
-    for step in ("build", "formats", "verify", *LOADER_RUNS, "resize"):
+    for step in ("build", "formats", "verify", *LOADER_RUNS, "report", "resize"):
         for size in SIZES:
             if step in LOADER_RUNS:
                 got = results.get(f"{size}/loaders", {}).get("runs", {}).get(step)
