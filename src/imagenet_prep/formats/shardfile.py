@@ -24,7 +24,6 @@ from ..fsutil import (
     file_size,
     files_under,
     hash_file,
-    read_bytes,
     temp_name,
     write_bytes_atomic,
     xxh3_of,
@@ -145,20 +144,48 @@ def check_file(path: Path, entry: dict[str, Any]) -> list[str]:
 
 
 def check_index(
-    out: Path, shard: dict[str, Any], local: Path, expected: Callable[[Path], bytes]
+    out: Path, shard: dict[str, Any], local: Path, expected: Callable[[Path], Iterable[bytes]]
 ) -> list[str]:
     """A shard's index file: listed checksum, and equal to the index computed from the shard
-    (read from ``local``, the shard's path or its copy fetched from a store)."""
+    (read from ``local``, the shard's path or its copy fetched from a store).
+
+    ``expected`` yields the computed index in pieces; they are compared with the file block
+    by block, so that neither is held whole (a shard of small images has an index of tens
+    of MB)."""
     entry = shard["index"]
     path = out / entry["file"]
     problems = check_file(path, entry)
     if problems:
         return problems
     try:
-        computed = expected(local)
+        same = _same_bytes(path, int(entry["bytes"]), expected(local))
     except DataError as exc:
         return [str(exc)]
-    return [] if read_bytes(path) == computed else [f"{path}: does not match its shard"]
+    return [] if same else [f"{path}: does not match its shard"]
+
+
+#: How much of a computed index is compared with its file at a time.
+_COMPARE_BLOCK = 1 << 20
+
+
+def _same_bytes(path: Path, size: int, pieces: Iterable[bytes]) -> bool:
+    """Whether the file (or object) at ``path``, of ``size`` bytes, holds exactly ``pieces``
+    joined. ``pieces`` is read to its end whatever the answer: a damaged shard's DataError
+    comes out of it as it would from computing the index whole."""
+    same = True
+    with contextlib.ExitStack() as stack:
+        if is_url(path):
+            f: Any = stack.enter_context(open_store(str(path)).stream(str(path), size))
+        else:
+            f = stack.enter_context(open(path, "rb"))
+        block = bytearray()
+        for piece in pieces:
+            block += piece
+            if len(block) >= _COMPARE_BLOCK:
+                same = same and f.read(len(block)) == block
+                block.clear()
+        same = same and f.read(len(block)) == block and not f.read(1)
+    return same
 
 
 def unlisted(

@@ -126,16 +126,21 @@ def shard_header(sizes: Iterable[int]) -> bytes:
     return struct.pack("<I", len(lengths)) + offsets.astype("<u4").tobytes() + CONFIG
 
 
-def sample_offsets(view: memoryview, where: str) -> np.ndarray:
-    """The ``samples + 1`` offsets of a shard, checked to lie in order within the file."""
-    if len(view) < 4:
-        raise DataError(f"{where}: {len(view)} bytes, too short for an MDS shard")
+def sample_offsets(view: memoryview, where: str, size: int | None = None) -> np.ndarray:
+    """The ``samples + 1`` offsets of a shard, checked to lie in order within the file.
+
+    ``view`` is the whole shard, or its first bytes (through the offsets) when ``size``, the
+    shard's size, is given: verify reads a shard front to back rather than mapping it."""
+    if size is None:
+        size = len(view)
+    if size < 4:
+        raise DataError(f"{where}: {size} bytes, too short for an MDS shard")
     (n,) = struct.unpack_from("<I", view)
     end = 4 + 4 * (n + 1)
-    if len(view) < end:
+    if size < end:
         raise DataError(f"{where}: {n} samples, but the file ends inside their offsets")
     offsets = np.frombuffer(view, dtype="<u4", count=n + 1, offset=4).astype(np.int64)
-    if offsets[0] < end or offsets[-1] != len(view) or np.any(np.diff(offsets) < 0):
+    if offsets[0] < end or offsets[-1] != size or np.any(np.diff(offsets) < 0):
         raise DataError(f"{where}: sample offsets out of order or not ending at the file's end")
     return offsets
 

@@ -12,14 +12,16 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import struct
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from ...errors import DataError
 from ...fsutil import read_bytes
 from ...labels import load_synsets
-from ...loaders.readers.base import map_file, stem
+from ...loaders.readers.base import stem
 from ...plan import ShardSpec
 from ...sample import Sample
 from ..base import SinkOptions, VerifyReport
@@ -146,11 +148,33 @@ def check_shard(out: Path, shard: dict[str, Any], *, decode: bool) -> VerifyRepo
     return report
 
 
+#: verify reads a shard front to back through a buffer of this size, a sample at a time.
+_READ_BUFFER = 1 << 20
+
+
 def _check_samples(path: Path, shard: dict[str, Any], decode: bool, report: VerifyReport) -> None:
-    view = map_file(str(path))
+    """Check the header and every sample into ``report``, reading the shard front to back:
+    only the offsets (8 bytes a sample) and the sample being looked at are in memory."""
     try:
-        offsets = mds.sample_offsets(view, str(path))
-        if bytes(view[4 * (len(offsets) + 1) : offsets[0]]) != mds.CONFIG:
+        f = open(path, "rb", buffering=_READ_BUFFER)  # noqa: SIM115
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc.strerror})") from None
+    with f:
+        _check_file_samples(f, os.fstat(f.fileno()).st_size, path, shard, decode, report)
+
+
+def _check_file_samples(
+    f: BinaryIO, size: int, path: Path, shard: dict[str, Any], decode: bool, report: VerifyReport
+) -> None:
+    """:func:`_check_samples` of the open shard ``f`` of ``size`` bytes, read from its start."""
+    try:
+        head = f.read(4)
+        end = 4 + 4 * (struct.unpack("<I", head)[0] + 1) if len(head) == 4 else 4
+        if end <= size:  # the offsets (a count past the file's end is refused unread)
+            head += f.read(end - 4)
+        offsets = mds.sample_offsets(memoryview(head), str(path), size)
+        config = int(offsets[0]) - end
+        if config != len(mds.CONFIG) or f.read(config) != mds.CONFIG:
             raise DataError(f"{path}: the header's configuration is not this format's")
     except DataError as exc:
         report.problems.append(str(exc))
@@ -162,10 +186,10 @@ def _check_samples(path: Path, shard: dict[str, Any], decode: bool, report: Veri
         )
     synsets = load_synsets()
     test = split_of(shard) == "test"
-    for i in range(report.records):
+    for i in range(report.records):  # the samples follow one another
         where = f"{path}: sample {i}"
         try:
-            sample = view[offsets[i] : offsets[i + 1]]
+            sample = memoryview(f.read(int(offsets[i + 1] - offsets[i])))
             problem = _check_sample(sample, where, synsets, decode, test=test)
         except (DataError, ValueError, KeyError, TypeError) as exc:
             problem = f"{where}: {exc}"

@@ -672,16 +672,21 @@ def record_index(path: str | Path) -> list[tuple[int, int]]:
 
     Only the headers are read, so a record cut short at the end is left to its reader.
     """
-    out: list[tuple[int, int]] = []
+    return list(iter_record_index(path))
+
+
+def iter_record_index(path: str | Path) -> Iterator[tuple[int, int]]:
+    """:func:`record_index` one record at a time (verify's walk holds no list of a shard)."""
     name = str(path)
     with open(path, "rb") as f:
         offset = 0
+        index = 0
         while header := f.read(HEADER_SIZE):
-            size = read_header(header, name, len(out), offset) + FRAME_SIZE
-            out.append((offset, size))
+            size = read_header(header, name, index, offset) + FRAME_SIZE
+            yield offset, size
             offset += size
+            index += 1
             f.seek(offset)
-    return out
 
 
 def _frames(f: IO[bytes], name: str, check_crc: bool) -> Iterator[tuple[int, bytes]]:

@@ -6,6 +6,7 @@ the background label, by default) and its synset and text are empty.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -119,9 +120,11 @@ def is_test_shard(shard: dict[str, Any]) -> bool:
     return str(shard["file"]).rsplit("/", 1)[-1].startswith("test-")
 
 
-def dali_index(path: Path) -> bytes:
-    """DALI's tfrecord2idx index of a shard, computed by reading the shard itself."""
-    return "".join(f"{o} {s}\n" for o, s in tfrecord_io.record_index(path)).encode("ascii")
+def dali_index(path: Path) -> Iterator[bytes]:
+    """DALI's tfrecord2idx index of a shard, line by line, computed by reading the shard
+    itself (its record headers)."""
+    for offset, size in tfrecord_io.iter_record_index(path):
+        yield f"{offset} {size}\n".encode("ascii")
 
 
 # The box lists (coordinates and labels): one value per box, so all of one length.

@@ -20,6 +20,7 @@ import io
 import json
 import os
 import tarfile
+import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -219,23 +220,35 @@ def timm_info(splits: dict[str, list[tuple[str, int]]]) -> bytes:
     return (json.dumps(info, indent=1) + "\n").encode("utf-8")
 
 
-def read_samples(path: Path) -> list[dict[str, bytes]]:
-    """Every sample of a shard as {"__key__": key, ext: bytes}, in order, read with tarfile."""
-    samples: list[dict[str, bytes]] = []
+def _members(tar: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
+    """A tar's members, read one header at a time; tarfile keeps every TarInfo it read (and
+    iterating it uses that list), three objects an image, which nothing here looks at again."""
+    while (member := tar.next()) is not None:
+        tar.members.clear()  # type: ignore[attr-defined]  # typeshed omits it
+        yield member
+
+
+def iter_samples(path: Path) -> Iterator[dict[str, bytes]]:
+    """Every sample of a shard as {"__key__": key, ext: bytes}, in order, read with tarfile
+    one member at a time: only the sample being looked at is in memory, not the shard."""
     try:
         with tarfile.open(path) as tar:
-            for member in tar:
+            sample: dict[str, bytes] | None = None
+            for member in _members(tar):
                 if not member.isfile():
                     raise DataError(f"{path}: member {member.name} is not a regular file")
                 key, _, ext = member.name.partition(".")
                 f = tar.extractfile(member)
                 data = f.read() if f is not None else b""
-                if not samples or samples[-1]["__key__"] != key.encode():
-                    samples.append({"__key__": key.encode()})
-                samples[-1][ext] = data
+                if sample is None or sample["__key__"] != key.encode():
+                    if sample is not None:
+                        yield sample
+                    sample = {"__key__": key.encode()}
+                sample[ext] = data
+            if sample is not None:
+                yield sample
     except (tarfile.TarError, OSError, EOFError) as exc:
         raise DataError(f"{path}: not a readable tar ({exc})") from None
-    return samples
 
 
 def check_shard(out: Path, shard: dict[str, Any], *, decode: bool) -> VerifyReport:
@@ -249,70 +262,101 @@ def check_shard(out: Path, shard: dict[str, Any], *, decode: bool) -> VerifyRepo
 
 
 def _check_samples(path: Path, shard: dict[str, Any], decode: bool, report: VerifyReport) -> bool:
-    """Check every sample into ``report``; False when the tar cannot be read at all."""
+    """Check every sample into ``report``; False when the tar cannot be read at all.
+
+    The samples are checked as they are read; their problems are reported after the count's
+    (and not at all when the tar turns out to be unreadable), as when a shard was read whole
+    before its samples were checked."""
     synsets = load_synsets()
     test = split_of(shard) == "test"
+    count = 0
+    problems: list[str] = []
     try:
-        samples = read_samples(path)
+        for sample in iter_samples(path):
+            count += 1
+            problems.extend(_check_sample(path, sample, synsets, test, decode))
     except DataError as exc:
         report.problems.append(str(exc))
         return False
-    report.records = len(samples)
-    if len(samples) != shard["records"]:
-        report.problems.append(
-            f"{path}: {len(samples)} samples, the manifest says {shard['records']}"
-        )
-    for sample in samples:
-        key = sample["__key__"].decode()
-        if sorted(k for k in sample if k != "__key__") != list(MEMBER_ORDER):
-            report.problems.append(f"{path}: sample {key} lacks some of .cls, .jpg, .json")
-            continue
-        try:
-            meta = json.loads(sample["json"])
-            label = int(sample["cls"])
-        except ValueError as exc:
-            report.problems.append(f"{path}: sample {key}: unreadable .cls or .json ({exc})")
-            continue
-        if test:  # no class: -1, no wnid or text
-            if (label, meta.get("wnid"), meta.get("text")) != (-1, "", ""):
-                report.problems.append(
-                    f"{path}: sample {key}: a test sample must have class -1 and no wnid or "
-                    f"text, not class {label}, wnid {meta.get('wnid')!r}"
-                )
-        elif meta.get("wnid") not in synsets or synsets.index(meta["wnid"]) != label:
-            report.problems.append(f"{path}: sample {key}: class {label} is not {meta.get('wnid')}")
-        filename = meta.get("filename")
-        if not isinstance(filename, str) or sample_key(os.path.splitext(filename)[0]) != key:
-            report.problems.append(f"{path}: sample {key}: the JSON's filename is {filename!r}")
-        if decode:
-            from ...imagefix import decode_check
-
-            try:
-                got = decode_check(sample["jpg"], f"{path}:{key}.jpg")
-            except DataError as exc:
-                report.problems.append(str(exc))
-                continue
-            if got != (meta["width"], meta["height"]):
-                report.problems.append(
-                    f"{path}: sample {key}: decodes to {got}, the JSON says otherwise"
-                )
+    report.records = count
+    if count != shard["records"]:
+        report.problems.append(f"{path}: {count} samples, the manifest says {shard['records']}")
+    report.problems.extend(problems)
     return True
 
 
-def wds_index(path: Path) -> bytes:
-    """DALI's wds2idx index of a tar, computed from the tar itself (not from our writer)."""
-    lines: list[str] = []
+def _check_sample(
+    path: Path, sample: dict[str, bytes], synsets: Any, test: bool, decode: bool
+) -> Iterator[str]:
+    """What is wrong with one sample: its members, class, JSON and (``decode``) image."""
+    key = sample["__key__"].decode()
+    if sorted(k for k in sample if k != "__key__") != list(MEMBER_ORDER):
+        yield f"{path}: sample {key} lacks some of .cls, .jpg, .json"
+        return
+    try:
+        meta = json.loads(sample["json"])
+        label = int(sample["cls"])
+    except ValueError as exc:
+        yield f"{path}: sample {key}: unreadable .cls or .json ({exc})"
+        return
+    if test:  # no class: -1, no wnid or text
+        if (label, meta.get("wnid"), meta.get("text")) != (-1, "", ""):
+            yield (
+                f"{path}: sample {key}: a test sample must have class -1 and no wnid or "
+                f"text, not class {label}, wnid {meta.get('wnid')!r}"
+            )
+    elif meta.get("wnid") not in synsets or synsets.index(meta["wnid"]) != label:
+        yield f"{path}: sample {key}: class {label} is not {meta.get('wnid')}"
+    filename = meta.get("filename")
+    if not isinstance(filename, str) or sample_key(os.path.splitext(filename)[0]) != key:
+        yield f"{path}: sample {key}: the JSON's filename is {filename!r}"
+    if decode:
+        from ...imagefix import decode_check
+
+        try:
+            got = decode_check(sample["jpg"], f"{path}:{key}.jpg")
+        except DataError as exc:
+            yield str(exc)
+            return
+        if got != (meta["width"], meta["height"]):
+            yield f"{path}: sample {key}: decodes to {got}, the JSON says otherwise"
+
+
+#: The lines of an index computed by verify stay in memory up to this size, then go to disk.
+_INDEX_SPOOL = 1 << 20
+
+
+def wds_index(path: Path) -> Iterator[bytes]:
+    """DALI's wds2idx index of a tar, computed from the tar itself (not from our writer), in
+    pieces: its first line (the sample count), then the lines of the samples, which wait in
+    a temporary file while the tar is walked (the count comes first)."""
+    with tempfile.SpooledTemporaryFile(max_size=_INDEX_SPOOL) as lines:
+        count = 0
+        with tarfile.open(path) as tar:
+            for line in _sample_lines(tar):
+                lines.write(line.encode("utf-8") + b"\n")
+                count += 1
+        yield f"{WDS_INDEX_VERSION} {count}\n".encode()
+        lines.seek(0)
+        while block := lines.read(_INDEX_SPOOL):
+            yield block
+
+
+def _sample_lines(tar: tarfile.TarFile) -> Iterator[str]:
+    """A wds2idx line per sample: ``ext offset size name`` of each of its members."""
+    line = ""
     last = None
-    with tarfile.open(path) as tar:
-        for member in tar:
-            if not member.isfile():
-                continue
-            key, _, ext = member.name.partition(".")
-            part = f"{ext} {member.offset_data} {member.size} {member.name}"
-            if key != last:
-                lines.append(part)
-                last = key
-            else:
-                lines[-1] += " " + part
-    text = f"{WDS_INDEX_VERSION} {len(lines)}\n" + "".join(line + "\n" for line in lines)
-    return text.encode("utf-8")
+    for member in _members(tar):
+        if not member.isfile():
+            continue
+        key, _, ext = member.name.partition(".")
+        part = f"{ext} {member.offset_data} {member.size} {member.name}"
+        if key != last:
+            if last is not None:
+                yield line
+            line = part
+            last = key
+        else:
+            line += " " + part
+    if last is not None:
+        yield line
