@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from array import array
 from dataclasses import dataclass
 
 
@@ -47,11 +48,12 @@ def shard_bounds(total: int, shards: int) -> list[tuple[int, int]]:
     return [(i * total // shards, (i + 1) * total // shards) for i in range(shards)]
 
 
-def shuffled_order(total: int, seed: int) -> list[int]:
+def shuffled_order(total: int, seed: int) -> array[int]:
     """A permutation of ``range(total)`` that depends only on ``total`` and ``seed``.
 
     Python's ``random.Random(seed).shuffle`` is the reference scripts' own shuffle and is
-    stable across Python versions.
+    stable across Python versions. Kept as an array (8 bytes an image; the list it is
+    shuffled in costs 36, 47 MB at full count, for the build's whole shard phase).
 
     >>> shuffled_order(5, 12345) == shuffled_order(5, 12345)
     True
@@ -60,7 +62,7 @@ def shuffled_order(total: int, seed: int) -> list[int]:
     """
     order = list(range(total))
     random.Random(seed).shuffle(order)
-    return order
+    return array("q", order)
 
 
 def plan_split(split: str, total: int, shards: int) -> list[ShardSpec]:

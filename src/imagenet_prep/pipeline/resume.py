@@ -68,9 +68,13 @@ def share(result: ShardResult, groups: dict[str, int], amount: int) -> float:
 
 
 def output_files(result: ShardResult) -> int:
-    """The files a shard wrote: shard files and their indexes, one per image in folders."""
+    """The files a shard wrote: shard files and their indexes, one per image in folders
+    (``files``; per class in ``classes`` in an earlier version's results)."""
     return sum(
-        ("file" in o) + ("index" in o) + sum(c["count"] for c in o.get("classes", {}).values())
+        ("file" in o)
+        + ("index" in o)
+        + int(o.get("files", 0))
+        + sum(c["count"] for c in o.get("classes", {}).values())
         for o in result.outputs.values()
     )
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import errno
 import io
+import json
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -86,6 +87,11 @@ class ClassTotals:
             folder: {"count": c, "bytes": b, "digest": f"{d:032x}"}
             for folder, (c, b, d) in sorted(self.counts.items())
         }
+
+
+def classes_part(part: Path) -> Path:
+    """Where the class totals of the shard whose metadata lines are ``part`` are kept."""
+    return part.with_name(part.name.removesuffix(".jsonl") + ".classes.json")
 
 
 class ImageFolderShardWriter:
@@ -159,9 +165,20 @@ class ImageFolderShardWriter:
         self._batch_bytes = 0
 
     def commit(self) -> dict[str, Any]:
+        """Write the shard's metadata lines and its class totals into the bookkeeping folder;
+        the result carries their names and the shard's totals. The class totals stay out of
+        the result: a shard of the shuffled training split holds images of most of the 1,000
+        classes, and 1,024 shards' totals kept by the build until the manifest cost it
+        about 400 MB."""
         self._flush()
         write_bytes_atomic(self.part, b"".join(self._lines))
-        return {"classes": self.totals.as_dict(), "part": self.part.name}
+        classes = self.totals.as_dict()
+        write_bytes_atomic(classes_part(self.part), json.dumps(classes).encode("utf-8"))
+        return {
+            "part": self.part.name,
+            "files": sum(c["count"] for c in classes.values()),
+            "bytes": sum(c["bytes"] for c in classes.values()),
+        }
 
     def abort(self) -> None:
         """Finished files stay: they are complete, and a rerun rewrites the same bytes."""
@@ -230,8 +247,12 @@ class ImageFolderSink:
 
     def finalize(self, results: list[dict[str, Any]]) -> dict[str, Any]:
         totals = ClassTotals()
+        state = OutputState(self.options.out)
         for result in results:
-            for folder, entry in result["classes"].items():
+            classes = result.get("classes")  # in the result itself (an earlier version's)
+            if classes is None:
+                classes = self._read_classes(classes_part(state.part_file(DIRNAME, result["part"])))
+            for folder, entry in classes.items():
                 totals.merge(folder, entry["count"], entry["bytes"], entry["digest"])
         classes = totals.as_dict()
         splits = sorted({r["part"].split("-", 1)[0] for r in results}, key=list(SPLIT_DIRS).index)
@@ -244,6 +265,19 @@ class ImageFolderSink:
             "classes": classes,
             "side_files": files,
         }
+
+    @staticmethod
+    def _read_classes(path: Path) -> dict[str, dict[str, Any]]:
+        data = read_bytes(path)
+        if data is None:
+            raise DataError(f"{path}: missing (a shard's class totals); rebuild with --overwrite")
+        try:
+            classes = json.loads(data)
+        except ValueError:
+            classes = None
+        if not isinstance(classes, dict):
+            raise DataError(f"{path}: not a shard's class totals; rebuild with --overwrite")
+        return classes
 
     def _join_parts(self, split: str, results: list[dict[str, Any]]) -> dict[str, Any]:
         """The split's metadata file, from its shards' lines, in shard order."""
