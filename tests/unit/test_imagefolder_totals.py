@@ -66,3 +66,24 @@ def test_a_missing_or_damaged_class_totals_part_is_named(tmp_path: Path) -> None
     path.unlink()
     with pytest.raises(DataError, match=r"classes\.json: missing"):
         sink.finalize([result])
+
+
+def test_the_readers_box_table_comes_from_the_csv(tmp_path: Path) -> None:
+    from imagenet_prep.formats.imagefolder.reader import _boxes_of, load_boxes
+
+    csv = tmp_path / "boxes.csv"
+    csv.write_text(
+        "n1_1.JPEG,0.1000,0.2000,0.3000,0.4000\n"
+        "n1_1.JPEG,0.5000,0.5000,1.0000,1.0000\n"
+        "n1_2.JPEG,0.0000,0.0000,1.0000,1.0000\n"
+    )
+    table = load_boxes(csv)
+    assert _boxes_of(table, "n1_1") == ((0.1, 0.2, 0.3, 0.4), (0.5, 0.5, 1.0, 1.0))
+    assert _boxes_of(table, "n1_2") == ((0.0, 0.0, 1.0, 1.0),)
+    assert _boxes_of(table, "n1_3") == () and _boxes_of(load_boxes(tmp_path / "none"), "x") == ()
+    csv.write_text(csv.read_text() + "n1_1.JPEG,0.1000,0.2000,0.3000,0.4000\n")
+    with pytest.raises(DataError, match=r"boxes\.csv: the lines of an image are not all together"):
+        load_boxes(csv)
+    csv.write_text("n1_1.JPEG,0.1\n")
+    with pytest.raises(DataError, match=r"boxes\.csv: line 1 is not name,xmin,ymin,xmax,ymax"):
+        load_boxes(csv)

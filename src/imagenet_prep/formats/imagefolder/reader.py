@@ -20,26 +20,46 @@ from ...labels import load_synsets
 from ...loaders.readers.base import RawSample, Want, stem
 from ...loaders.readers.remote import join, read_object
 from ...loaders.transforms import Box
+from ...sources.boxtable import BoxTable
 from ...storage import as_location, is_url, open_store, redact
 from .writer import FLAT, SPLIT_DIRS
 
 BOXES_CSV = "imagenet_2012_bounding_boxes.csv"
 
 
-def load_boxes(path: Path | str) -> dict[str, tuple[Box, ...]]:
-    """The box CSV (a file or an object) as {file stem: boxes}; empty when the build wrote
-    none."""
-    out: dict[str, list[Box]] = {}
+def load_boxes(path: Path | str) -> BoxTable:
+    """The box CSV (a file or an object) as a :class:`BoxTable` by file stem (columns: about
+    90 bytes an image with boxes, where a dict of tuples cost about 350: every reader process
+    of a full-count build holds one); empty when the build wrote none. An image's lines are
+    consecutive, as the build writes them (sorted by image)."""
+    table = BoxTable()
     data = read_bytes(as_location(path))
     if data is None:
-        return {}
+        return table
+    key: str | None = None
+    boxes: list[Box] = []
     for n, line in enumerate(data.decode("utf-8").splitlines(), 1):
         name, *coords = line.split(",")
         if len(coords) != 4:
             raise DataError(f"{path}: line {n} is not name,xmin,ymin,xmax,ymax")
         x0, y0, x1, y1 = (float(c) for c in coords)
-        out.setdefault(stem(name), []).append((x0, y0, x1, y1))
-    return {k: tuple(v) for k, v in out.items()}
+        if stem(name) != key:
+            if key is not None:
+                table.add(key, boxes)
+            key, boxes = stem(name), []
+        boxes.append((x0, y0, x1, y1))
+    if key is not None:
+        table.add(key, boxes)
+    try:
+        table.check()
+    except DataError:
+        raise DataError(f"{path}: the lines of an image are not all together") from None
+    return table
+
+
+def _boxes_of(table: BoxTable, key: str) -> tuple[Box, ...]:
+    v = table.values(key) if len(table) else ()
+    return tuple((v[i], v[i + 1], v[i + 2], v[i + 3]) for i in range(0, len(v), 4))
 
 
 def _read_file(path: str) -> bytes:
@@ -103,8 +123,10 @@ class ImageFolderReader:
             )
         }
         listing = _list_objects(self._root) if self.remote else None
-        names: list[str] = []
-        labels: list[int] = []
+        # Per class folder: its names as fixed-width byte strings and its labels, joined at
+        # the end (never a Python object per file of the whole split at once).
+        names: list[np.ndarray] = []
+        labels: list[np.ndarray] = []
         for entry, info in sorted(section["classes"].items()):
             top, _, wnid = entry.partition("/")
             if top != folder:
@@ -118,13 +140,14 @@ class ImageFolderReader:
             )
             if len(files) != info["count"]:
                 raise DataError(f"{where}: {len(files)} files, the manifest says {info['count']}")
-            names.extend(f"{wnid}/{n}" if wnid else n for n in files)
-            labels.extend([label] * len(files))
+            encoded = [(f"{wnid}/{n}" if wnid else n).encode("utf-8") for n in files]
+            names.append(np.array(encoded, dtype=np.bytes_))
+            labels.append(np.full(len(files), label, dtype=np.int32))
         # Fixed-width byte strings: one buffer, no per-file Python objects to copy into workers.
-        self.names = np.array([n.encode("utf-8") for n in names], dtype=np.bytes_)
-        self.labels = np.array(labels, dtype=np.int32)
-        self.sizes = np.ones(len(names), dtype=np.int64)
-        self.boxes = load_boxes(join(top_root, BOXES_CSV)) if boxes else {}
+        self.names = np.concatenate(names) if names else np.array([], dtype=np.bytes_)
+        self.labels = np.concatenate(labels) if labels else np.array([], dtype=np.int32)
+        self.sizes = np.ones(len(self.names), dtype=np.int64)
+        self.boxes = load_boxes(join(top_root, BOXES_CSV)) if boxes else BoxTable()
 
     def read(
         self, unit: int, start: int, stop: int, want: Want | None = None
@@ -143,4 +166,4 @@ class ImageFolderReader:
             except OSError as exc:
                 raise DataError(f"{path}: cannot read ({exc.strerror})") from None
         key = stem(relpath.rsplit("/", 1)[-1])
-        yield 0, RawSample(key, int(self.labels[unit]), data, self.boxes.get(key, ()), path)
+        yield 0, RawSample(key, int(self.labels[unit]), data, _boxes_of(self.boxes, key), path)
