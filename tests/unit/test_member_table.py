@@ -3,11 +3,9 @@ chunk of lines at a time in the format earlier versions kept, read back into the
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import pickle
-import tarfile
 from pathlib import Path
 
 import pytest
@@ -25,6 +23,8 @@ from imagenet_prep.sources.indexcache import (
 )
 from imagenet_prep.sources.layout import INDEX_VERSION
 
+from .test_archive import make_tar
+
 MEMBERS = [
     TarMember("n01440764_10026.JPEG", 1536, 110_000, "n01440764.tar"),
     TarMember("n01440764_2.JPEG", 112_640, 7, "n01440764.tar"),
@@ -32,16 +32,6 @@ MEMBERS = [
     TarMember("n01443537_ü é.JPEG", 1 << 40, 1 << 33, "n01443537.tar"),
     TarMember("n01443537_bad\udce9.JPEG", 5120, 3, "n01443537.tar"),  # not UTF-8 on disk
 ]
-
-
-def make_tar(members: list[tuple[str, bytes]]) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as tar:
-        for name, data in members:
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
 
 
 def train_archive(tmp_path: Path, classes: int = 3, per_class: int = 4) -> Path:
