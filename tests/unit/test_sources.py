@@ -259,5 +259,5 @@ def test_a_split_is_handed_over_in_a_file_and_taken_back_whole(tmp_path: Path) -
     # A file cut short is an error naming it, not a smaller split.
     index.spill(path)
     path.write_bytes(path.read_bytes()[:-3])
-    with pytest.raises(DataError, match="index-train.columns: unreadable"):
+    with pytest.raises(DataError, match=r"index-train\.columns: unreadable"):
         sent.unspilled()
