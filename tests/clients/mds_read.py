@@ -18,10 +18,14 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from PIL import Image
+
+T = TypeVar("T")
 
 
 def jpeg_bytes(image: Image.Image) -> bytes:
@@ -29,11 +33,26 @@ def jpeg_bytes(image: Image.Image) -> bytes:
     return image.fp.getvalue()  # type: ignore[union-attr]
 
 
+def opened(make: Callable[[], T]) -> T:
+    """``make()`` (a StreamingDataset), again when another reader started at the same moment
+    took the shared-memory prefix it picked: streaming takes the first free prefix, and two
+    readers that look at once pick the same one (``FileExistsError: '/000177_locals'``), as
+    the test suite's two workers sometimes do."""
+    for attempt in range(10):
+        try:
+            return make()
+        except FileExistsError:
+            time.sleep(0.2 * (attempt + 1))
+    return make()
+
+
 def read_dataset(root: str, split: str) -> dict[str, Any]:
     from streaming import StreamingDataset
 
-    ds = StreamingDataset(
-        local=root, split=split, shuffle=False, batch_size=1, num_canonical_nodes=1
+    ds = opened(
+        lambda: StreamingDataset(
+            local=root, split=split, shuffle=False, batch_size=1, num_canonical_nodes=1
+        )
     )
     samples = []
     for i in range(ds.num_samples):
@@ -63,8 +82,10 @@ def read_imagenet(root: str, split: str) -> dict[str, Any]:
     def digest(image: Image.Image) -> str:
         return hashlib.sha256(jpeg_bytes(image)).hexdigest()
 
-    ds = StreamingImageNet(
-        local=root, split=split, batch_size=4, num_canonical_nodes=1, transform=digest
+    ds = opened(
+        lambda: StreamingImageNet(
+            local=root, split=split, batch_size=4, num_canonical_nodes=1, transform=digest
+        )
     )
     pairs = [[x, int(y)] for x, y in ds]
     return {"num_samples": ds.num_samples, "pairs": pairs}
@@ -75,8 +96,10 @@ def rewrite(root: str, split: str, tmp: str) -> dict[str, Any]:
     from streaming import MDSWriter, StreamingDataset
 
     index = json.loads((Path(root) / split / "index.json").read_text())
-    ds = StreamingDataset(
-        local=root, split=split, shuffle=False, batch_size=1, num_canonical_nodes=1
+    ds = opened(
+        lambda: StreamingDataset(
+            local=root, split=split, shuffle=False, batch_size=1, num_canonical_nodes=1
+        )
     )
     shards: list[dict[str, Any]] = []
     start = 0

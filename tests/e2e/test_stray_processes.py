@@ -122,16 +122,24 @@ def test_kill_9_of_the_main_process_ends_every_process_and_the_rerun_finishes(
 
 
 def test_ctrl_c_ends_every_process(download: Path, tmp_path: Path) -> None:
-    out = tmp_path / "out"
-    proc = start_and_wait(build_command(download, out), lambda _: writing_shards(out))
-    try:
-        os.killpg(proc.pid, signal.SIGINT)  # what a terminal sends the foreground group
-        _, stderr = proc.communicate(timeout=60)
-        assert proc.returncode == 130, stderr
-        assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr
-        assert_all_gone(proc.pid, "Ctrl-C")
-    finally:
-        kill_session(proc.pid)
+    # The shard work takes a second or two: on a loaded machine this process may be
+    # descheduled between seeing a shard under way and sending the signal, and the build
+    # finishes first (exit 0, a manifest). Such a run says nothing: it is made again.
+    for attempt in range(3):
+        out = tmp_path / f"out{attempt}"
+        proc = start_and_wait(build_command(download, out), lambda _, o=out: writing_shards(o))
+        try:
+            os.killpg(proc.pid, signal.SIGINT)  # what a terminal sends the foreground group
+            _, stderr = proc.communicate(timeout=60)
+            if proc.returncode == 0 and (out / "manifest.json").exists():
+                continue
+            assert proc.returncode == 130, stderr
+            assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr
+            assert_all_gone(proc.pid, "Ctrl-C")
+            return
+        finally:
+            kill_session(proc.pid)
+    pytest.fail("three builds finished before Ctrl-C reached them")
 
 
 # A pool with one busy and one idle worker and a helper process beside it (as the build runs
