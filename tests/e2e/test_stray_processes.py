@@ -81,8 +81,19 @@ def writing_shards(out: Path) -> bool:
 
 
 def start_and_wait(command: list[str], ready: Callable[[int], bool]) -> subprocess.Popen[str]:
-    """Start ``command`` in a session of its own; wait until ``ready(its pid)`` says so."""
-    proc = subprocess.Popen(command, start_new_session=True, stderr=subprocess.PIPE, text=True)
+    """Start ``command`` in a session of its own; wait until ``ready(its pid)`` says so.
+
+    The command gets Ctrl-C's default action whatever this process has: an ignored SIGINT
+    is inherited across exec (and Python then installs no handler for it), and this test
+    process sometimes has it ignored (a build then ran to its end, exit 0, when signalled);
+    a handler is reset to the default in the child.
+    """
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        proc = subprocess.Popen(command, start_new_session=True, stderr=subprocess.PIPE, text=True)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
     deadline = time.monotonic() + 120
     while not ready(proc.pid):
         if proc.poll() is not None:
