@@ -19,6 +19,17 @@ import numpy as np
 _ERRORS = "surrogatepass"
 
 
+def extend_ends(ends: array[int], more: array[int], shift: int) -> None:
+    """Append ``more`` (an ``array("Q")`` of end offsets) to ``ends``, each moved by ``shift``:
+    the ends of a column appended after ``shift`` items, in one NumPy pass.
+
+    >>> ends = array("Q", [2, 5]); extend_ends(ends, array("Q", [1, 4]), 5); list(ends)
+    [2, 5, 6, 9]
+    """
+    if len(more):
+        ends.frombytes((np.frombuffer(more, dtype=np.uint64) + np.uint64(shift)).tobytes())
+
+
 class NameColumn(Sequence[str]):
     """A growable, indexable sequence of names kept as one byte string.
 
@@ -93,11 +104,8 @@ class NameColumn(Sequence[str]):
         >>> column = NameColumn(["a"]); column.extend(NameColumn(["bc", "d"])); list(column)
         ['a', 'bc', 'd']
         """
-        shift = len(self._data)
+        extend_ends(self._ends, other._ends, len(self._data))
         self._data += other._data
-        if len(other._ends):
-            ends = np.frombuffer(other._ends, dtype=np.uint64) + np.uint64(shift)
-            self._ends.frombytes(ends.tobytes())
 
     def sort_order(self) -> np.ndarray:
         """The positions of the names in sorted order (as ``sorted`` orders the ``str``: UTF-8

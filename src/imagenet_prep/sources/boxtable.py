@@ -17,7 +17,7 @@ from .. import boxes as boxmod
 from ..boxes import Box
 from ..errors import DataError
 from ..labels import Synsets, validation_number
-from ..namecolumn import NameColumn
+from ..namecolumn import NameColumn, extend_ends
 from ..sample import BBox
 
 # --- bounding boxes ------------------------------------------------------------------
@@ -126,10 +126,7 @@ class BoxTable:
         if len(other._folder):
             numbers = np.array([self._folder_number(f) for f in other._folders], dtype=np.uint32)
             self._folder.frombytes(numbers[np.frombuffer(other._folder, dtype=np.uint32)].tobytes())
-        shift = len(self._values) // 4
-        if len(other._ends):
-            ends = np.frombuffer(other._ends, dtype=np.uint64) + np.uint64(shift)
-            self._ends.frombytes(ends.tobytes())
+        extend_ends(self._ends, other._ends, len(self._values) // 4)
         self._stems.extend(other._stems)
         self._values.extend(other._values)
         for name, value in asdict(other.stats).items():
