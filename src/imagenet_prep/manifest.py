@@ -432,9 +432,18 @@ class OriginalSizes:
     def __len__(self) -> int:
         return len(self.keys)
 
+    @staticmethod
+    def part_line(key: str, width: int, height: int) -> bytes:
+        """One image's line of a shard's part.
+
+        >>> OriginalSizes.part_line("a", 500, 375)
+        b'a\\t500\\t375\\n'
+        """
+        return f"{key}\t{width}\t{height}\n".encode()
+
     def part_bytes(self) -> bytes:
         rows = zip(self.keys, self.widths, self.heights, strict=True)
-        return "".join(f"{k}\t{w}\t{h}\n" for k, w, h in rows).encode("utf-8")
+        return b"".join(self.part_line(k, w, h) for k, w, h in rows)
 
     def parquet_bytes(self) -> bytes:
         import pyarrow as pa
@@ -588,9 +597,11 @@ class OutputState:
 
     # -- the original sizes of a resized build's images --
 
-    def write_sizes_part(self, shard: str, sizes: OriginalSizes) -> None:
-        """Keep a shard's original sizes until :meth:`join_sizes` (called by its worker)."""
-        write_bytes_atomic(self.root / PARTS_DIR / SIZES_DIR / shard, sizes.part_bytes())
+    def write_sizes_part(self, shard: str, sizes: OriginalSizes | bytes) -> None:
+        """Keep a shard's original sizes (or its part's bytes) until :meth:`join_sizes`
+        (called by its worker)."""
+        data = sizes if isinstance(sizes, bytes) else sizes.part_bytes()
+        write_bytes_atomic(self.root / PARTS_DIR / SIZES_DIR / shard, data)
 
     def join_sizes(self, split: str, shards: Iterable[str]) -> int:
         """Join the parts of ``shards`` into the split's sizes file (sorted by key, kept after

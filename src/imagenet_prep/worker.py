@@ -17,6 +17,7 @@ from .plan import ShardSpec
 from .resize import ResizeSpec, resize_jpeg
 from .sample import ImageRef, Sample
 from .sources.container import OpenFiles, read
+from .sources.splitindex import RefBlock
 from .storage import is_url, tally, tally_writes
 
 
@@ -59,17 +60,19 @@ def process_shard(
     if files is None:
         with OpenFiles() as own:
             return process_shard(job, own, made)
+    refs = job.refs.loaded() if isinstance(job.refs, RefBlock) else job.refs
     sinks = _sinks(job, made if made is not None else {})
     writers = [s.open_shard(job.spec) for s in sinks]
     reencoded: list[list[str]] = []
     skipped: list[list[str]] = []
-    sizes: list[tuple[str, int, int]] = []
+    # What the job keeps per image stays bytes (a shard may hold 433,000 small images).
+    sizes = bytearray() if job.original_sizes else None
     bytes_in = 0
     requests, fetched = tally()
     writes, stored = tally_writes()
     try:
-        files.prefetch(job.refs)  # members in an object store: by range, neighbours together
-        for ref in job.refs:
+        files.prefetch(refs)  # members in an object store: by range, neighbours together
+        for ref in refs:
             if not is_url(ref.path):
                 files.fd(ref.path, ref.origin)  # an unreadable source stops the run
             try:
@@ -84,8 +87,10 @@ def process_shard(
                 reencoded.append([ref.origin, sample.reencoded])
             for writer in writers:
                 writer.add(sample)
-            sizes.append((ref.key, *original))
-        _keep_sizes(job, sizes)  # before the shard is finished: a part without it is redone
+            if sizes is not None:
+                sizes += OriginalSizes.part_line(ref.key, *original)
+        if sizes is not None:  # before the shard is finished: a part without it is redone
+            OutputState(job.options.out).write_sizes_part(job.spec.name, bytes(sizes))
         outputs = {s.name: w.commit() for s, w in zip(sinks, writers, strict=True)}
     except BaseException:
         for writer in writers:
@@ -96,7 +101,7 @@ def process_shard(
     return ShardResult(
         shard=job.spec.name,
         split=job.spec.split,
-        images=len(job.refs) - len(skipped),
+        images=len(refs) - len(skipped),
         bytes_in=bytes_in,
         reencoded=reencoded,
         skipped=skipped,
@@ -106,12 +111,6 @@ def process_shard(
         writes=writes_after - writes,
         bytes_stored=stored_after - stored,
     )
-
-
-def _keep_sizes(job: ShardJob, sizes: list[tuple[str, int, int]]) -> None:
-    """The images' sizes before resizing, for the build to keep (when the job asks)."""
-    if job.original_sizes:
-        OutputState(job.options.out).write_sizes_part(job.spec.name, OriginalSizes.of(sizes))
 
 
 def _sinks(job: ShardJob, made: dict[tuple[str, SinkOptions], Sink]) -> list[Sink]:

@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from imagenet_prep import BuildConfig
-from imagenet_prep.executors.local import InlineExecutor
+from imagenet_prep.executors import Executor
+from imagenet_prep.executors.local import InlineExecutor, ProcessExecutor
 from imagenet_prep.labels import load_synsets
-from imagenet_prep.manifest import OutputState, ShardResult
+from imagenet_prep.manifest import PARTS_DIR, OutputState, ShardResult
+from imagenet_prep.pipeline import shards as shards_module
 from imagenet_prep.pipeline.finish import build_manifest, summary
 from imagenet_prep.pipeline.inputs import Inputs, gather
 from imagenet_prep.pipeline.report import Silent
 from imagenet_prep.pipeline.resume import finished, output_sizes, resume, shard_plans
 from imagenet_prep.pipeline.shards import shard_jobs, write_shards
 from imagenet_prep.sources import SplitIndex, discover
+from imagenet_prep.sources.splitindex import RefBlock
 
 
 def _index(split: str, images: int, size: int = 100) -> SplitIndex:
@@ -105,7 +109,9 @@ def test_the_phases_hand_over_typed_results(phased: tuple[BuildConfig, Inputs]) 
     assert point.groups == {"train": 2, "validation": 2}  # TFRecord and WebDataset counts differ
     jobs = list(shard_jobs(config, inputs, synsets, point))
     assert sum(len(j.refs) for j in jobs) == 2 * sum(len(i) for i in inputs.indexes.values())
-    results = write_shards(config, inputs, synsets, point, InlineExecutor(), Silent(), journal)
+    results = write_shards(
+        config, inputs, synsets, point, InlineExecutor(), Silent(), journal, state
+    )
     assert set(results) == {j.spec.name for j in jobs}
     assert set(journal.load()) == set(results)  # each shard journaled as it ended
 
@@ -122,6 +128,44 @@ def test_the_phases_hand_over_typed_results(phased: tuple[BuildConfig, Inputs]) 
     assert (result.shards_written, result.shards_reused) == (0, len(results))
 
 
+def test_large_jobs_reach_the_workers_in_files_with_the_same_shards(
+    phased: tuple[BuildConfig, Inputs], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A job over SPILL_IMAGES images goes to a pool worker in a local file: the shards are
+    those of jobs handed over pickled, and no file is left."""
+    config, inputs = phased
+    synsets = load_synsets()
+    layout = discover(config.source)
+
+    def shards(out: Path, executor: Executor) -> dict[str, bytes]:
+        run = replace(config, output=out)
+        out.mkdir()
+        state = OutputState(out)
+        journal = state.journal()
+        point = resume(run, layout, inputs.indexes, synsets, state, journal)
+        with executor:
+            write_shards(run, inputs, synsets, point, executor, Silent(), journal, state)
+        assert not (state.local / PARTS_DIR / "blocks").exists()
+        return {
+            str(p.relative_to(out)): p.read_bytes()
+            for p in sorted(out.rglob("*"))
+            if p.is_file() and p.parent.name in ("tfrecord", "webdataset")
+        }
+
+    pickled = shards(tmp_path / "pickled", InlineExecutor())
+    monkeypatch.setattr(shards_module, "SPILL_IMAGES", 5)
+    spilled: list[str] = []
+    spill = RefBlock.spill
+
+    def counted(block: RefBlock, path: Path) -> RefBlock:
+        spilled.append(path.name)
+        return spill(block, path)
+
+    monkeypatch.setattr(RefBlock, "spill", counted)
+    assert shards(tmp_path / "spilled", ProcessExecutor(2)) == pickled
+    assert len(spilled) >= 4 and len(pickled) >= 4
+
+
 def test_a_changed_archive_strikes_its_split_from_the_journal(
     phased: tuple[BuildConfig, Inputs], tmp_path: Path
 ) -> None:
@@ -131,7 +175,7 @@ def test_a_changed_archive_strikes_its_split_from_the_journal(
     layout = discover(config.source)
     journal = state.journal()
     point = resume(config, layout, inputs.indexes, synsets, state, journal)
-    write_shards(config, inputs, synsets, point, InlineExecutor(), Silent(), journal)
+    write_shards(config, inputs, synsets, point, InlineExecutor(), Silent(), journal, state)
     val = layout.images("validation")
     assert val is not None
     stat = val.stat()

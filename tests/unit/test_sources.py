@@ -56,6 +56,29 @@ def test_a_block_carries_each_image_with_its_own_boxes() -> None:
     assert val.block([0], synsets, table)[0].boxes == (two[0], two[1])
 
 
+def test_a_large_block_is_handed_to_a_worker_in_a_file(tmp_path: Path) -> None:
+    synsets = load_synsets()
+    index = SplitIndex("train", containers=[Container("/t.tar", TAR, "n01440764.tar")])
+    for i, name in enumerate(["n01440764_1.JPEG", "n01440764_caf\u00e9.JPEG", "n01440764_2.JPEG"]):
+        index.add(name, 0, 512 * i + (1 << 40), 100 + i, 0)
+    table = BoxTable()
+    table.add("n01440764_2", [BBox(0.1, 0.2, 0.3, 0.4), BBox(0.5, 0.25, 1.0, 0.75)])
+    block = index.block([2, 0, 1], synsets, table)
+    path = tmp_path / "blocks" / "train-00000-of-00001.block"
+    sent = block.spill(path)
+    assert len(sent) == 3 and sent.spilled == str(path) and path.is_file()
+    assert len(pickle.dumps(sent)) < 1000  # what crosses the pipe: no column
+    back = pickle.loads(pickle.dumps(sent)).loaded()
+    assert not path.exists() and back.spilled is None
+    assert back == block and list(back) == list(block)
+    assert back.loaded() is back
+    # A file cut short is an error naming it, not a smaller shard.
+    block.spill(path)
+    path.write_bytes(path.read_bytes()[:-3])
+    with pytest.raises(DataError, match=r"train-00000-of-00001\.block: unreadable"):
+        sent.loaded()
+
+
 def test_an_md5_is_kept_with_the_index_only_while_the_archive_is_unchanged(
     tmp_path: Path,
 ) -> None:

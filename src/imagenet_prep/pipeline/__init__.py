@@ -105,7 +105,7 @@ def _build(
     need.bytes = point.need
     state.record_outputs(planned_files(config, inputs.indexes, synsets, point.plans))
     phases["plan"], clock = time.perf_counter() - clock, time.perf_counter()
-    results = write_shards(config, inputs, synsets, point, executor, reporter, journal)
+    results = write_shards(config, inputs, synsets, point, executor, reporter, journal, state)
     phases["shards"] = time.perf_counter() - clock
     inputs.boxes.clear()  # only the shard jobs needed them (50 MB at full count)
     return finish(config, layout, inputs, synsets, point, results, state, journal, started, phases)

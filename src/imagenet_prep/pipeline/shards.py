@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
+from pathlib import Path
 
 from ..config import BuildConfig
 from ..executors import Executor
 from ..formats.base import SinkOptions
 from ..labels import Synsets
-from ..manifest import Journal, ShardResult
+from ..manifest import PARTS_DIR, Journal, OutputState, ShardResult
 from ..plan import shuffled_order
 from ..resize import ResizeSpec
 from ..worker import ShardJob, process_shards
@@ -18,6 +20,10 @@ from .resume import ResumePoint, share
 
 # Consecutive small shards go to a worker together, up to about this many images.
 TASK_IMAGES = 256
+# A job with more images than this goes to a worker of this machine in a local file, not
+# pickled: the jobs waiting for a worker then cost the build no memory (a WebDataset shard
+# of 64x48 images holds 433,000, 15 MB of columns; four wait or run at a time).
+SPILL_IMAGES = 16384
 
 
 def batched(jobs: Iterator[ShardJob], images: int) -> Iterator[tuple[ShardJob, ...]]:
@@ -43,9 +49,15 @@ def batched(jobs: Iterator[ShardJob], images: int) -> Iterator[tuple[ShardJob, .
 
 
 def shard_jobs(
-    config: BuildConfig, inputs: Inputs, synsets: Synsets, point: ResumePoint
+    config: BuildConfig,
+    inputs: Inputs,
+    synsets: Synsets,
+    point: ResumePoint,
+    spill_to: Path | None = None,
 ) -> Iterator[ShardJob]:
-    """A job for every shard not finished yet, in plan order."""
+    """A job for every shard not finished yet, in plan order; a job of more than
+    :data:`SPILL_IMAGES` images carries them in a file of the folder ``spill_to`` (when given:
+    the workers share this machine's disk)."""
     options = SinkOptions(
         out=config.output,
         label_offset=config.label_offset,
@@ -69,6 +81,8 @@ def shard_jobs(
             refs = indexes[spec.split].block(
                 order[spec.start : spec.stop], synsets, inputs.boxes.get(spec.split)
             )
+            if spill_to is not None and len(refs) > SPILL_IMAGES:
+                refs = refs.spill(spill_to / f"{spec.name}.block")
             yield ShardJob(
                 spec=spec,
                 refs=refs,
@@ -91,6 +105,7 @@ def write_shards(
     executor: Executor,
     reporter: Reporter,
     journal: Journal,
+    state: OutputState,
 ) -> dict[str, ShardResult]:
     """Write every shard left; the results of all shards (earlier ones included), by name."""
     results = dict(point.done)
@@ -100,8 +115,10 @@ def write_shards(
         round(point.done_images),
         round(point.done_bytes),
     )
+    # A plan's shard names are unique (another plan has another count): one file a job.
+    spill_to = state.local / PARTS_DIR / "blocks" if executor.same_machine else None
     try:
-        jobs = shard_jobs(config, inputs, synsets, point)
+        jobs = shard_jobs(config, inputs, synsets, point, spill_to)
         for batch in executor.map_unordered(process_shards, batched(jobs, TASK_IMAGES)):
             journal.extend(batch)
             for result in batch:
@@ -113,4 +130,6 @@ def write_shards(
     finally:
         reporter.close()
         journal.close()
+        if spill_to is not None:  # the files of jobs that never ran (a failed run)
+            shutil.rmtree(spill_to, ignore_errors=True)
     return results

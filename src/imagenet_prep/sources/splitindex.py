@@ -3,8 +3,6 @@ and the blocks of them that shard jobs carry."""
 
 from __future__ import annotations
 
-import json
-import os
 from array import array
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -16,6 +14,7 @@ import xxhash
 
 from .. import boxes as boxmod
 from ..archive import ArchiveIndex
+from ..columnfile import BYTES, read_columns, write_columns
 from ..errors import DataError
 from ..formats.webdataset.writer import sample_key
 from ..labels import Synsets
@@ -76,19 +75,10 @@ class SplitIndex:
         another process of this machine, which takes them back with :meth:`unspilled`.
 
         Pickled, a 1.28-million-image split's columns (65 MB) are copied twice on each side
-        (a column's bytes, the pickle); written and read back, once. The file is written
-        under a temporary name and renamed.
+        (a column's bytes, the pickle); written and read back, once (:mod:`columnfile`).
         """
         data, ends = self.names.buffers()
-        columns = (data, ends, self.labels, self.offsets, self.sizes, self.where)
-        head = json.dumps([len(memoryview(c).cast("B")) for c in columns]).encode() + b"\n"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        with open(temporary, "wb") as f:
-            f.write(head)
-            for column in columns:
-                f.write(memoryview(column).cast("B"))
-        os.replace(temporary, path)
+        write_columns(path, (data, ends, self.labels, self.offsets, self.sizes, self.where))
         empty = SplitIndex(self.split)
         return replace(
             self,
@@ -105,22 +95,9 @@ class SplitIndex:
         deleted); itself when it was not spilled."""
         if self.spilled is None:
             return self
-        path = self.spilled
-        try:
-            with open(path, "rb") as f:
-                lengths = json.loads(f.readline())
-                data = bytearray(lengths[0])
-                if f.readinto(data) != len(data):
-                    raise DataError(f"{path}: cut short (a split's index handed over)")
-                columns = []
-                for code, length in zip(("Q", "h", "q", "q", "I"), lengths[1:], strict=True):
-                    column = array(code)
-                    column.fromfile(f, length // column.itemsize)
-                    columns.append(column)
-        except (OSError, ValueError, EOFError) as exc:
-            raise DataError(f"{path}: unreadable (a split's index handed over: {exc})") from None
-        os.remove(path)
-        ends, labels, offsets, sizes, where = columns
+        data, ends, labels, offsets, sizes, where = read_columns(
+            self.spilled, BYTES + "QhqqI", "a split's index handed over"
+        )
         return replace(
             self,
             names=NameColumn.from_buffers(data, ends),
@@ -268,27 +245,30 @@ class SplitIndex:
         local: dict[int, int] = {}
         containers: list[Container] = []
         where = array("I")
-        names: list[str] = []
+        names = NameColumn()
         labels = array("h")
         offsets = array("q")
         sizes = array("q")
         box_ends = array("I")
         box_values = array("d")
-        rows = boxes.rows([stem(self.names[i]) for i in indices]) if boxes is not None else None
-        for n, i in enumerate(indices):
-            c = self.where[i]
-            if c not in local:
-                local[c] = len(containers)
-                containers.append(self.containers[c])
-            where.append(local[c])
-            name = self.names[i]
-            names.append(name)
-            labels.append(self.labels[i])
-            offsets.append(self.offsets[i])
-            sizes.append(self.sizes[i])
-            if rows is not None and boxes is not None and rows[n] >= 0:
-                box_values.extend(boxes.row_values(rows[n]))
-            box_ends.append(len(box_values) // 4)
+        # The boxes are looked up a slice at a time: a WebDataset shard of small images holds
+        # 433,000, whose stems as objects all at once would cost 30 MB.
+        for first in range(0, len(indices), _LOOKUP):
+            part = indices[first : first + _LOOKUP]
+            rows = boxes.rows([stem(self.names[i]) for i in part]) if boxes is not None else None
+            for n, i in enumerate(part):
+                c = self.where[i]
+                if c not in local:
+                    local[c] = len(containers)
+                    containers.append(self.containers[c])
+                where.append(local[c])
+                names.append(self.names[i])
+                labels.append(self.labels[i])
+                offsets.append(self.offsets[i])
+                sizes.append(self.sizes[i])
+                if rows is not None and boxes is not None and rows[n] >= 0:
+                    box_values.extend(boxes.row_values(rows[n]))
+                box_ends.append(len(box_values) // 4)
         wnids = {label: synsets.wnids[label] if label >= 0 else "" for label in set(labels)}
         return RefBlock(
             self.split,
@@ -304,27 +284,79 @@ class SplitIndex:
         )
 
 
+#: Images whose boxes :meth:`SplitIndex.block` looks up together.
+_LOOKUP = 16384
+#: The columns of a :class:`RefBlock` in its file, in order (see :mod:`columnfile`).
+_BLOCK_CODES = BYTES + "QIhqqId"
+
+
 @dataclass(frozen=True)
 class RefBlock(Sequence[ImageRef]):
     """Some images of one split as columns; indexing makes the :class:`ImageRef`.
 
-    What a shard job carries to its worker: lists and arrays pickle in one C call each,
-    where a tuple of ImageRef objects would cost Python work per image on both sides.
+    What a shard job carries to its worker: arrays pickle in one C call each, where a tuple
+    of ImageRef objects would cost Python work per image on both sides. A large block goes to
+    a worker of this machine in a local file (:meth:`spill`, :meth:`loaded`), so that the jobs
+    waiting for a worker cost the build no memory.
     """
 
     split: str
     containers: tuple[Container, ...]
     where: array[int]  # per image: its entry in ``containers``
-    names: list[str]
+    names: NameColumn
     labels: array[int]
     wnids: dict[int, str]
     offsets: array[int]
     sizes: array[int]
     box_ends: array[int]  # per image: the end of its boxes in ``box_values``, in boxes
     box_values: array[float]  # xmin, ymin, xmax, ymax of every box, image after image
+    # The local file holding the columns while the block waits for its worker, and the
+    # number of images in it.
+    spilled: str | None = None
+    spilled_images: int = 0
 
     def __len__(self) -> int:
-        return len(self.names)
+        return self.spilled_images if self.spilled is not None else len(self.names)
+
+    def spill(self, path: Path) -> RefBlock:
+        """Write the columns to the local file ``path``; this block without them, to send to
+        a process of this machine, which takes them back with :meth:`loaded`."""
+        data, ends = self.names.buffers()
+        columns = (self.where, self.labels, self.offsets, self.sizes)
+        write_columns(path, (data, ends, *columns, self.box_ends, self.box_values))
+        return replace(
+            self,
+            where=array("I"),
+            names=NameColumn(),
+            labels=array("h"),
+            offsets=array("q"),
+            sizes=array("q"),
+            box_ends=array("I"),
+            box_values=array("d"),
+            spilled=str(path),
+            spilled_images=len(self),
+        )
+
+    def loaded(self) -> RefBlock:
+        """This block with its columns read back from the file :meth:`spill` wrote (which is
+        deleted); itself when it was not spilled."""
+        if self.spilled is None:
+            return self
+        data, ends, where, labels, offsets, sizes, box_ends, box_values = read_columns(
+            self.spilled, _BLOCK_CODES, "a shard job's images handed over"
+        )
+        return replace(
+            self,
+            where=where,
+            names=NameColumn.from_buffers(data, ends),
+            labels=labels,
+            offsets=offsets,
+            sizes=sizes,
+            box_ends=box_ends,
+            box_values=box_values,
+            spilled=None,
+            spilled_images=0,
+        )
 
     @overload
     def __getitem__(self, i: int) -> ImageRef: ...
