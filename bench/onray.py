@@ -201,6 +201,8 @@ def shard_tasks(images: int, shards: int) -> int:
 class Counting:
     """An engine that runs everything inline and counts the tasks it is given, by function."""
 
+    same_machine = False  # inline: results are handed back as they are
+
     def __init__(self) -> None:
         self.inner = InlineExecutor()
         self.workers = 1
@@ -219,6 +221,9 @@ class Counting:
         for item in items:
             self.counts[name] += 1
             yield fn(item)
+
+    def release(self) -> None:
+        """No workers to stop."""
 
     def run_aside(self, fn: Callable[..., R], *args: object) -> Future[R]:
         self.counts[getattr(fn, "__name__", type(fn).__name__)] += 1

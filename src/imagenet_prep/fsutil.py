@@ -59,7 +59,7 @@ def atomic_open(path: Path) -> Iterator[BinaryIO]:
         raise
 
 
-def write_bytes_atomic(path: Path, data: bytes) -> None:
+def write_bytes_atomic(path: Path, data: bytes | bytearray) -> None:
     """Write ``data`` to ``path`` through a temporary name (in a store: one PUT)."""
     if is_url(path):
         open_store(str(path)).put(str(path), bytes(data))
@@ -152,7 +152,7 @@ def hash_file(path: Path, chunk: int = 1 << 20) -> tuple[int, str]:
     return size, h.hexdigest()
 
 
-def xxh3_of(data: bytes) -> str:
+def xxh3_of(data: bytes | bytearray) -> str:
     """XXH3-128 hex digest of ``data``, the checksum the manifest uses."""
     return xxhash.xxh3_128_hexdigest(data)
 

@@ -176,7 +176,7 @@ def remove_temporaries(out: Path) -> None:
                 os.unlink(os.path.join(dirpath, name))
 
 
-def write_if_changed(path: Path, data: bytes) -> None:
+def write_if_changed(path: Path, data: bytes | bytearray) -> None:
     """Write ``data`` atomically unless ``path`` already holds exactly it."""
     try:
         if file_size(path) == len(data) and read_bytes(path) == data:

@@ -9,6 +9,7 @@ import time
 import pytest
 
 from imagenet_prep.executors import InlineExecutor, ProcessExecutor
+from imagenet_prep.executors.local import _processes
 
 
 def test_pool_and_aside_results() -> None:
@@ -17,6 +18,26 @@ def test_pool_and_aside_results() -> None:
         squares = sorted(pool.map_unordered(math.isqrt, [1, 4, 9, 16, 25]))
         assert aside.result(timeout=60) == 5
     assert squares == [1, 2, 3, 4, 5]
+
+
+def test_release_stops_the_workers_and_keeps_the_aside_running() -> None:
+    with ProcessExecutor(2) as pool:
+        aside = pool.run_aside(_sleep_then, 2.0, "md5")
+        assert sorted(pool.map_unordered(math.isqrt, [1, 4, 9])) == [1, 2, 3]
+        assert pool._pool is not None
+        workers = _processes(pool._pool)
+        assert len(workers) == 2
+        pool.release()
+        assert pool._pool is None and not any(p.is_alive() for p in workers)
+        assert not aside.done()  # the one-off task runs on
+        assert aside.result(timeout=60) == "md5"
+        # A later map starts workers again.
+        assert sorted(pool.map_unordered(math.isqrt, [16])) == [4]
+
+
+def _sleep_then(seconds: float, value: str) -> str:
+    time.sleep(seconds)
+    return value
 
 
 def test_an_aside_error_reaches_the_caller() -> None:

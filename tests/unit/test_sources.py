@@ -41,6 +41,8 @@ def test_a_block_carries_each_image_with_its_own_boxes() -> None:
     table.add("n01440764_2", two)
     table.add("n01440764_4", [BBox(0.0, 0.0, 1.0, 1.0)])
 
+    assert [table.row(f"n01440764_{i}") for i in range(6)] == [-1, -1, 0, -1, 1, -1]
+    assert BoxTable().row("n01440764_1") == -1
     block = pickle.loads(pickle.dumps(index.block([3, 1, 0, 2], synsets, table)))
 
     refs = list(block)
@@ -257,6 +259,7 @@ def test_stems_whose_hashes_collide_are_told_apart(monkeypatch: pytest.MonkeyPat
         table.add(f"n01440764_{i}", [(0.1 * i, 0.2, 0.3, 0.4)])
     table.check()
     assert table.rows(["n01440764_3", "n01440764_9", "n01440764_0"]) == [3, -1, 0]
+    assert [table.row(k) for k in ("n01440764_3", "n01440764_9", "n01440764_0")] == [3, -1, 0]
     assert table.values("n01440764_4")[0] == pytest.approx(0.4)
     table.add("n01440764_2", [(0.0, 0.0, 1.0, 1.0)], "again")
     with pytest.raises(

@@ -41,6 +41,12 @@ class Executor(Protocol):
 
     def map_unordered(self, fn: Callable[[T], R], items: Iterable[T]) -> Iterator[R]: ...
 
+    def release(self) -> None:
+        """Stop the workers that ``map_unordered`` ran on, now, keeping the one-off tasks
+        running (a later ``map_unordered`` starts them again): their memory is the machine's
+        again while the caller finishes alone."""
+        ...
+
     def run_aside(self, fn: Callable[..., R], *args: object) -> Future[R]:
         """Run a one-off task beside the pool (in-process for the inline engine)."""
         ...

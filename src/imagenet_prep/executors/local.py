@@ -148,6 +148,9 @@ class InlineExecutor:
         for item in items:
             yield fn(item)
 
+    def release(self) -> None:
+        """No workers to stop."""
+
     def run_aside(self, fn: Callable[..., R], *args: object) -> Future[R]:
         """Run ``fn(*args)`` now; return its outcome as a finished future."""
         future: Future[R] = Future()
@@ -328,6 +331,14 @@ class ProcessExecutor:
             # "OSError: Bad file descriptor" traceback after "interrupted" (Ctrl-C).
             aside.shutdown(wait=True)
         self._aside.clear()
+
+    def release(self) -> None:
+        """Stop the pool's workers (after the tasks under way); one-off tasks run on."""
+        for thread in self._starting:
+            thread.join()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
 
     def run_aside(self, fn: Callable[..., R], *args: object) -> Future[R]:
         """Run ``fn(*args)`` in a process of its own, beside the pool, that exits when done.

@@ -349,6 +349,9 @@ class RayExecutor:
         self._warm.clear()
         self._disconnect()
 
+    def release(self) -> None:
+        """Nothing to stop: Ray's workers are the cluster's (a local instance ends on exit)."""
+
     def _cancel(self, ref: Any) -> None:
         try:
             self._ray.cancel(ref, force=True)

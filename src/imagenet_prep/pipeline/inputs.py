@@ -71,7 +71,7 @@ class Inputs:
         return [self.download_of[s] for s in self.indexes if s in self.download_of]
 
 
-def file_entry(name: str, data: bytes, **extra: Any) -> dict[str, Any]:
+def file_entry(name: str, data: bytes | bytearray, **extra: Any) -> dict[str, Any]:
     """A file's entry in the manifest: name, size, checksum and what else is given."""
     return {"file": name, "bytes": len(data), "xxh3_128": xxh3_of(data), **extra}
 
