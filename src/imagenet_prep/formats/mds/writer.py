@@ -1,9 +1,10 @@
 """MosaicML MDS shards: ``OUT/mds/<split>/shard.%05d.mds`` and ``OUT/mds/<split>/index.json``.
 
 One plan shard is one MDS shard, named by its index in the split, its samples in the plan's
-(shuffled) order. A shard's header (sample count and offsets) comes before its samples, so a
-shard is kept in memory until its commit, as ``MDSWriter`` keeps it (the image bytes are
-referenced, not copied), and refused when it would reach 4 GiB (MDS offsets are 32-bit).
+(shuffled) order. A shard's header (sample count and offsets) comes before its samples, which
+are therefore spooled to an unnamed temporary file beside the shard (``MDSWriter`` keeps the
+shard in memory: 64 MB a worker) and copied after the header at commit; a shard is refused
+when it would reach 4 GiB (MDS offsets are 32-bit).
 ``finalize`` writes each split's ``index.json``; there are no DALI index files for MDS.
 A test image has no class: ``y`` is -1, ``wnid`` and ``text`` are empty.
 """
@@ -14,6 +15,8 @@ import dataclasses
 import json
 import os
 import struct
+import tempfile
+from array import array
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -24,6 +27,7 @@ from ...labels import load_synsets
 from ...loaders.readers.base import stem
 from ...plan import ShardSpec
 from ...sample import Sample
+from ...storage import is_url
 from ..base import SinkOptions, VerifyReport
 from ..shardfile import (
     ShardedSink,
@@ -44,8 +48,11 @@ class MDSShardWriter(ShardedWriter):
     def __init__(self, split: str, name: str, options: SinkOptions) -> None:
         super().__init__(options, f"{DIRNAME}/{split}", name)
         self._texts = load_synsets().texts
-        self._parts: list[bytes] = []
-        self._sizes: list[int] = []
+        # Unnamed (gone with the process, however it ends), on the output's file system
+        # when it is local; in the temporary folder for an object store.
+        where = None if is_url(self.path) else self.path.parent
+        self._spool = tempfile.TemporaryFile(dir=where)  # noqa: SIM115 - closed by close/abort
+        self._sizes = array("I")
         self._bytes = mds.header_bytes(0)
 
     def add(self, sample: Sample) -> None:
@@ -69,16 +76,27 @@ class MDSShardWriter(ShardedWriter):
                 f"this one passes it at image {len(self._sizes) + 1} ({ref.origin}); "
                 "use a smaller --shard-size"
             )
-        self._parts.extend(parts)
+        self._spool.writelines(parts)
         self._sizes.append(size)
         self.records += 1
 
     def close(self) -> None:
-        out = self._shard.out
+        out, spool = self._shard.out, self._spool
         out.write(mds.shard_header(self._sizes))
-        for part in self._parts:
-            out.write(part)
-        self._parts.clear()
+        spool.seek(0)
+        block = bytearray(_COPY_BLOCK)
+        view = memoryview(block)
+        while n := spool.readinto(block):
+            out.write(view[:n])
+        spool.close()
+
+    def abort(self) -> None:
+        self._spool.close()
+        super().abort()
+
+
+#: The bytes copied at a time from a shard's spooled samples into the shard.
+_COPY_BLOCK = 1 << 20
 
 
 def split_of(entry: dict[str, Any]) -> str:
