@@ -70,7 +70,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ab import become_subreaper, children_cpu, reap_orphans
 from docsection import DOCS, machine, write_section
-from memstate import CHUNK, mem_free
+from memstate import MemoryState, mem_free
 from resize import load_images, ours, pillow_path, rate
 from run import archives, busy_seconds, whole_download
 
@@ -333,39 +333,24 @@ def wait_quiet(limit: float) -> tuple[float, float]:
 
 
 class MemoryFill:
-    """Free memory filled with clean page cache before each run, as bench/memstate.py's
-    ``full`` does (a sparse file read: its holes read as zeros, nothing goes to disk), but
-    bounded: this host's proactive reclaim (DAMON ``pageout``, /sys/kernel/mm/damon) keeps
-    about 5% of memory free whatever is read, so filling down to memstate's 320 MB would never
-    end. It stops there, or once it has read the memory that was free plus 1 GB, or after
-    60 s; the free memory left is recorded with each run."""
+    """Free memory filled with clean page cache before each run: bench/memstate.py's ``full``
+    fill (a sparse file read: its holes read as zeros, nothing goes to disk), bounded there:
+    this host's proactive reclaim (DAMON ``pageout``, /sys/kernel/mm/damon) keeps about 5% of
+    memory free whatever is read, so it stops at 320 MB, or once it has read the memory that
+    was free plus 1 GB, or after 60 s; the free memory left is recorded with each run."""
 
-    def __init__(self, path: Path, leave: int = 320 << 20) -> None:
+    def __init__(self, path: Path) -> None:
         self.path = path
-        self.leave = leave
-        self.offset = 0
+        self._state = MemoryState("full", path.parent)
+        self._state._fill = path  # this script's own file name
 
     def top_up(self) -> int:
         """Fill; the free memory left, in bytes."""
-        buf = bytearray(CHUNK)
-        budget = mem_free() + (1 << 30)
-        deadline = time.monotonic() + 60
-        read = 0
-        with open(self.path, "ab"):
-            pass
-        with open(self.path, "rb", buffering=0) as f:
-            while mem_free() > self.leave and read < budget and time.monotonic() < deadline:
-                end = self.offset + (256 << 20)
-                if os.fstat(f.fileno()).st_size < end:
-                    os.truncate(self.path, end)
-                f.seek(self.offset)
-                while self.offset < end and (n := f.readinto(buf)):
-                    self.offset += n
-                    read += n
+        self._state.top_up()
         return mem_free()
 
     def close(self) -> None:
-        self.path.unlink(missing_ok=True)
+        self._state.close()
 
 
 class Bench:

@@ -11,9 +11,11 @@ depends on how long ago the previous run's output was freed, not on the command.
 
 - ``full`` (the suite's default): before each group of rows, free memory is filled with
   clean page cache by reading a sparse file (its holes read as zeros, nothing goes to
-  disk) down to ``leave`` bytes; each run's output is written back (``sync``) and kept
-  until the group ends, so every run, whatever the command, gets its memory from reclaim,
-  as on a busy machine.
+  disk) down to ``leave`` bytes, or until it has read the memory that was free plus 1 GB, or
+  for at most ``seconds`` (a host whose proactive reclaim, DAMON ``pageout``, keeps about 5%
+  of memory free whatever is read would otherwise never let the fill end); each run's
+  output is written back (``sync``) and kept until the group ends, so every run, whatever
+  the command, gets its memory from reclaim, as on a busy machine.
 - ``free``: each run's output is truncated right after it (its memory freed), and the next
   run starts at once: a command that writes at once reuses those pages (``cat``), one that
   writes later gets memory the host has taken back meanwhile.
@@ -24,6 +26,7 @@ from __future__ import annotations
 import os
 import shutil
 import stat
+import time
 from pathlib import Path
 
 MODES = ("full", "free")
@@ -84,22 +87,30 @@ class MemoryState:
             )
         self.top_up()
 
+    #: The longest a fill may take (see ``full`` above).
+    seconds = 60.0
+
     def top_up(self) -> None:
         """``full``: fill free memory with clean page cache again, down to ``leave`` (what a
-        run freed as it ended: its processes' memory, files it deleted)."""
+        run freed as it ended: its processes' memory, files it deleted), within the bounds
+        above."""
         if self.mode != "full":
             return
         buf = bytearray(CHUNK)
+        budget = mem_free() + (1 << 30)
+        deadline = time.monotonic() + self.seconds
+        read = 0
         with open(self._fill, "ab"):
             pass
         with open(self._fill, "rb", buffering=0) as f:
-            while (free := mem_free()) > self.leave:
-                end = self._offset + max(CHUNK, min(free - self.leave, 256 << 20))
+            while mem_free() > self.leave and read < budget and time.monotonic() < deadline:
+                end = self._offset + (256 << 20)
                 if os.fstat(f.fileno()).st_size < end:
                     os.truncate(self._fill, end)  # more holes: no disk space is used
                 f.seek(self._offset)
                 while self._offset < end and (n := f.readinto(buf)):
                     self._offset += n
+                    read += n
 
     def after_run(self, out: Path) -> None:
         """``full``: write the run's output back so that reclaim can take it without I/O.

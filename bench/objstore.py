@@ -82,7 +82,7 @@ import xxhash
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(1, str(Path(__file__).resolve().parents[1]))  # tests.s3server
 from docsection import DOCS, machine, write_section
-from memstate import CHUNK, MODES, MemoryState, mem_free
+from memstate import MODES, MemoryState, mem_free
 from peak_memory import tree_rss
 from run import (
     NOT_COMPARED,
@@ -158,33 +158,11 @@ class Build(Row):
 
 
 class BoundedMemory(MemoryState):
-    """bench/memstate.py's state with a bounded fill: this host's proactive reclaim (DAMON
-    ``pageout``) keeps about 5% of memory free whatever is read, so memstate's fill down to
-    320 MB never ends here (bench/full_scale.py's ``MemoryFill`` found it first), and memory
-    it gave back costs the host's faults again (about 2.7 s a GB). A fill stops at 320 MB, or
-    once it has read the memory that was free plus 1 GB, or after ``seconds``; the free memory
-    each run starts with is recorded (``Build.free``)."""
+    """bench/memstate.py's state with a short fill: memory this host's proactive reclaim gave
+    back costs its faults again (about 2.7 s a GB), so a fill here stops after 3 s; the free
+    memory each run starts with is recorded (``Build.free``)."""
 
     seconds = 3.0
-
-    def top_up(self) -> None:
-        if self.mode != "full":
-            return
-        buf = bytearray(CHUNK)
-        budget = mem_free() + (1 << 30)
-        deadline = time.monotonic() + self.seconds
-        read = 0
-        with open(self._fill, "ab"):
-            pass
-        with open(self._fill, "rb", buffering=0) as f:
-            while mem_free() > self.leave and read < budget and time.monotonic() < deadline:
-                end = self._offset + (256 << 20)
-                if os.fstat(f.fileno()).st_size < end:
-                    os.truncate(self._fill, end)  # more holes: no disk space is used
-                f.seek(self._offset)
-                while self._offset < end and (n := f.readinto(buf)):
-                    self._offset += n
-                    read += n
 
 
 Command = Callable[[str], list[str]]  # the command of a run writing its output to this place
