@@ -332,27 +332,6 @@ def wait_quiet(limit: float) -> tuple[float, float]:
     return waited, cores
 
 
-class MemoryFill:
-    """Free memory filled with clean page cache before each run: bench/memstate.py's ``full``
-    fill (a sparse file read: its holes read as zeros, nothing goes to disk), bounded there:
-    this host's proactive reclaim (DAMON ``pageout``, /sys/kernel/mm/damon) keeps about 5% of
-    memory free whatever is read, so it stops at 320 MB, or once it has read the memory that
-    was free plus 1 GB, or after 60 s; the free memory left is recorded with each run."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._state = MemoryState("full", path.parent)
-        self._state._fill = path  # this script's own file name
-
-    def top_up(self) -> int:
-        """Fill; the free memory left, in bytes."""
-        self._state.top_up()
-        return mem_free()
-
-    def close(self) -> None:
-        self._state.close()
-
-
 class Bench:
     """The downloads, the results file and the state every measurement starts in."""
 
@@ -367,7 +346,9 @@ class Bench:
         self.redo = redo
         self.keep = keep
         self.wait = wait
-        self.fill = MemoryFill(self.work / "memory-fill.sparse")
+        # Free memory filled with clean page cache before each run, bounded (bench/memstate.py):
+        # this host's proactive reclaim keeps about 5% free; the free memory left is recorded.
+        self.fill = MemoryState("full", self.work)
         self.ran: set[str] = set()  # steps measured by this run (``--redo`` runs each once)
 
     def save(self) -> None:
@@ -411,7 +392,8 @@ class Bench:
         files ``warm_first`` read into the page cache before it."""
         warm(warm_first)
         waited, cores = wait_quiet(self.wait)
-        free = self.fill.top_up()
+        self.fill.top_up()
+        free = mem_free()
         print(f"  $ {' '.join(command)[:300]}", flush=True)
         started, busy, cpu = load(), busy_seconds(), children_cpu()
         result = sample(command)
@@ -1088,7 +1070,7 @@ def report(results: dict[str, Any]) -> str:
         "",
         "Each run: page cache warm (its input read twice), free memory filled with clean page "
         "cache as bench/memstate.py does, as far as this host's proactive reclaim lets it "
-        "(`MemoryFill`), one run each. CPU s: user + system of the command's whole "
+        "(its bounded fill), one run each. CPU s: user + system of the command's whole "
         "process tree (getrusage of the reaped children). Peak MB: the largest sum of the "
         "tree's resident memory, sampled every 20 ms (processes in parentheses). Load: the "
         "1-minute load average when the run started and ended; others' CPU s: what the rest of "

@@ -597,10 +597,10 @@ class OutputState:
 
     # -- the original sizes of a resized build's images --
 
-    def write_sizes_part(self, shard: str, sizes: OriginalSizes | bytes) -> None:
+    def write_sizes_part(self, shard: str, sizes: OriginalSizes | bytes | bytearray) -> None:
         """Keep a shard's original sizes (or its part's bytes) until :meth:`join_sizes`
         (called by its worker)."""
-        data = sizes if isinstance(sizes, bytes) else sizes.part_bytes()
+        data = sizes.part_bytes() if isinstance(sizes, OriginalSizes) else sizes
         write_bytes_atomic(self.root / PARTS_DIR / SIZES_DIR / shard, data)
 
     def join_sizes(self, split: str, shards: Iterable[str]) -> int:

@@ -90,7 +90,7 @@ def process_shard(
             if sizes is not None:
                 sizes += OriginalSizes.part_line(ref.key, *original)
         if sizes is not None:  # before the shard is finished: a part without it is redone
-            OutputState(job.options.out).write_sizes_part(job.spec.name, bytes(sizes))
+            OutputState(job.options.out).write_sizes_part(job.spec.name, sizes)
         outputs = {s.name: w.commit() for s, w in zip(sinks, writers, strict=True)}
     except BaseException:
         for writer in writers:

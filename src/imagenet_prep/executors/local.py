@@ -309,14 +309,12 @@ class ProcessExecutor:
         for thread in self._starting:
             thread.join()
         self._starting.clear()
-        if self._pool is not None:
-            if kind is not None:
-                # The run failed (an error, Ctrl-C): the tasks under way would only be thrown
-                # away (their shards stay under temporary names), so they are not waited for.
-                for process in _processes(self._pool):
-                    process.terminate()
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
+        if self._pool is not None and kind is not None:
+            # The run failed (an error, Ctrl-C): the tasks under way would only be thrown
+            # away (their shards stay under temporary names), so they are not waited for.
+            for process in _processes(self._pool):
+                process.terminate()
+        self.release()
         for aside, processes in self._aside:
             if kind is not None:
                 # The run failed: a one-off task may have minutes left (hashing a 138 GB
@@ -333,11 +331,12 @@ class ProcessExecutor:
         self._aside.clear()
 
     def release(self) -> None:
-        """Stop the pool's workers (after the tasks under way); one-off tasks run on."""
+        """Stop the pool's workers (after the tasks under way; those not started are
+        cancelled); one-off tasks run on."""
         for thread in self._starting:
             thread.join()
         if self._pool is not None:
-            self._pool.shutdown(wait=True)
+            self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
 
     def run_aside(self, fn: Callable[..., R], *args: object) -> Future[R]:

@@ -245,7 +245,7 @@ class SplitIndex:
         local: dict[int, int] = {}
         containers: list[Container] = []
         where = array("I")
-        names = NameColumn()
+        names = self.names.take(indices)  # byte copies, no name decoded
         labels = array("h")
         offsets = array("q")
         sizes = array("q")
@@ -262,7 +262,6 @@ class SplitIndex:
                     local[c] = len(containers)
                     containers.append(self.containers[c])
                 where.append(local[c])
-                names.append(self.names[i])
                 labels.append(self.labels[i])
                 offsets.append(self.offsets[i])
                 sizes.append(self.sizes[i])

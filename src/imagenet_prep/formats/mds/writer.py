@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 import struct
 import tempfile
 from array import array
@@ -84,10 +85,9 @@ class MDSShardWriter(ShardedWriter):
         out, spool = self._shard.out, self._spool
         out.write(mds.shard_header(self._sizes))
         spool.seek(0)
-        block = bytearray(_COPY_BLOCK)
-        view = memoryview(block)
-        while n := spool.readinto(block):
-            out.write(view[:n])
+        # Read as bytes, which the shard's writer keeps as they are (a reused buffer it
+        # would copy again).
+        shutil.copyfileobj(spool, out, _COPY_BLOCK)
         spool.close()
 
     def abort(self) -> None:
